@@ -1,0 +1,226 @@
+// kvcache's tiered block store: KV blocks in a sharded RAM tier over a RocksDB disk tier.
+//
+// This is the one header a user of the store needs. No gRPC in here.
+//
+// - A block is identified by (namespace, key) and is immutable once stored: a Put of a key
+//   that is already stored keeps the stored block (Put is idempotent).
+// - Blocks are shared as `BlockPtr` (a refcounted, immutable block): a Get hands out a
+//   reference to the stored bytes, never a copy, and the bytes stay valid for as long as the
+//   caller holds it, even if the block is evicted meanwhile.
+// - Every implementation checks the payload's checksum on every write; the disk tier checks
+//   it again on every read and drops a block that fails (counted, reported as NOT_FOUND).
+// - Capacities are byte budgets that are never exceeded: a block is charged its payload plus
+//   a fixed per-block overhead (`kBlockOverheadBytes`).
+//
+// Thread safety: every BlockStore is safe to use from many threads at once.
+
+#ifndef KVCACHE_CACHESTORE_BLOCK_STORE_H_
+#define KVCACHE_CACHESTORE_BLOCK_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "common/block_shape.h"
+#include "common/key.h"
+
+namespace kvcache {
+
+struct BlockMeta {
+  BlockId id;
+  std::optional<Key> parent;  // Previous block of the chain; none for a chain's first block.
+  uint64_t checksum = 0;      // XXH3-64 of the payload.
+  BlockShape shape;
+};
+
+struct Block {
+  BlockMeta meta;
+  std::string payload;
+};
+
+using BlockPtr = std::shared_ptr<const Block>;
+
+// Makes a block with its checksum computed from `payload`.
+BlockPtr MakeBlock(const BlockId& id, std::optional<Key> parent, std::string payload,
+                   const BlockShape& shape = {});
+
+// Bytes a block costs a tier beyond its payload: its index entry and metadata.
+inline constexpr uint64_t kBlockOverheadBytes = 256;
+inline uint64_t ChargeOf(uint64_t payload_bytes) { return payload_bytes + kBlockOverheadBytes; }
+
+enum class TierId { kRam, kDisk };
+
+// Counters and gauges of one tier. See cache.proto, TierStats, for each field's meaning.
+struct TierStats {
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+  uint64_t capacity_bytes = 0;
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t evictions = 0;
+  uint64_t demotions = 0;
+  uint64_t promotions = 0;
+  uint64_t checksum_failures = 0;
+  uint64_t inserts = 0;
+};
+
+// What the store knows of a stored block, without its payload.
+struct BlockInfo {
+  BlockMeta meta;
+  uint64_t payload_bytes = 0;
+  TierId tier = TierId::kRam;  // The fastest tier holding it.
+  bool on_disk = false;
+  int64_t last_access_unix_micros = 0;
+};
+
+enum class PutOutcome {
+  kStored,          // Newly stored.
+  kAlreadyPresent,  // The key was stored already; the stored block is kept.
+  kNotAdmitted,     // The eviction policy declined it (not an error: a cache may refuse).
+};
+
+// A block a tier gave up to make room, handed to the caller of Put (the tiered store
+// demotes it to disk when `worth_demoting`).
+struct Evicted {
+  BlockPtr block;
+  bool worth_demoting = true;
+};
+
+// The interface of each tier and of the tiered store.
+class BlockStore {
+ public:
+  BlockStore() = default;
+  BlockStore(const BlockStore&) = delete;
+  BlockStore& operator=(const BlockStore&) = delete;
+  virtual ~BlockStore() = default;
+
+  // Stores `block` (REQUIRES: non-null), evicting others if needed. Blocks this evicts are
+  // appended to `evicted` when it is non-null (tiers that cannot hand back payloads, like
+  // the disk tier, append nothing).
+  //   OK                  the outcome says whether it was stored.
+  //   INVALID_ARGUMENT    empty payload, or the checksum does not match the payload.
+  //   RESOURCE_EXHAUSTED  the block is larger than this store could ever hold.
+  //   INTERNAL            the disk failed (disk tier).
+  virtual absl::StatusOr<PutOutcome> Put(BlockPtr block,
+                                         std::vector<Evicted>* evicted = nullptr) = 0;
+
+  // The stored block, counted as a hit or a miss.
+  //   OK         the block (its checksum verified if it came from disk).
+  //   NOT_FOUND  not stored, or dropped just now because it failed its checksum.
+  virtual absl::StatusOr<BlockPtr> Get(const BlockId& id) = 0;
+
+  // Whether `id` is stored, from the in-memory index alone. Does not count or touch.
+  virtual bool Contains(const BlockId& id) const = 0;
+
+  // What is known of `id`; nullopt when not stored. Does not count or touch.
+  virtual std::optional<BlockInfo> Inspect(const BlockId& id) const = 0;
+
+  // Up to `limit` stored blocks (of namespace `ns` when given), in no particular order.
+  virtual std::vector<BlockInfo> List(const std::optional<Key>& ns, size_t limit) const = 0;
+
+  // Removes `id`. Returns whether it was stored.
+  virtual bool Erase(const BlockId& id) = 0;
+
+  // Removes every block for which `pred` is true. Returns how many. `pred` runs under the
+  // store's locks: keep it cheap and do not call back into the store.
+  virtual uint64_t EraseIf(const std::function<bool(const BlockMeta&)>& pred) = 0;
+
+  // Removes everything. Returns how many blocks.
+  uint64_t Clear() {
+    return EraseIf([](const BlockMeta&) { return true; });
+  }
+
+  virtual TierStats Stats() const = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// The tiers.
+
+struct RamTierOptions {
+  // The byte budget, never exceeded. Default: 1 GiB.
+  uint64_t capacity_bytes = 1ull << 30;
+  // log2 of the number of shards; each shard has its own lock, policy and an equal share of
+  // the capacity. -1 picks the most shards (up to 16) that leave each at least 64 MiB.
+  // Default: -1.
+  int num_shard_bits = -1;
+  // Eviction policy name (see eviction_policy.h). Default: "lru".
+  std::string eviction = "lru";
+};
+
+// INVALID_ARGUMENT for an unknown policy or a bad shard count.
+absl::StatusOr<std::unique_ptr<BlockStore>> NewRamTier(const RamTierOptions& options);
+
+struct DiskTierOptions {
+  // The RocksDB directory; created if missing. Required.
+  std::string path;
+  // The byte budget (payloads plus metadata), never exceeded by the live blocks. Space of
+  // deleted blocks is reclaimed by RocksDB's blob garbage collection in the background, so
+  // the directory can briefly hold more. Default: 16 GiB.
+  uint64_t capacity_bytes = 16ull << 30;
+  // Eviction policy name. Default: "lru".
+  std::string eviction = "lru";
+  // fsync each write. Off, a write survives a crash of the process (kill -9) but not of the
+  // machine: a cache can afford to lose blocks. Default: false.
+  bool sync_writes = false;
+};
+
+// Opens (or creates) the disk tier and rebuilds its index from what is on disk, so blocks
+// written before a restart, clean or not, are served again.
+//   INVALID_ARGUMENT  empty path or unknown policy.
+//   INTERNAL          RocksDB could not open the directory (the message says why).
+absl::StatusOr<std::unique_ptr<BlockStore>> NewDiskTier(const DiskTierOptions& options);
+
+// ---------------------------------------------------------------------------------------
+// The tiered store: what the server runs.
+
+struct TieredStoreOptions {
+  RamTierOptions ram;
+  // The disk tier; nullopt runs RAM only. Default: none.
+  std::optional<DiskTierOptions> disk;
+  // Largest payload accepted; larger puts are RESOURCE_EXHAUSTED. Default: 16 MiB.
+  uint64_t max_block_bytes = 16ull << 20;
+};
+
+struct LookupResult {
+  size_t num_present = 0;  // Leading keys stored in some tier.
+  size_t num_in_ram = 0;   // Leading keys stored in RAM.
+};
+
+struct StoreStats {
+  TierStats ram;
+  TierStats disk;
+  uint64_t lookups = 0;
+  uint64_t lookup_keys = 0;
+  uint64_t lookup_hits = 0;
+};
+
+// Puts go to RAM; RAM victims are demoted to disk (unless the policy judges them not worth
+// it); a disk hit is promoted (copied) back to RAM and stays on disk too, so demoting it
+// again costs no write. As a BlockStore its Stats() sums the tiers.
+class TieredStore : public BlockStore {
+ public:
+  // How many leading `keys` of namespace `ns` are stored, from memory alone. Counted in the
+  // lookup stats.
+  virtual LookupResult Lookup(const Key& ns, absl::Span<const Key> keys) = 0;
+
+  virtual StoreStats GetStoreStats() const = 0;
+
+  // Drops every block of one tier (or of both with nullopt). Returns how many.
+  virtual uint64_t Flush(std::optional<TierId> tier) = 0;
+
+  virtual const TieredStoreOptions& options() const = 0;
+};
+
+//   INVALID_ARGUMENT  bad options (the message names the field).
+//   INTERNAL          the disk tier could not be opened.
+absl::StatusOr<std::unique_ptr<TieredStore>> NewTieredStore(const TieredStoreOptions& options);
+
+}  // namespace kvcache
+
+#endif  // KVCACHE_CACHESTORE_BLOCK_STORE_H_

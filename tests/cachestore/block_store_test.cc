@@ -1,0 +1,200 @@
+// One suite run against every BlockStore implementation: the RAM tier, the disk tier and
+// the tiered store.
+
+#include <thread>
+#include <vector>
+
+#include "cachestore/block_store.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace kvcache {
+namespace {
+
+using testing::TempDir;
+using testing::TestKey;
+using testing::TestPayload;
+
+enum class Kind { kRam, kDisk, kTiered };
+
+std::string KindName(const ::testing::TestParamInfo<Kind>& info) {
+  switch (info.param) {
+    case Kind::kRam: return "Ram";
+    case Kind::kDisk: return "Disk";
+    case Kind::kTiered: return "Tiered";
+  }
+  return "?";
+}
+
+class BlockStoreTest : public ::testing::TestWithParam<Kind> {
+ protected:
+  // A store of each kind holding about `capacity` bytes in its first tier.
+  std::unique_ptr<BlockStore> Make(uint64_t capacity) {
+    switch (GetParam()) {
+      case Kind::kRam: {
+        RamTierOptions o;
+        o.capacity_bytes = capacity;
+        return *NewRamTier(o);
+      }
+      case Kind::kDisk: {
+        DiskTierOptions o;
+        o.path = dir_.Sub("disk");
+        o.capacity_bytes = capacity;
+        return *NewDiskTier(o);
+      }
+      case Kind::kTiered: {
+        TieredStoreOptions o;
+        o.ram.capacity_bytes = capacity;
+        o.disk = DiskTierOptions{};
+        o.disk->path = dir_.Sub("tiered");
+        o.disk->capacity_bytes = capacity;
+        return *NewTieredStore(o);
+      }
+    }
+    return nullptr;
+  }
+
+  BlockId Id(uint64_t n) const { return BlockId{ns_, TestKey(n)}; }
+  BlockPtr Blk(uint64_t n, size_t size = 1000) const {
+    return MakeBlock(Id(n), std::nullopt, TestPayload(size, n));
+  }
+
+  TempDir dir_;
+  Key ns_ = TestKey(999, 1);
+};
+
+TEST_P(BlockStoreTest, HitAndMiss) {
+  auto store = Make(1 << 20);
+  EXPECT_TRUE(absl::IsNotFound(store->Get(Id(1)).status()));
+  ASSERT_EQ(*store->Put(Blk(1)), PutOutcome::kStored);
+  absl::StatusOr<BlockPtr> got = store->Get(Id(1));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ((*got)->payload, TestPayload(1000, 1));
+  EXPECT_TRUE(store->Contains(Id(1)));
+  EXPECT_FALSE(store->Contains(Id(2)));
+  TierStats s = store->Stats();
+  EXPECT_EQ(s.blocks, 1u);
+  EXPECT_EQ(s.hits, 1u);
+  EXPECT_EQ(s.misses, 1u);
+  EXPECT_EQ(s.bytes, ChargeOf(1000));
+}
+
+TEST_P(BlockStoreTest, PutIsIdempotent) {
+  auto store = Make(1 << 20);
+  ASSERT_EQ(*store->Put(Blk(1)), PutOutcome::kStored);
+  // Same key, other bytes: the first block stays.
+  auto other = MakeBlock(Id(1), std::nullopt, TestPayload(1000, 77));
+  EXPECT_EQ(*store->Put(other), PutOutcome::kAlreadyPresent);
+  EXPECT_EQ((*store->Get(Id(1)))->payload, TestPayload(1000, 1));
+  EXPECT_EQ(store->Stats().blocks, 1u);
+}
+
+TEST_P(BlockStoreTest, NamespacesAreSeparate) {
+  auto store = Make(1 << 20);
+  ASSERT_TRUE(store->Put(Blk(1)).ok());
+  BlockId other_ns{TestKey(5, 1), TestKey(1)};
+  EXPECT_FALSE(store->Contains(other_ns));
+  EXPECT_TRUE(absl::IsNotFound(store->Get(other_ns).status()));
+}
+
+TEST_P(BlockStoreTest, RejectsChecksumMismatch) {
+  auto store = Make(1 << 20);
+  auto block = std::make_shared<Block>(*Blk(1));
+  block->meta.checksum ^= 1;
+  absl::StatusOr<PutOutcome> put = store->Put(block);
+  EXPECT_TRUE(absl::IsInvalidArgument(put.status())) << put.status();
+  EXPECT_NE(put.status().message().find("checksum"), std::string::npos);
+  EXPECT_FALSE(store->Contains(Id(1)));
+}
+
+TEST_P(BlockStoreTest, RejectsEmptyPayload) {
+  auto store = Make(1 << 20);
+  auto put = store->Put(MakeBlock(Id(1), std::nullopt, ""));
+  EXPECT_TRUE(absl::IsInvalidArgument(put.status())) << put.status();
+}
+
+TEST_P(BlockStoreTest, RejectsBlockLargerThanCapacity) {
+  auto store = Make(64 << 10);
+  auto put = store->Put(Blk(1, 200 << 10));
+  EXPECT_TRUE(absl::IsResourceExhausted(put.status())) << put.status();
+  EXPECT_EQ(store->Stats().blocks, 0u);
+}
+
+TEST_P(BlockStoreTest, NeverExceedsCapacityAndEvictsLeastRecentlyUsed) {
+  const uint64_t capacity = 10 * ChargeOf(1000);
+  auto store = Make(capacity);
+  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(store->Put(Blk(i)).ok());
+  ASSERT_TRUE(store->Get(Id(0)).ok());  // 0 is now the most recent.
+  for (uint64_t i = 10; i < 15; ++i) {
+    ASSERT_TRUE(store->Put(Blk(i)).ok());
+    TierStats s = store->Stats();
+    if (GetParam() != Kind::kTiered) {
+      EXPECT_LE(s.bytes, capacity);
+    }
+  }
+  EXPECT_TRUE(store->Contains(Id(0)));
+  if (GetParam() != Kind::kTiered) {  // The tiered store keeps victims on disk.
+    EXPECT_FALSE(store->Contains(Id(1)));
+    EXPECT_EQ(store->Stats().evictions, 5u);
+  }
+}
+
+TEST_P(BlockStoreTest, EraseAndEraseIf) {
+  auto store = Make(1 << 20);
+  for (uint64_t i = 0; i < 6; ++i) ASSERT_TRUE(store->Put(Blk(i)).ok());
+  EXPECT_TRUE(store->Erase(Id(0)));
+  EXPECT_FALSE(store->Erase(Id(0)));
+  EXPECT_FALSE(store->Contains(Id(0)));
+  const Key other_ns = TestKey(5, 1);
+  ASSERT_TRUE(store->Put(MakeBlock({other_ns, TestKey(1)}, std::nullopt, "x")).ok());
+  EXPECT_EQ(store->EraseIf([&](const BlockMeta& m) { return m.id.ns == ns_; }), 5u);
+  EXPECT_EQ(store->Stats().blocks, 1u);
+  EXPECT_EQ(store->Clear(), 1u);
+  EXPECT_EQ(store->Stats().blocks, 0u);
+  EXPECT_EQ(store->Stats().bytes, 0u);
+}
+
+TEST_P(BlockStoreTest, InspectAndList) {
+  auto store = Make(1 << 20);
+  BlockShape shape{1, 1, 2, 2, 16, 16};
+  ASSERT_TRUE(store->Put(MakeBlock(Id(1), TestKey(0), "payload", shape)).ok());
+  ASSERT_TRUE(store->Put(Blk(2)).ok());
+  std::optional<BlockInfo> info = store->Inspect(Id(1));
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->payload_bytes, 7u);
+  EXPECT_EQ(info->meta.parent, TestKey(0));
+  EXPECT_EQ(info->meta.shape, shape);
+  EXPECT_GT(info->last_access_unix_micros, 0);
+  EXPECT_FALSE(store->Inspect(Id(3)).has_value());
+  EXPECT_EQ(store->List(std::nullopt, 10).size(), 2u);
+  EXPECT_EQ(store->List(std::nullopt, 1).size(), 1u);
+  EXPECT_EQ(store->List(TestKey(5, 1), 10).size(), 0u);
+}
+
+TEST_P(BlockStoreTest, ConcurrentPutsAndGets) {
+  const uint64_t capacity = 64 * ChargeOf(4096);
+  auto store = Make(capacity);
+  std::vector<std::thread> threads;
+  std::atomic<int> corrupt{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (uint64_t i = 0; i < 300; ++i) {
+        const uint64_t n = (i * 7 + t) % 100;
+        store->Put(MakeBlock(Id(n), std::nullopt, TestPayload(4096, n))).IgnoreError();
+        absl::StatusOr<BlockPtr> got = store->Get(Id((n * 3) % 100));
+        if (got.ok() && (*got)->payload != TestPayload(4096, (n * 3) % 100)) ++corrupt;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(corrupt.load(), 0);
+  if (GetParam() != Kind::kTiered) {
+    EXPECT_LE(store->Stats().bytes, capacity);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllStores, BlockStoreTest,
+                         ::testing::Values(Kind::kRam, Kind::kDisk, Kind::kTiered), KindName);
+
+}  // namespace
+}  // namespace kvcache
