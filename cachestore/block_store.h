@@ -121,8 +121,10 @@ class BlockStore {
   // What is known of `id`; nullopt when not stored. Does not count or touch.
   virtual std::optional<BlockInfo> Inspect(const BlockId& id) const = 0;
 
-  // Up to `limit` stored blocks (of namespace `ns` when given), in no particular order.
-  virtual std::vector<BlockInfo> List(const std::optional<Key>& ns, size_t limit) const = 0;
+  // Up to `limit` stored blocks for which `filter` is true (all when `filter` is empty), in
+  // no particular order. `filter` runs under the store's locks: keep it cheap.
+  using Filter = std::function<bool(const BlockMeta&)>;
+  virtual std::vector<BlockInfo> List(const Filter& filter, size_t limit) const = 0;
 
   // Removes `id`. Returns whether it was stored.
   virtual bool Erase(const BlockId& id) = 0;

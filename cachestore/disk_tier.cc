@@ -301,12 +301,12 @@ class DiskTier final : public BlockStore {
     return InfoOf(it->second);
   }
 
-  std::vector<BlockInfo> List(const std::optional<Key>& ns, size_t limit) const override {
+  std::vector<BlockInfo> List(const Filter& filter, size_t limit) const override {
     std::vector<BlockInfo> out;
     absl::MutexLock lock(&mu_);
     for (const auto& [id, entry] : index_) {
       if (out.size() >= limit) break;
-      if (ns && id.ns != *ns) continue;
+      if (filter && !filter(entry.meta)) continue;
       out.push_back(InfoOf(entry));
     }
     return out;

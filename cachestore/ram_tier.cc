@@ -129,13 +129,13 @@ class RamTier final : public BlockStore {
     return InfoOf(it->second);
   }
 
-  std::vector<BlockInfo> List(const std::optional<Key>& ns, size_t limit) const override {
+  std::vector<BlockInfo> List(const Filter& filter, size_t limit) const override {
     std::vector<BlockInfo> out;
     for (const Shard& shard : shards_) {
       absl::MutexLock lock(&shard.mu);
       for (const auto& [id, entry] : shard.map) {
         if (out.size() >= limit) return out;
-        if (ns && id.ns != *ns) continue;
+        if (filter && !filter(entry.block->meta)) continue;
         out.push_back(InfoOf(entry));
       }
     }

@@ -84,13 +84,13 @@ class TieredStoreImpl final : public TieredStore {
     return info;
   }
 
-  std::vector<BlockInfo> List(const std::optional<Key>& ns, size_t limit) const override {
-    std::vector<BlockInfo> out = ram_->List(ns, limit);
+  std::vector<BlockInfo> List(const Filter& filter, size_t limit) const override {
+    std::vector<BlockInfo> out = ram_->List(filter, limit);
     if (!disk_) return out;
     absl::flat_hash_set<BlockId> in_ram;
     for (const BlockInfo& b : out) in_ram.insert(b.meta.id);
     // Ask for enough to fill the page even when RAM and disk overlap.
-    for (BlockInfo& b : disk_->List(ns, limit + in_ram.size())) {
+    for (BlockInfo& b : disk_->List(filter, limit + in_ram.size())) {
       if (in_ram.contains(b.meta.id)) continue;
       if (out.size() >= limit) break;
       out.push_back(std::move(b));

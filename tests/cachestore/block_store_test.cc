@@ -166,9 +166,13 @@ TEST_P(BlockStoreTest, InspectAndList) {
   EXPECT_EQ(info->meta.shape, shape);
   EXPECT_GT(info->last_access_unix_micros, 0);
   EXPECT_FALSE(store->Inspect(Id(3)).has_value());
-  EXPECT_EQ(store->List(std::nullopt, 10).size(), 2u);
-  EXPECT_EQ(store->List(std::nullopt, 1).size(), 1u);
-  EXPECT_EQ(store->List(TestKey(5, 1), 10).size(), 0u);
+  EXPECT_EQ(store->List({}, 10).size(), 2u);
+  EXPECT_EQ(store->List({}, 1).size(), 1u);
+  const Key other_ns = TestKey(5, 1);
+  EXPECT_EQ(store->List([&](const BlockMeta& m) { return m.id.ns == other_ns; }, 10).size(), 0u);
+  auto only_2 = store->List([&](const BlockMeta& m) { return m.id == Id(2); }, 10);
+  ASSERT_EQ(only_2.size(), 1u);
+  EXPECT_EQ(only_2[0].payload_bytes, 1000u);
 }
 
 TEST_P(BlockStoreTest, ConcurrentPutsAndGets) {

@@ -1,0 +1,90 @@
+#include "client/admin_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "kvcache/v1/cache.grpc.pb.h"
+#include "proto/grpc_status.h"
+
+namespace kvcache {
+namespace {
+
+namespace health = ::grpc::health::v1;
+
+class GrpcAdminClient final : public AdminClient {
+ public:
+  explicit GrpcAdminClient(const AdminClientOptions& options) : options_(options) {
+    auto channel = grpc::CreateChannel(options.target, grpc::InsecureChannelCredentials());
+    admin_ = v1::AdminService::NewStub(channel);
+    health_ = health::Health::NewStub(channel);
+  }
+
+  absl::StatusOr<std::string> Health() override {
+    health::HealthCheckRequest req;
+    health::HealthCheckResponse resp;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    grpc::Status s = health_->Check(&ctx, req, &resp);
+    if (!s.ok()) return Error(s, "Health.Check");
+    return health::HealthCheckResponse::ServingStatus_Name(resp.status());
+  }
+
+  absl::StatusOr<v1::GetStatsResponse> GetStats() override {
+    return Call(&v1::AdminService::Stub::GetStats, v1::GetStatsRequest(), "GetStats");
+  }
+  absl::StatusOr<v1::ListBlocksResponse> ListBlocks(const v1::ListBlocksRequest& r) override {
+    return Call(&v1::AdminService::Stub::ListBlocks, r, "ListBlocks");
+  }
+  absl::StatusOr<v1::InspectBlockResponse> InspectBlock(
+      const v1::InspectBlockRequest& r) override {
+    return Call(&v1::AdminService::Stub::InspectBlock, r, "InspectBlock");
+  }
+  absl::StatusOr<v1::EvictResponse> Evict(const v1::EvictRequest& r) override {
+    return Call(&v1::AdminService::Stub::Evict, r, "Evict");
+  }
+  absl::StatusOr<v1::FlushResponse> Flush(const v1::FlushRequest& r) override {
+    return Call(&v1::AdminService::Stub::Flush, r, "Flush");
+  }
+  absl::StatusOr<v1::GetConfigResponse> GetConfig() override {
+    return Call(&v1::AdminService::Stub::GetConfig, v1::GetConfigRequest(), "GetConfig");
+  }
+
+ private:
+  template <typename Req, typename Resp>
+  absl::StatusOr<Resp> Call(grpc::Status (v1::AdminService::Stub::*method)(grpc::ClientContext*,
+                                                                           const Req&, Resp*),
+                            const Req& req, absl::string_view name) {
+    Resp resp;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    grpc::Status s = (admin_.get()->*method)(&ctx, req, &resp);
+    if (!s.ok()) return Error(s, name);
+    return resp;
+  }
+
+  absl::Status Error(const grpc::Status& s, absl::string_view rpc) const {
+    absl::Status st = FromGrpcStatus(s);
+    return absl::Status(st.code(), absl::StrCat(rpc, " to ", options_.target, ": ", st.message()));
+  }
+
+  void SetDeadline(grpc::ClientContext* ctx) const {
+    ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+  }
+
+  const AdminClientOptions options_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+  std::unique_ptr<health::Health::Stub> health_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<AdminClient>> NewAdminClient(const AdminClientOptions& options) {
+  if (options.target.empty()) {
+    return absl::InvalidArgumentError("admin client: --server (host:port) is empty");
+  }
+  return std::make_unique<GrpcAdminClient>(options);
+}
+
+}  // namespace kvcache

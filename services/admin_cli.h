@@ -1,0 +1,27 @@
+// kvcache-admin's commands, over the AdminClient and CacheClient. kvcache-admin's main
+// parses flags and calls RunAdminCommand; the flags themselves are defined in admin_cli.cc.
+//
+//   kvcache-admin [--server=HOST:PORT] health | stats [--json] | put ... | get ... | ls ... |
+//                 inspect ... | evict ... | flush ... | config
+//
+// Output goes to `out`; on any error one line "kvcache-admin: <reason>" goes to `err` and
+// the return value (the exit status) is non-zero: 2 for a usage error, 1 otherwise.
+
+#ifndef KVCACHE_SERVICES_ADMIN_CLI_H_
+#define KVCACHE_SERVICES_ADMIN_CLI_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace kvcache {
+
+// `args` are the positional arguments after flag parsing, argv[0] first.
+int RunAdminCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+// The usage text.
+std::string AdminUsage();
+
+}  // namespace kvcache
+
+#endif  // KVCACHE_SERVICES_ADMIN_CLI_H_

@@ -1,0 +1,170 @@
+#include "services/cache_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <exception>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "common/byte_size.h"
+#include "prometheus/exposer.h"
+#include "services/metrics.h"
+#include "services/services.h"
+
+namespace kvcache {
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+// Room for the message framing and block metadata on top of the largest payload.
+constexpr int kMessageOverheadBytes = 1 << 20;
+
+std::string HostOf(absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  return std::string(colon == absl::string_view::npos ? address : address.substr(0, colon));
+}
+
+class CacheServerImpl final : public CacheServer {
+ public:
+  CacheServerImpl(const ServerOptions& options, std::unique_ptr<TieredStore> store)
+      : options_(options), store_(std::move(store)), metrics_(store_.get()) {}
+
+  ~CacheServerImpl() override {
+    Shutdown(absl::Seconds(5));
+    exposer_.reset();
+    server_.reset();
+    store_.reset();  // Closes RocksDB after the last call is gone.
+  }
+
+  absl::Status Start() {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+    v1::GetConfigResponse config;
+    config.set_ram_bytes(options_.store.ram.capacity_bytes);
+    config.set_disk_path(options_.store.disk ? options_.store.disk->path : "");
+    config.set_disk_bytes(options_.store.disk ? options_.store.disk->capacity_bytes : 0);
+    config.set_max_block_bytes(options_.store.max_block_bytes);
+    config.set_eviction(options_.store.ram.eviction);
+    config.set_version(kVersion);
+    cache_service_ = NewCacheService(store_.get(), &metrics_);
+
+    const int max_message =
+        static_cast<int>(std::min<uint64_t>(options_.store.max_block_bytes + kMessageOverheadBytes,
+                                            std::numeric_limits<int>::max()));
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port);
+    builder.SetMaxReceiveMessageSize(max_message);
+    builder.SetMaxSendMessageSize(max_message);
+    builder.RegisterService(cache_service_.get());
+
+    // The admin service needs the final address for its config readout, so it is made
+    // before BuildAndStart with a placeholder and filled below.
+    config.set_listen(options_.listen);
+    config.set_metrics_listen(options_.metrics_listen);
+    admin_service_ = NewAdminService(store_.get(), &metrics_, config);
+    builder.RegisterService(admin_service_.get());
+
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr || port == 0) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot listen on '", options_.listen,
+          "' (--listen): the address is in use or not valid for this machine"));
+    }
+    address_ = absl::StrCat(HostOf(options_.listen), ":", port);
+
+    if (!options_.metrics_listen.empty()) {
+      try {
+        exposer_ = std::make_unique<prometheus::Exposer>(options_.metrics_listen);
+      } catch (const std::exception& e) {
+        server_->Shutdown();
+        return absl::UnavailableError(absl::StrCat("cannot serve metrics on '",
+                                                   options_.metrics_listen,
+                                                   "' (--metrics-listen): ", e.what()));
+      }
+      exposer_->RegisterCollectable(metrics_.registry());
+      exposer_->RegisterCollectable(metrics_.store_collector());
+      std::vector<int> ports = exposer_->GetListeningPorts();
+      metrics_address_ = absl::StrCat(HostOf(options_.metrics_listen), ":",
+                                      ports.empty() ? 0 : ports.front());
+    }
+    server_->GetHealthCheckService()->SetServingStatus(true);
+    return absl::OkStatus();
+  }
+
+  std::string address() const override { return address_; }
+  std::string metrics_address() const override { return metrics_address_; }
+
+  std::string ConfigSummary() const override {
+    const TieredStoreOptions& s = options_.store;
+    return absl::StrCat(
+        "kvcache-server ", kVersion, " listening on ", address_, " | ram ",
+        FormatBytes(s.ram.capacity_bytes), " | disk ",
+        s.disk ? absl::StrCat(FormatBytes(s.disk->capacity_bytes), " at ", s.disk->path)
+               : std::string("off"),
+        " | max block ", FormatBytes(s.max_block_bytes), " | eviction ", s.ram.eviction,
+        " | metrics ", metrics_address_.empty() ? "off" : "http://" + metrics_address_ + "/metrics");
+  }
+
+  void Shutdown(absl::Duration grace) override {
+    absl::MutexLock lock(&shutdown_mu_);
+    if (shut_down_ || server_ == nullptr) return;
+    shut_down_ = true;
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_->Wait();
+  }
+
+  TieredStore* store() override { return store_.get(); }
+
+ private:
+  const ServerOptions options_;
+  std::unique_ptr<TieredStore> store_;
+  ServerMetrics metrics_;
+  std::unique_ptr<grpc::Service> cache_service_;
+  std::unique_ptr<grpc::Service> admin_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::string address_;
+  std::string metrics_address_;
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CacheServer>> StartCacheServer(const ServerOptions& options) {
+  if (options.listen.empty()) {
+    return absl::InvalidArgumentError("--listen is empty; give host:port, e.g. 127.0.0.1:50051");
+  }
+  absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(options.store);
+  if (!store.ok()) return store.status();
+  auto server = std::make_unique<CacheServerImpl>(options, *std::move(store));
+  if (absl::Status s = server->Start(); !s.ok()) return s;
+  return std::unique_ptr<CacheServer>(std::move(server));
+}
+
+void BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForShutdownSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+}  // namespace kvcache

@@ -1,0 +1,186 @@
+// kvcache.v1.CacheService on gRPC's callback API.
+//
+// Lookup is answered inline from the store's in-memory index. Get streams one block per
+// message, fetching the next block only when the previous write is done, so a slow reader
+// holds at most one block. Put reads a client stream message by message and stops at the
+// first bad block, keeping the ones before it.
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/time/clock.h"
+#include "kvcache/v1/cache.grpc.pb.h"
+#include "proto/grpc_status.h"
+#include "services/convert.h"
+#include "services/services.h"
+
+namespace kvcache {
+namespace {
+
+class GetReactor final : public grpc::ServerWriteReactor<v1::GetResponse> {
+ public:
+  GetReactor(TieredStore* store, ServerMetrics* metrics, const v1::GetRequest* request)
+      : store_(store), metrics_(metrics), start_(absl::Now()) {
+    absl::StatusOr<Key> ns = ParseNamespace(request->namespace_id());
+    absl::StatusOr<std::vector<Key>> keys =
+        ns.ok() ? ParseKeys(request->keys()) : absl::StatusOr<std::vector<Key>>(ns.status());
+    if (keys.ok() && keys->empty()) keys = absl::InvalidArgumentError("Get names no keys");
+    if (!keys.ok()) {
+      Done(keys.status());
+      return;
+    }
+    ns_ = *ns;
+    keys_ = *std::move(keys);
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Done(absl::CancelledError("the client went away"));
+      return;
+    }
+    ++next_;
+    WriteNext();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (next_ >= keys_.size()) {
+      Done(absl::OkStatus());
+      return;
+    }
+    absl::StatusOr<BlockPtr> block = store_->Get(BlockId{ns_, keys_[next_]});
+    if (!block.ok()) {  // The run ends at the first block that is gone: not an error.
+      Done(absl::OkStatus());
+      return;
+    }
+    response_.Clear();
+    response_.set_index(static_cast<uint32_t>(next_));
+    FillBlockHeader(**block, response_.mutable_block());
+    response_.mutable_block()->set_payload((*block)->payload);
+    StartWrite(&response_);
+  }
+
+  void Done(const absl::Status& status) {
+    metrics_->ObserveRpc(Rpc::kGet, absl::Now() - start_, status.ok());
+    Finish(ToGrpcStatus(status));
+  }
+
+  TieredStore* const store_;
+  ServerMetrics* const metrics_;
+  const absl::Time start_;
+  Key ns_;
+  std::vector<Key> keys_;
+  size_t next_ = 0;
+  v1::GetResponse response_;
+};
+
+class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
+ public:
+  PutReactor(TieredStore* store, ServerMetrics* metrics, v1::PutResponse* response)
+      : store_(store), metrics_(metrics), response_(response), start_(absl::Now()) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // The client closed its side: all blocks are in.
+      Done(absl::OkStatus());
+      return;
+    }
+    if (absl::Status s = Store(); !s.ok()) {
+      Done(s);
+      return;
+    }
+    StartRead(&request_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status Store() {
+    if (!request_.namespace_id().empty() || !ns_) {
+      absl::StatusOr<Key> ns = ParseNamespace(request_.namespace_id());
+      if (!ns.ok()) return ns.status();
+      ns_ = *ns;
+    }
+    const uint64_t max_bytes = store_->options().max_block_bytes;
+    for (v1::Block& pb : *request_.mutable_blocks()) {
+      absl::StatusOr<BlockPtr> block = TakeBlock(*ns_, &pb, max_bytes);
+      if (!block.ok()) return block.status();
+      absl::StatusOr<PutOutcome> outcome = store_->Put(*std::move(block));
+      if (!outcome.ok()) return outcome.status();
+      switch (*outcome) {
+        case PutOutcome::kStored: response_->set_stored(response_->stored() + 1); break;
+        case PutOutcome::kAlreadyPresent:
+          response_->set_already_present(response_->already_present() + 1);
+          break;
+        case PutOutcome::kNotAdmitted:
+          response_->set_not_admitted(response_->not_admitted() + 1);
+          break;
+      }
+    }
+    request_.Clear();
+    return absl::OkStatus();
+  }
+
+  void Done(const absl::Status& status) {
+    metrics_->ObserveRpc(Rpc::kPut, absl::Now() - start_, status.ok());
+    Finish(ToGrpcStatus(status));
+  }
+
+  TieredStore* const store_;
+  ServerMetrics* const metrics_;
+  v1::PutResponse* const response_;
+  const absl::Time start_;
+  std::optional<Key> ns_;
+  v1::PutRequest request_;
+};
+
+class CacheServiceImpl final : public v1::CacheService::CallbackService {
+ public:
+  CacheServiceImpl(TieredStore* store, ServerMetrics* metrics)
+      : store_(store), metrics_(metrics) {}
+
+  grpc::ServerUnaryReactor* Lookup(grpc::CallbackServerContext* ctx,
+                                   const v1::LookupRequest* request,
+                                   v1::LookupResponse* response) override {
+    const absl::Time start = absl::Now();
+    absl::Status status = [&]() -> absl::Status {
+      absl::StatusOr<Key> ns = ParseNamespace(request->namespace_id());
+      if (!ns.ok()) return ns.status();
+      absl::StatusOr<std::vector<Key>> keys = ParseKeys(request->keys());
+      if (!keys.ok()) return keys.status();
+      LookupResult r = store_->Lookup(*ns, *keys);
+      response->set_num_present(static_cast<uint32_t>(r.num_present));
+      response->set_num_in_ram(static_cast<uint32_t>(r.num_in_ram));
+      return absl::OkStatus();
+    }();
+    metrics_->ObserveRpc(Rpc::kLookup, absl::Now() - start, status.ok());
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+
+  grpc::ServerWriteReactor<v1::GetResponse>* Get(grpc::CallbackServerContext* ctx,
+                                                 const v1::GetRequest* request) override {
+    return new GetReactor(store_, metrics_, request);
+  }
+
+  grpc::ServerReadReactor<v1::PutRequest>* Put(grpc::CallbackServerContext* ctx,
+                                               v1::PutResponse* response) override {
+    return new PutReactor(store_, metrics_, response);
+  }
+
+ private:
+  TieredStore* const store_;
+  ServerMetrics* const metrics_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> NewCacheService(TieredStore* store, ServerMetrics* metrics) {
+  return std::make_unique<CacheServiceImpl>(store, metrics);
+}
+
+}  // namespace kvcache

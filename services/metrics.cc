@@ -1,0 +1,106 @@
+#include "services/metrics.h"
+
+#include <string>
+#include <vector>
+
+#include "prometheus/collectable.h"
+#include "prometheus/family.h"
+#include "prometheus/metric_family.h"
+
+namespace kvcache {
+namespace {
+
+// Reads the store's stats on each scrape, so gauges are never stale and the data path pays
+// nothing for them.
+class StoreCollector final : public prometheus::Collectable {
+ public:
+  explicit StoreCollector(const TieredStore* store) : store_(store) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    const StoreStats s = store_->GetStoreStats();
+    std::vector<prometheus::MetricFamily> out;
+    using Field = uint64_t TierStats::*;
+    struct Spec {
+      const char* name;
+      const char* help;
+      prometheus::MetricType type;
+      Field field;
+    };
+    const Spec specs[] = {
+        {"kvcache_tier_blocks", "Blocks held by the tier.", prometheus::MetricType::Gauge,
+         &TierStats::blocks},
+        {"kvcache_tier_bytes", "Bytes charged to the tier (payload + metadata).",
+         prometheus::MetricType::Gauge, &TierStats::bytes},
+        {"kvcache_tier_capacity_bytes", "The tier's byte budget.", prometheus::MetricType::Gauge,
+         &TierStats::capacity_bytes},
+        {"kvcache_tier_hits_total", "Gets served by the tier.", prometheus::MetricType::Counter,
+         &TierStats::hits},
+        {"kvcache_tier_misses_total", "Gets the tier could not serve.",
+         prometheus::MetricType::Counter, &TierStats::misses},
+        {"kvcache_tier_evictions_total", "Blocks evicted to make room.",
+         prometheus::MetricType::Counter, &TierStats::evictions},
+        {"kvcache_tier_demotions_total", "Blocks moved from RAM to disk.",
+         prometheus::MetricType::Counter, &TierStats::demotions},
+        {"kvcache_tier_promotions_total", "Blocks copied from disk to RAM.",
+         prometheus::MetricType::Counter, &TierStats::promotions},
+        {"kvcache_tier_checksum_failures_total", "Blocks dropped for a bad checksum.",
+         prometheus::MetricType::Counter, &TierStats::checksum_failures},
+        {"kvcache_tier_inserts_total", "Blocks written into the tier.",
+         prometheus::MetricType::Counter, &TierStats::inserts},
+    };
+    for (const Spec& spec : specs) {
+      prometheus::MetricFamily family{spec.name, spec.help, spec.type, {}};
+      for (const auto& [tier, stats] : {std::pair{"ram", &s.ram}, std::pair{"disk", &s.disk}}) {
+        prometheus::ClientMetric m;
+        m.label = {{"tier", tier}};
+        const double v = static_cast<double>(stats->*spec.field);
+        if (spec.type == prometheus::MetricType::Gauge) {
+          m.gauge.value = v;
+        } else {
+          m.counter.value = v;
+        }
+        family.metric.push_back(std::move(m));
+      }
+      out.push_back(std::move(family));
+    }
+    auto counter = [&](const char* name, const char* help, uint64_t v) {
+      prometheus::ClientMetric m;
+      m.counter.value = static_cast<double>(v);
+      out.push_back({name, help, prometheus::MetricType::Counter, {m}});
+    };
+    counter("kvcache_lookups_total", "Lookup calls served.", s.lookups);
+    counter("kvcache_lookup_keys_total", "Keys asked in Lookup calls.", s.lookup_keys);
+    counter("kvcache_lookup_hits_total", "Keys found present by Lookup calls.", s.lookup_hits);
+    return out;
+  }
+
+ private:
+  const TieredStore* const store_;
+};
+
+}  // namespace
+
+ServerMetrics::ServerMetrics(const TieredStore* store)
+    : registry_(std::make_shared<prometheus::Registry>()),
+      store_collector_(std::make_shared<StoreCollector>(store)) {
+  auto& family = prometheus::BuildHistogram()
+                     .Name("kvcache_rpc_latency_seconds")
+                     .Help("Server-side latency of kvcache.v1 RPCs.")
+                     .Register(*registry_);
+  // 25 us .. ~1.6 s, doubling.
+  prometheus::Histogram::BucketBoundaries buckets;
+  for (double b = 25e-6; b < 2.0; b *= 2) buckets.push_back(b);
+  const char* names[] = {"Lookup", "Get", "Put", "Admin"};
+  for (int r = 0; r < static_cast<int>(Rpc::kNumRpcs); ++r) {
+    for (int ok = 0; ok < 2; ++ok) {
+      latency_[r][ok] =
+          &family.Add({{"rpc", names[r]}, {"status", ok ? "ok" : "error"}}, buckets);
+    }
+  }
+}
+
+void ServerMetrics::ObserveRpc(Rpc rpc, absl::Duration latency, bool ok) {
+  latency_[static_cast<int>(rpc)][ok ? 1 : 0]->Observe(absl::ToDoubleSeconds(latency));
+}
+
+}  // namespace kvcache

@@ -1,0 +1,39 @@
+// Prometheus metrics of a kvcache server: per-tier gauges and counters read from the store
+// at scrape time, and RPC latency histograms. Internal to services/.
+//
+// Thread safety: ObserveRpc may be called from any thread.
+
+#ifndef KVCACHE_SERVICES_METRICS_H_
+#define KVCACHE_SERVICES_METRICS_H_
+
+#include <memory>
+
+#include "absl/time/time.h"
+#include "cachestore/block_store.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace kvcache {
+
+enum class Rpc { kLookup, kGet, kPut, kAdmin, kNumRpcs };
+
+class ServerMetrics {
+ public:
+  // REQUIRES: `store` outlives this.
+  explicit ServerMetrics(const TieredStore* store);
+
+  void ObserveRpc(Rpc rpc, absl::Duration latency, bool ok);
+
+  // Everything to expose: the RPC histograms and the store's figures.
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+  std::shared_ptr<prometheus::Collectable> store_collector() const { return store_collector_; }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<prometheus::Collectable> store_collector_;
+  prometheus::Histogram* latency_[static_cast<int>(Rpc::kNumRpcs)][2];  // [rpc][ok]
+};
+
+}  // namespace kvcache
+
+#endif  // KVCACHE_SERVICES_METRICS_H_
