@@ -20,8 +20,9 @@ namespace kvcache {
 namespace {
 
 constexpr char kVersion[] = "0.1.0";
-// Room for the message framing and block metadata on top of the largest payload.
-constexpr int kMessageOverheadBytes = 1 << 20;
+// Room for framing and metadata on top of the largest payload, and for a Lookup or Get
+// naming the most keys allowed (65536 x 34 bytes).
+constexpr int kMessageOverheadBytes = 4 << 20;
 
 std::string HostOf(absl::string_view address) {
   const size_t colon = address.rfind(':');
