@@ -1,11 +1,15 @@
 #include "client/cache_client.h"
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/proto_buffer_reader.h>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/checksum.h"
 #include "kvcache/v1/cache.grpc.pb.h"
+#include "proto/block_wire.h"
 #include "proto/grpc_status.h"
 
 namespace kvcache {
@@ -33,15 +37,45 @@ absl::Status CallError(const grpc::Status& s, absl::string_view rpc, absl::strin
   return absl::Status(st.code(), absl::StrCat(rpc, " to ", target, ": ", st.message()));
 }
 
+// Counts the payload slices gRPC still references during a zero-copy Put, so that Put
+// returns only once the caller's payloads are no longer read. Shared with the slices: the
+// last one out frees it.
+class SliceTracker {
+ public:
+  // Arguments for EncodePutRequest's release callback.
+  static void Release(void* arg) {
+    auto* self = static_cast<std::shared_ptr<SliceTracker>*>(arg);
+    {
+      absl::MutexLock lock(&(*self)->mu_);
+      --(*self)->outstanding_;
+    }
+    delete self;
+  }
+  static void* Acquire(const std::shared_ptr<SliceTracker>& tracker) {
+    absl::MutexLock lock(&tracker->mu_);
+    ++tracker->outstanding_;
+    return new std::shared_ptr<SliceTracker>(tracker);
+  }
+  void WaitForAll() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* outstanding) { return *outstanding == 0; }, &outstanding_));
+  }
+
+ private:
+  absl::Mutex mu_;
+  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 class GrpcCacheClient final : public CacheClient {
  public:
-  explicit GrpcCacheClient(const CacheClientOptions& options) : options_(options) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(options.max_message_bytes);
-    args.SetMaxSendMessageSize(options.max_message_bytes);
-    stub_ = pb::CacheService::NewStub(
-        grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args));
-  }
+  explicit GrpcCacheClient(const CacheClientOptions& options)
+      : options_(options),
+        channel_(grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(),
+                                           ChannelArgs(options))),
+        stub_(pb::CacheService::NewStub(channel_)),
+        put_method_("/kvcache.v1.CacheService/Put", grpc::internal::RpcMethod::CLIENT_STREAMING,
+                    channel_) {}
 
   absl::StatusOr<CacheLookup> Lookup(const Key& ns, absl::Span<const Key> keys) override {
     pb::LookupRequest req;
@@ -96,38 +130,61 @@ class GrpcCacheClient final : public CacheClient {
     return out;
   }
 
+  // One message per block, each sent without copying its payload (see block_wire.h).
   absl::StatusOr<CachePutResult> Put(const Key& ns,
                                      absl::Span<const CacheBlock> blocks) override {
-    pb::PutResponse resp;
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx);
-    std::unique_ptr<grpc::ClientWriter<pb::PutRequest>> writer = stub_->Put(&ctx, &resp);
-    bool first = true;
-    for (const CacheBlock& block : blocks) {
-      pb::PutRequest req;
-      if (first) req.set_namespace_id(std::string(ns.view()));
-      first = false;
-      pb::Block* b = req.add_blocks();
-      b->set_key(std::string(block.key.view()));
-      if (block.parent) b->set_parent_key(std::string(block.parent->view()));
-      b->set_payload(block.payload);
-      b->set_checksum(PayloadChecksum(block.payload));
-      FillShape(block.shape, b->mutable_shape());
-      if (!writer->Write(req)) break;  // The server ended the call; Finish says why.
-    }
-    writer->WritesDone();
-    grpc::Status s = writer->Finish();
+    auto tracker = std::make_shared<SliceTracker>();
+    grpc::ByteBuffer response;
+    grpc::Status s;
+    {
+      grpc::ClientContext ctx;
+      SetDeadline(&ctx);
+      std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+          grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
+              channel_.get(), put_method_, &ctx, &response));
+      bool first = true;
+      for (const CacheBlock& block : blocks) {
+        pb::Block header;
+        header.set_key(std::string(block.key.view()));
+        if (block.parent) header.set_parent_key(std::string(block.parent->view()));
+        header.set_checksum(PayloadChecksum(block.payload));
+        FillShape(block.shape, header.mutable_shape());
+        grpc::ByteBuffer message =
+            EncodePutRequest(first ? ns.view() : absl::string_view(), header, block.payload,
+                             &SliceTracker::Release, SliceTracker::Acquire(tracker));
+        first = false;
+        if (!writer->Write(message)) break;  // The server ended the call; Finish says why.
+      }
+      writer->WritesDone();
+      s = writer->Finish();
+    }  // The call is gone: gRPC drops its last references to the payloads.
+    tracker->WaitForAll();
     if (!s.ok()) return CallError(s, "Put", options_.target);
+    pb::PutResponse resp;
+    if (!grpc::GenericDeserialize<grpc::ProtoBufferReader, pb::PutResponse>(&response, &resp)
+             .ok()) {
+      return absl::InternalError(absl::StrCat("Put to ", options_.target,
+                                              ": unreadable response"));
+    }
     return CachePutResult{resp.stored(), resp.already_present(), resp.not_admitted()};
   }
 
  private:
+  static grpc::ChannelArguments ChannelArgs(const CacheClientOptions& options) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(options.max_message_bytes);
+    args.SetMaxSendMessageSize(options.max_message_bytes);
+    return args;
+  }
+
   void SetDeadline(grpc::ClientContext* ctx) const {
     ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
   }
 
   const CacheClientOptions options_;
-  std::unique_ptr<pb::CacheService::Stub> stub_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<pb::CacheService::Stub> stub_;
+  const grpc::internal::RpcMethod put_method_;
 };
 
 }  // namespace

@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
-  libssl-dev libxxhash-dev libopenblas-dev nlohmann-json3-dev
+  libssl-dev libxxhash-dev libopenblas-dev nlohmann-json3-dev libhiredis-dev libmemcached-dev
 )
 
 missing=()

@@ -2,13 +2,17 @@
 //
 // Lookup is answered inline from the store's in-memory index. Get streams one block per
 // message, fetching the next block only when the previous write is done, so a slow reader
-// holds at most one block. Put reads a client stream message by message and stops at the
+// holds at most one block; each message references the stored payload instead of copying it
+// (a raw method writing the wire bytes of block_wire.h). Put reads a client stream message by message and stops at the
 // first bad block, keeping the ones before it.
 
 #include <grpcpp/grpcpp.h>
 
+#include <grpcpp/support/proto_buffer_reader.h>
+
 #include "absl/time/clock.h"
 #include "kvcache/v1/cache.grpc.pb.h"
+#include "proto/block_wire.h"
 #include "proto/grpc_status.h"
 #include "services/convert.h"
 #include "services/services.h"
@@ -16,13 +20,20 @@
 namespace kvcache {
 namespace {
 
-class GetReactor final : public grpc::ServerWriteReactor<v1::GetResponse> {
+class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  GetReactor(TieredStore* store, ServerMetrics* metrics, const v1::GetRequest* request)
+  GetReactor(TieredStore* store, ServerMetrics* metrics, const grpc::ByteBuffer* raw)
       : store_(store), metrics_(metrics), start_(absl::Now()) {
-    absl::StatusOr<Key> ns = ParseNamespace(request->namespace_id());
+    grpc::ByteBuffer copy(*raw);  // Shares the slices.
+    v1::GetRequest request;
+    if (!grpc::GenericDeserialize<grpc::ProtoBufferReader, v1::GetRequest>(&copy, &request)
+             .ok()) {
+      Done(absl::InvalidArgumentError("GetRequest does not parse"));
+      return;
+    }
+    absl::StatusOr<Key> ns = ParseNamespace(request.namespace_id());
     absl::StatusOr<std::vector<Key>> keys =
-        ns.ok() ? ParseKeys(request->keys()) : absl::StatusOr<std::vector<Key>>(ns.status());
+        ns.ok() ? ParseKeys(request.keys()) : absl::StatusOr<std::vector<Key>>(ns.status());
     if (keys.ok() && keys->empty()) keys = absl::InvalidArgumentError("Get names no keys");
     if (!keys.ok()) {
       Done(keys.status());
@@ -55,10 +66,11 @@ class GetReactor final : public grpc::ServerWriteReactor<v1::GetResponse> {
       Done(absl::OkStatus());
       return;
     }
-    response_.Clear();
-    response_.set_index(static_cast<uint32_t>(next_));
-    FillBlockHeader(**block, response_.mutable_block());
-    response_.mutable_block()->set_payload((*block)->payload);
+    v1::Block header;
+    FillBlockHeader(**block, &header);
+    const absl::string_view payload = (*block)->payload;
+    response_ = EncodeGetResponse(static_cast<uint32_t>(next_), header, payload,
+                                  *std::move(block));
     StartWrite(&response_);
   }
 
@@ -73,7 +85,7 @@ class GetReactor final : public grpc::ServerWriteReactor<v1::GetResponse> {
   Key ns_;
   std::vector<Key> keys_;
   size_t next_ = 0;
-  v1::GetResponse response_;
+  grpc::ByteBuffer response_;
 };
 
 class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
@@ -137,7 +149,11 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
   v1::PutRequest request_;
 };
 
-class CacheServiceImpl final : public v1::CacheService::CallbackService {
+using CacheServiceBase = v1::CacheService::WithCallbackMethod_Lookup<
+    v1::CacheService::WithRawCallbackMethod_Get<
+        v1::CacheService::WithCallbackMethod_Put<v1::CacheService::Service>>>;
+
+class CacheServiceImpl final : public CacheServiceBase {
  public:
   CacheServiceImpl(TieredStore* store, ServerMetrics* metrics)
       : store_(store), metrics_(metrics) {}
@@ -162,8 +178,8 @@ class CacheServiceImpl final : public v1::CacheService::CallbackService {
     return reactor;
   }
 
-  grpc::ServerWriteReactor<v1::GetResponse>* Get(grpc::CallbackServerContext* ctx,
-                                                 const v1::GetRequest* request) override {
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Get(grpc::CallbackServerContext* ctx,
+                                                  const grpc::ByteBuffer* request) override {
     return new GetReactor(store_, metrics_, request);
   }
 

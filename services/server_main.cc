@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "common/byte_size.h"
 #include "common/cli.h"
+#include "common/malloc_tuning.h"
 #include "services/cache_server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address, host:port (port 0: any free)");
@@ -33,6 +34,7 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kvcache::TuneMallocForLargeBuffers();
   absl::SetProgramUsageMessage(
       "kvcache-server: the KV-cache block service (kvcache.v1).\n"
       "  kvcache-server [--listen=127.0.0.1:50051] [--ram-bytes=512MiB] "
