@@ -1,0 +1,172 @@
+// kvcache-worker serve, end to end: the real binary behind kvcache.v1.InferenceService,
+// with and without a real kvcache-server.
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <sstream>
+#include <thread>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "kvcache/v1/worker.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "tests/process.h"
+#include "tests/test_util.h"
+
+namespace kvcache {
+namespace {
+
+using testing::Bin;
+using testing::CommandResult;
+using testing::Process;
+using testing::TempDir;
+namespace pb = ::kvcache::v1;
+
+struct Streamed {
+  grpc::Status status;
+  std::vector<uint32_t> tokens;
+  int messages = 0;
+  pb::GenerateStats stats;
+};
+
+class ServeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CommandResult made = testing::Run(
+        {Bin("kvcache-worker"), "make-model", "--out=" + model_, "--preset=tiny", "--seed=4"});
+    ASSERT_EQ(made.exit_status, 0) << made.output;
+    for (int i = 0; i < 10; ++i) prompt_ += "Serving tokens one at a time, from shared blocks. ";
+    prompt_.resize(300);
+  }
+
+  std::unique_ptr<Process> StartWorker(const std::string& cache) {
+    std::vector<std::string> argv = {Bin("kvcache-worker"), "serve", "--model=" + model_,
+                                     "--listen=127.0.0.1:0", "--shutdown-grace=1s"};
+    if (!cache.empty()) argv.push_back("--cache=" + cache);
+    auto worker = std::make_unique<Process>(argv);
+    const std::string address = testing::ListenAddress(worker->WaitForLine("listening on"));
+    EXPECT_FALSE(address.empty()) << worker->output();
+    channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    stub_ = pb::InferenceService::NewStub(channel_);
+    return worker;
+  }
+
+  Streamed Generate(const std::string& text, uint32_t n) {
+    pb::GenerateRequest request;
+    request.set_prompt_text(text);
+    request.set_max_new_tokens(n);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    auto reader = stub_->Generate(&context, request);
+    Streamed out;
+    pb::GenerateResponse message;
+    while (reader->Read(&message)) {
+      ++out.messages;
+      out.tokens.insert(out.tokens.end(), message.tokens().begin(), message.tokens().end());
+      if (message.has_stats()) out.stats = message.stats();
+    }
+    out.status = reader->Finish();
+    return out;
+  }
+
+  // The tokens the one-shot CLI gives for `text`.
+  std::vector<uint32_t> CliTokens(const std::string& text, uint32_t n) {
+    CommandResult r =
+        testing::Run({Bin("kvcache-worker"), "generate", "--model=" + model_,
+                      "--prompt-text=" + text, "--max-new-tokens=" + std::to_string(n), "--json"});
+    EXPECT_EQ(r.exit_status, 0) << r.output;
+    std::istringstream lines(r.output);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty() && line[0] == '{') {
+        return nlohmann::json::parse(line)["tokens"].get<std::vector<uint32_t>>();
+      }
+    }
+    return {};
+  }
+
+  TempDir dir_;
+  const std::string model_ = dir_.Sub("tiny");
+  std::string prompt_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::InferenceService::Stub> stub_;
+};
+
+TEST_F(ServeTest, StreamsTokensWithoutACache) {
+  auto worker = StartWorker("");
+  const Streamed r = Generate(prompt_, 6);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.tokens, CliTokens(prompt_, 6));
+  EXPECT_EQ(r.messages, 7);  // One per token, then the stats.
+  EXPECT_EQ(r.stats.prompt_tokens(), 300u);
+  EXPECT_EQ(r.stats.cached_tokens(), 0u);
+  EXPECT_GT(r.stats.ttft_ms(), 0);
+
+  grpc::health::v1::HealthCheckRequest health_request;
+  grpc::health::v1::HealthCheckResponse health;
+  grpc::ClientContext context;
+  ASSERT_TRUE(
+      grpc::health::v1::Health::NewStub(channel_)->Check(&context, health_request, &health).ok());
+  EXPECT_EQ(health.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  const Streamed empty = Generate("", 3);
+  EXPECT_EQ(empty.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  worker->Kill(SIGTERM);
+  EXPECT_EQ(worker->Wait(), 0) << worker->output();
+}
+
+TEST_F(ServeTest, SharesPrefixesThroughTheCacheUnderConcurrentRequests) {
+  ASSERT_TRUE(std::filesystem::exists(Bin("kvcache-server"))) << Bin("kvcache-server");
+  Process server({Bin("kvcache-server"), "--listen=127.0.0.1:0", "--ram-bytes=64MiB",
+                  "--disk-path=" + dir_.Sub("data"), "--disk-bytes=256MiB", "--metrics-listen="});
+  const std::string cache = testing::ListenAddress(server.WaitForLine("listening on"));
+  ASSERT_FALSE(cache.empty()) << server.output();
+  auto worker = StartWorker(cache);
+
+  const std::vector<uint32_t> want = CliTokens(prompt_, 5);
+  const Streamed cold = Generate(prompt_, 5);
+  ASSERT_TRUE(cold.status.ok()) << cold.status.error_message();
+  EXPECT_EQ(cold.tokens, want);
+  EXPECT_EQ(cold.stats.cached_tokens(), 0u);
+  // Publishing is asynchronous: wait until the blocks are in.
+  Streamed warm;
+  for (int i = 0; i < 50; ++i) {
+    warm = Generate(prompt_, 5);
+    if (warm.stats.cached_tokens() == 288) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(warm.stats.cached_tokens(), 288u);
+  EXPECT_EQ(warm.tokens, want);
+
+  // Four requests at once, each a different continuation of the cached prefix.
+  std::vector<std::string> prompts;
+  std::vector<std::vector<uint32_t>> wants;
+  for (int i = 0; i < 4; ++i) {
+    prompts.push_back(prompt_ + std::to_string(i) + " and then");  // Diverge at 300.
+    wants.push_back(CliTokens(prompts.back(), 4));
+  }
+  std::vector<Streamed> got(prompts.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    threads.emplace_back([&, i] { got[i] = Generate(prompts[i], 4); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_TRUE(got[i].status.ok()) << got[i].status.error_message();
+    EXPECT_EQ(got[i].tokens, wants[i]) << i;
+    EXPECT_EQ(got[i].stats.cached_tokens(), 288u) << i;
+  }
+
+  // The cache server killed: requests still answer, with the same tokens.
+  server.Kill(SIGKILL);
+  const Streamed down = Generate(prompt_, 5);
+  ASSERT_TRUE(down.status.ok()) << down.status.error_message();
+  EXPECT_EQ(down.tokens, want);
+  EXPECT_EQ(down.stats.cached_tokens(), 0u);
+  EXPECT_FALSE(down.stats.cache_note().empty());
+}
+
+}  // namespace
+}  // namespace kvcache

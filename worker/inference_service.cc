@@ -1,0 +1,143 @@
+#include "worker/inference_service.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include "absl/strings/str_cat.h"
+#include "kvcache/v1/worker.grpc.pb.h"
+#include "proto/grpc_status.h"
+#include "worker/tokenizer.h"
+
+namespace kvcache {
+namespace {
+
+namespace pb = ::kvcache::v1;
+
+class Service final : public pb::InferenceService::Service {
+ public:
+  explicit Service(InferenceEngine* engine) : engine_(engine) {}
+
+  grpc::Status Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
+                        grpc::ServerWriter<pb::GenerateResponse>* writer) override {
+    GenerateRequest r;
+    switch (request->prompt_case()) {
+      case pb::GenerateRequest::kPromptIds:
+        r.prompt.assign(request->prompt_ids().ids().begin(), request->prompt_ids().ids().end());
+        break;
+      case pb::GenerateRequest::kPromptText:
+        r.prompt = TokenizeBytes(request->prompt_text());
+        break;
+      default:
+        break;
+    }
+    if (r.prompt.empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "set prompt_ids or prompt_text (not empty)");
+    }
+    r.max_new_tokens = request->max_new_tokens();
+    bool client_gone = false;
+    r.on_token = [&](uint32_t token) {
+      pb::GenerateResponse message;
+      message.add_tokens(token);
+      message.set_text(DetokenizeBytes(absl::MakeConstSpan(&token, 1)));
+      if (context->IsCancelled() || !writer->Write(message)) {
+        client_gone = true;
+        return false;
+      }
+      return true;
+    };
+    absl::StatusOr<GenerateResult> result = engine_->Generate(r);
+    if (!result.ok()) return ToGrpcStatus(result.status());
+    if (client_gone) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    pb::GenerateResponse last;
+    pb::GenerateStats* stats = last.mutable_stats();
+    stats->set_prompt_tokens(static_cast<uint32_t>(result->prompt_tokens));
+    stats->set_cached_tokens(static_cast<uint32_t>(result->cached_tokens));
+    stats->set_ttft_ms(result->ttft_ms);
+    stats->set_total_ms(result->total_ms);
+    stats->set_published_blocks(static_cast<uint32_t>(result->published_blocks));
+    stats->set_cache_note(result->cache_note);
+    writer->Write(last);
+    return grpc::Status::OK;
+  }
+
+ private:
+  InferenceEngine* const engine_;
+};
+
+}  // namespace
+
+class InferenceServer::Impl {
+ public:
+  explicit Impl(InferenceEngine* engine) : service_(engine) {}
+
+  absl::Status Start(const InferenceServerOptions& options) {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+    builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr || port == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+    }
+    const std::string host = options.listen.substr(0, options.listen.rfind(':'));
+    address_ = absl::StrCat(host, ":", port);
+    server_->GetHealthCheckService()->SetServingStatus(true);
+    return absl::OkStatus();
+  }
+
+  void Shutdown(absl::Duration grace) {
+    if (server_ == nullptr || shut_down_) return;
+    shut_down_ = true;
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_->Wait();
+  }
+
+  const std::string& address() const { return address_; }
+
+ private:
+  Service service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  bool shut_down_ = false;
+};
+
+absl::StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(
+    InferenceEngine* engine, const InferenceServerOptions& options) {
+  if (options.listen.empty()) return absl::InvalidArgumentError("empty listen address");
+  auto impl = std::make_unique<Impl>(engine);
+  absl::Status s = impl->Start(options);
+  if (!s.ok()) return s;
+  return std::unique_ptr<InferenceServer>(new InferenceServer(std::move(impl)));
+}
+
+InferenceServer::InferenceServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+InferenceServer::~InferenceServer() { impl_->Shutdown(absl::ZeroDuration()); }
+const std::string& InferenceServer::address() const { return impl_->address(); }
+void InferenceServer::Shutdown(absl::Duration grace) { impl_->Shutdown(grace); }
+
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForTerminationSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+}  // namespace kvcache

@@ -1,0 +1,63 @@
+// The worker's gRPC front: kvcache.v1.InferenceService (proto/kvcache/v1/worker.proto) over an
+// InferenceEngine, with grpc.health.v1.Health and server reflection on.
+//
+// Generate streams one message per generated token as soon as it is chosen, then a last
+// message with the stats (prompt and cached tokens, TTFT). Requests run concurrently on
+// gRPC's synchronous thread pool, each on its own KV pages; a client that goes away stops
+// its request at the next token.
+//
+// Thread safety: Shutdown and Wait may be called from any thread.
+// Ownership: the engine is borrowed and must outlive the server.
+
+#ifndef KVCACHE_WORKER_INFERENCE_SERVICE_H_
+#define KVCACHE_WORKER_INFERENCE_SERVICE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "worker/engine.h"
+
+namespace kvcache {
+
+struct InferenceServerOptions {
+  // host:port to listen on; port 0 picks a free port (see InferenceServer::address).
+  // Default: 127.0.0.1:50061.
+  std::string listen = "127.0.0.1:50061";
+  // Largest request accepted, bytes (a prompt of N ids takes about 5N). Default: 16 MiB.
+  int max_message_bytes = 16 << 20;
+};
+
+class InferenceServer final {
+ public:
+  //   INVALID_ARGUMENT  empty listen address.
+  //   UNAVAILABLE       the address could not be bound.
+  static absl::StatusOr<std::unique_ptr<InferenceServer>> Start(
+      InferenceEngine* engine, const InferenceServerOptions& options);
+  ~InferenceServer();  // Shuts down (no grace) if still running.
+  InferenceServer(const InferenceServer&) = delete;
+  InferenceServer& operator=(const InferenceServer&) = delete;
+
+  // The bound address, host:port (the chosen port when options.listen had port 0).
+  const std::string& address() const;
+
+  // Health goes NOT_SERVING, new calls are refused, and in-flight calls get `grace` to
+  // finish before they are cancelled.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  class Impl;
+  explicit InferenceServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Blocks SIGINT and SIGTERM in the calling thread and the threads it starts later; call
+// first thing in main, before gRPC starts threads.
+void BlockTerminationSignals();
+// Waits for SIGINT or SIGTERM (after BlockTerminationSignals) and returns it.
+int WaitForTerminationSignal();
+
+}  // namespace kvcache
+
+#endif  // KVCACHE_WORKER_INFERENCE_SERVICE_H_
