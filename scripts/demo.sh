@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo: builds kvcache, starts a cache server, and shows blocks moving through it.
+# The demo: builds kvcache, starts a cache server, sends one long prompt to an inference
+# worker twice (cold, then warm: its KV blocks come from the cache), and shows the stats.
 # Usage: scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,26 +15,40 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== starting kvcache-server (4 MiB RAM over a 64 MiB disk tier in $work/data)"
-"$BIN/kvcache-server" --listen=127.0.0.1:0 --ram-bytes=4MiB --disk-path="$work/data" \
-  --disk-bytes=64MiB --metrics-listen= >"$work/server.log" 2>&1 &
+model="${BUILD_DIR:-build}/models/bench"
+if [ ! -f "$model/config.json" ]; then
+  echo "== making the bench model (about 100M parameters, random weights) in $model"
+  "$BIN/kvcache-worker" make-model --out="$model" --preset=bench --seed=1
+fi
+
+echo "== starting kvcache-server (256 MiB RAM over a 1 GiB disk tier in $work/data)"
+"$BIN/kvcache-server" --listen=127.0.0.1:0 --ram-bytes=256MiB --disk-path="$work/data" \
+  --disk-bytes=1GiB --metrics-listen= >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/server.log" && break; sleep 0.1; done
 cat "$work/server.log"
 addr="$(grep -o 'listening on [^ ]*' "$work/server.log" | cut -d' ' -f3)"
-admin() { "$BIN/kvcache-admin" --server="$addr" "$@"; }
 
-admin health
-ns="$(printf 'a%.0s' $(seq 64))"
-echo "== putting 24 blocks of 256 KiB: more than the RAM tier holds, so the oldest go to disk"
-for i in $(seq 1 24); do
-  head -c $((256 * 1024)) /dev/urandom >"$work/block$i"
-  admin put --namespace="$ns" --key="$(printf '%064x' "$i")" --file="$work/block$i" >/dev/null
+# A long prompt: a shared "system prompt" of about 2,000 byte tokens.
+for i in $(seq 25); do
+  echo "Rule $i: answer briefly, cite the cached context, and never recompute a prefix twice."
+done >"$work/prompt.txt"
+
+field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | head -1; }
+for run in cold warm; do
+  "$BIN/kvcache-worker" generate --model="$model" --cache="$addr" \
+    --prompt-file="$work/prompt.txt" --max-new-tokens=8 --json >"$work/$run.json"
+  printf '== %-4s request: prompt %5s tokens, %5s from the cache, time to first token %8.1f ms\n' \
+    "$run" "$(field prompt_tokens <"$work/$run.json")" "$(field cached_tokens <"$work/$run.json")" \
+    "$(field ttft_ms <"$work/$run.json")"
 done
-admin stats
-echo "== block 1 now lives on disk:"
-admin inspect --key="$(printf '%064x' 1)"
-echo "== fetching it (a disk hit, promoted back to RAM) and comparing bytes:"
-admin get --namespace="$ns" --key="$(printf '%064x' 1)" --out="$work/out1"
-cmp "$work/block1" "$work/out1" && echo "byte-identical"
-admin stats
+if cmp -s <(sed 's/.*"tokens": *\[\([^]]*\)\].*/\1/' "$work/cold.json") \
+          <(sed 's/.*"tokens": *\[\([^]]*\)\].*/\1/' "$work/warm.json"); then
+  echo "== the same tokens both times: $(sed 's/.*"tokens": *\[\([^]]*\)\].*/\1/' "$work/warm.json")"
+else
+  echo "== tokens differ between cold and warm runs" >&2
+  exit 1
+fi
+
+echo "== cache stats"
+"$BIN/kvcache-admin" --server="$addr" stats
