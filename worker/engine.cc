@@ -207,17 +207,19 @@ absl::StatusOr<GenerateResult> InferenceEngine::Impl::Generate(const GenerateReq
   size_t present = 0;  // Leading blocks the server already holds: no need to publish them.
   if (options_.cache != nullptr) {
     keys = ChainedBlockKeys(namespace_id_, prompt, options_.block_size);
-    const size_t reusable = std::min(keys.size(), (prompt.size() - 1) / options_.block_size);
-    if (reusable > 0) {
-      Reuse(absl::MakeConstSpan(keys).first(reusable), &cache, &result, &present, &cache_reachable);
-    }
+    if (!keys.empty()) Reuse(keys, &cache, &result, &present, &cache_reachable);
   }
   result.cached_tokens = cache.num_tokens();
+  // The first generated token comes from the last prompt position's logits, so that
+  // position is always computed: when the cache held the whole prompt, its last token's
+  // K and V are dropped and computed again (to the same values) over the cached rest.
+  const size_t computed_from = std::min(result.cached_tokens, prompt.size() - 1);
+  cache.Truncate(computed_from);
 
   Decoder decoder(*model_);
   std::vector<float> logits;
   absl::Status s =
-      decoder.Forward(absl::MakeConstSpan(prompt).subspan(result.cached_tokens), &cache, &logits);
+      decoder.Forward(absl::MakeConstSpan(prompt).subspan(computed_from), &cache, &logits);
   if (!s.ok()) return s;
   const size_t rows = std::max<size_t>(1, request.max_new_tokens);
   if (request.return_logits) {

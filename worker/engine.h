@@ -7,8 +7,9 @@
 // ends the reused prefix there); the decoder computes only the remaining tokens; the full
 // prompt blocks the server does not hold are published by a background thread, after the
 // first token, without delaying the reply. The cache being down, slow or wrong costs a recompute,
-// never a failed request. At least the last prompt token is always computed (its logits give the
-// first generated token), so at most floor((prompt - 1) / block_size) blocks are reused.
+// never a failed request. Every full block of the prompt can be reused; the last prompt position is
+// always computed (its logits give the first generated token), so when the whole prompt is
+// cached its last token's K and V are computed again over the cached rest.
 //
 // Thread safety: Generate may be called from many threads at once (each request has its own
 // KV pages and scratch). Ownership: the engine owns the model; the CacheClient is borrowed
@@ -66,7 +67,7 @@ struct GenerateResult {
   // (0-based) is the argmax of row i.
   std::vector<float> logits;
   size_t prompt_tokens = 0;
-  size_t cached_tokens = 0;     // Prompt tokens whose KV came from the cache.
+  size_t cached_tokens = 0;     // Prompt tokens whose KV came from the cache (full blocks).
   size_t published_blocks = 0;  // Blocks queued for publishing.
   double ttft_ms = 0;           // Request start to first token (cache work included).
   double total_ms = 0;

@@ -205,14 +205,16 @@ TEST_F(EngineTest, PublishedBlocksChainTheirParents) {
   for (size_t i = 1; i < keys.size(); ++i) EXPECT_EQ(parents.at(keys[i]), keys[i - 1]);
 }
 
-TEST_F(EngineTest, LastPromptTokenIsAlwaysComputed) {
+TEST_F(EngineTest, WholePromptCachedRecomputesOnlyItsLastToken) {
   FakeCache cache;
   auto engine = NewEngine(&cache);
   const std::string exact = prompt_.substr(0, 96);  // Exactly 6 blocks.
   const GenerateResult baseline = Run(NewEngine(nullptr).get(), Request(exact));
   EXPECT_EQ(Run(engine.get(), Request(exact)).published_blocks, 6u);
   const GenerateResult warm = Run(engine.get(), Request(exact));
-  EXPECT_EQ(warm.cached_tokens, 80u);  // 5 blocks: block 6 holds the last token.
+  // All 6 blocks come from the cache; the last token is computed again for its logits.
+  EXPECT_EQ(warm.cached_tokens, 96u);
+  EXPECT_EQ(warm.published_blocks, 0u);
   ExpectSameOutput(warm, baseline);
 }
 
