@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cachestore/prefix_lfu_policy.h"
 
 namespace kvcache {
 namespace {
@@ -17,6 +18,7 @@ struct PolicyFactory {
 // The default first.
 constexpr PolicyFactory kPolicies[] = {
     {"lru", &NewLruPolicy},
+    {"prefix-lfu", &NewPrefixLfuPolicy},
 };
 
 }  // namespace

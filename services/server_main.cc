@@ -17,7 +17,8 @@ ABSL_FLAG(std::string, disk_path, "./kvcache-data",
           "RocksDB directory of the disk tier; empty runs RAM only");
 ABSL_FLAG(std::string, disk_bytes, "8GiB", "disk tier capacity");
 ABSL_FLAG(std::string, max_block_bytes, "16MiB", "largest block payload accepted");
-ABSL_FLAG(std::string, eviction, "lru", "eviction policy of both tiers");
+ABSL_FLAG(std::string, eviction, "lru",
+          "eviction policy of both tiers: lru or prefix-lfu (docs/eviction.md)");
 ABSL_FLAG(int, ram_shard_bits, -1, "log2 of RAM tier shards; -1 picks (64 MiB+ per shard)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Prometheus /metrics address, host:port; empty for none");

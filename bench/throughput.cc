@@ -1,0 +1,682 @@
+#include "bench/throughput.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "bench/throughput_index.h"
+#include "bench/throughput_targets.h"
+#include "client/cache_client.h"
+#include "common/byte_size.h"
+#include "common/malloc_tuning.h"
+
+namespace kvcache {
+namespace bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+enum class Op { kGet, kPut, kFill, kLookup, kIndexScale };
+
+struct Options {
+  TargetKind target = TargetKind::kKvcache;
+  std::string addr;
+  Op op = Op::kGet;
+  uint64_t value_bytes = 256 << 10;
+  bool value_bytes_set = false;
+  int clients = 1;
+  double seconds = 3.0;
+  double warmup_seconds = 0.5;
+  uint64_t keys = 0;  // 0: about 256 MiB of values, within [16, 1024].
+  int verify_every = 32;
+  uint64_t nonce = 0;  // 0: random.
+  int chain = 64;
+  uint64_t blocks = 100000;
+  uint64_t fill_bytes = 1ull << 30;
+  int server_pid = 0;
+  bool populate = true;  // Get: write the key set first (false: an earlier run with the
+                         // same --nonce, --keys and --value-bytes did).
+  int tune_malloc = -1;  // -1: auto (on for kvcache, as kvcache-worker does; off for peers).
+  bool json = false;
+};
+
+// ---------------------------------------------------------------------------------------
+// Flags: --name=value (or --name value), dashes or underscores, for this subcommand only
+// (kvcache-bench's other subcommands own their flags, so none are global).
+
+const char* const kUsage =
+    "usage: kvcache-bench throughput --target=kvcache|redis|memcached|rawtcp --addr=HOST:PORT\n"
+    "         --op=get|put|lookup --value-bytes=256KiB --clients=4 --seconds=3 [--json]\n"
+    "         [--warmup-seconds=0.5] [--keys=N] [--verify-every=32] [--chain=64]\n"
+    "         [--server-pid=PID] [--nonce=N --populate=false] [--tune-malloc=auto|true|false]\n"
+    "       kvcache-bench throughput --target=... --addr=... --op=fill --fill-bytes=1GiB\n"
+    "         [--value-bytes=1MiB --clients=4]  (writes fresh keys: brings a store to its\n"
+    "         memory limit, so that later puts measure a full cache that evicts)\n"
+    "       kvcache-bench throughput --op=index-scale --blocks=N [--value-bytes=64] [--json]\n"
+    "       kvcache-bench throughput --serve-rawtcp [--listen=127.0.0.1:0]\n";
+
+absl::Status ParseArgs(int argc, char** argv, std::map<std::string, std::string>* flags) {
+  const std::vector<std::string> known = {
+      "target", "addr",  "op",     "value-bytes", "clients",    "seconds",      "warmup-seconds",
+      "keys",   "nonce", "chain",  "blocks",      "server-pid", "verify-every", "json",
+      "help",   "listen", "serve-rawtcp", "fill-bytes", "populate", "tune-malloc"};
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (i == 1 && arg == "throughput") continue;
+    if (arg.rfind("--", 0) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
+    }
+    std::string name = arg.substr(2), value;
+    const size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    std::replace(name.begin(), name.end(), '_', '-');
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
+    }
+    const bool boolean = name == "json" || name == "help" || name == "serve-rawtcp";
+    if (eq == std::string::npos) {
+      if (boolean) {
+        value = "true";
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
+      }
+    }
+    (*flags)[name] = value;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ToOptions(const std::map<std::string, std::string>& f, Options* o) {
+  auto get = [&](const char* name) -> const std::string* {
+    auto it = f.find(name);
+    return it == f.end() ? nullptr : &it->second;
+  };
+  auto bad = [](const char* name, const std::string& v) {
+    return absl::InvalidArgumentError(absl::StrCat("--", name, "=", v, " is not valid"));
+  };
+  auto boolean = [](const std::string& v) { return v == "true" || v == "1" || v == "yes"; };
+  if (const std::string* v = get("target")) {
+    absl::StatusOr<TargetKind> t = ParseTargetKind(*v);
+    if (!t.ok()) return t.status();
+    o->target = *t;
+  }
+  if (const std::string* v = get("addr")) o->addr = *v;
+  if (const std::string* v = get("op")) {
+    if (*v == "get") o->op = Op::kGet;
+    else if (*v == "put") o->op = Op::kPut;
+    else if (*v == "fill") o->op = Op::kFill;
+    else if (*v == "lookup") o->op = Op::kLookup;
+    else if (*v == "index-scale") o->op = Op::kIndexScale;
+    else return bad("op", *v);
+  }
+  if (const std::string* v = get("value-bytes")) {
+    absl::StatusOr<uint64_t> n = ParseByteSize(*v, "--value-bytes");
+    if (!n.ok()) return n.status();
+    if (*n == 0) return bad("value-bytes", *v);
+    o->value_bytes = *n;
+    o->value_bytes_set = true;
+  }
+  if (const std::string* v = get("keys")) {
+    if (!absl::SimpleAtoi(*v, &o->keys)) return bad("keys", *v);
+  }
+  if (const std::string* v = get("blocks")) {
+    absl::StatusOr<uint64_t> n = ParseByteSize(*v, "--blocks");  // Accepts 1M, 100K too.
+    if (!n.ok() || *n == 0) return bad("blocks", *v);
+    // "1M" is 1048576 as a byte size; a block count written with a suffix means 10^k.
+    const std::string lower = absl::AsciiStrToLower(*v);
+    if (lower.back() == 'k') o->blocks = std::stoull(lower) * 1000;
+    else if (lower.back() == 'm') o->blocks = std::stoull(lower) * 1000000;
+    else o->blocks = *n;
+  }
+  if (const std::string* v = get("fill-bytes")) {
+    absl::StatusOr<uint64_t> n = ParseByteSize(*v, "--fill-bytes");
+    if (!n.ok()) return n.status();
+    o->fill_bytes = *n;
+  }
+  if (const std::string* v = get("nonce")) {
+    if (!absl::SimpleAtoi(*v, &o->nonce)) return bad("nonce", *v);
+  }
+  if (const std::string* v = get("clients")) {
+    if (!absl::SimpleAtoi(*v, &o->clients) || o->clients < 1 || o->clients > 1024) {
+      return bad("clients", *v);
+    }
+  }
+  if (const std::string* v = get("chain")) {
+    if (!absl::SimpleAtoi(*v, &o->chain) || o->chain < 1) return bad("chain", *v);
+  }
+  if (const std::string* v = get("verify-every")) {
+    if (!absl::SimpleAtoi(*v, &o->verify_every) || o->verify_every < 1) {
+      return bad("verify-every", *v);
+    }
+  }
+  if (const std::string* v = get("server-pid")) {
+    if (!absl::SimpleAtoi(*v, &o->server_pid)) return bad("server-pid", *v);
+  }
+  if (const std::string* v = get("seconds")) {
+    if (!absl::SimpleAtod(*v, &o->seconds) || o->seconds <= 0) return bad("seconds", *v);
+  }
+  if (const std::string* v = get("warmup-seconds")) {
+    if (!absl::SimpleAtod(*v, &o->warmup_seconds) || o->warmup_seconds < 0) {
+      return bad("warmup-seconds", *v);
+    }
+  }
+  if (const std::string* v = get("json")) o->json = boolean(*v);
+  if (const std::string* v = get("populate")) o->populate = boolean(*v);
+  if (const std::string* v = get("tune-malloc")) {
+    o->tune_malloc = *v == "auto" ? -1 : boolean(*v) ? 1 : 0;
+  }
+  if (o->op != Op::kIndexScale && o->addr.empty()) {
+    return absl::InvalidArgumentError("--addr=HOST:PORT is required");
+  }
+  if (o->op == Op::kLookup && o->target != TargetKind::kKvcache) {
+    return absl::InvalidArgumentError("--op=lookup is for --target=kvcache only");
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------
+// Values: word 0 names the value (a hash of the run's nonce and the key id), word j is
+// word 0 + j * phi, so a value's bytes show which key they belong to and where they sit.
+
+constexpr uint64_t kPhi = 0x9e3779b97f4a7c15ull;
+
+uint64_t Tag(uint64_t nonce, uint64_t id) {
+  uint64_t x = nonce * 0xd1b54a32d192ed03ull + id + 1;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+void FillValue(uint64_t tag, std::string* value) {
+  const size_t words = value->size() / 8;
+  char* p = value->data();
+  for (size_t j = 0; j < words; ++j) {
+    const uint64_t w = tag + j * kPhi;
+    std::memcpy(p + 8 * j, &w, 8);
+  }
+  for (size_t i = words * 8; i < value->size(); ++i) p[i] = static_cast<char>(tag >> (i % 8));
+}
+
+bool HeadMatches(uint64_t tag, absl::string_view v) {
+  if (v.size() < 8) return true;
+  uint64_t w;
+  std::memcpy(&w, v.data(), 8);
+  return w == tag;
+}
+
+bool FullMatches(uint64_t tag, absl::string_view v) {
+  const size_t words = v.size() / 8;
+  const char* p = v.data();
+  for (size_t j = 0; j < words; ++j) {
+    uint64_t w;
+    std::memcpy(&w, p + 8 * j, 8);
+    if (w != tag + j * kPhi) return false;
+  }
+  for (size_t i = words * 8; i < v.size(); ++i) {
+    if (p[i] != static_cast<char>(tag >> (i % 8))) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Measurement.
+
+struct ThreadResult {
+  std::vector<uint32_t> latency_ns;  // Operations inside the window (capped at ~4.29 s).
+  uint64_t errors = 0;
+  uint64_t verify_failures = 0;
+  uint64_t verified_full = 0;
+  std::string first_error;
+};
+
+double CpuSecondsSelf() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+// utime + stime of another process, from /proc/PID/stat; -1 if unreadable.
+double CpuSecondsOf(int pid) {
+  if (pid <= 0) return -1;
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::vector<std::string> fields;
+  std::string cur;
+  for (size_t i = close + 2; i < stat.size(); ++i) {
+    if (stat[i] == ' ') {
+      fields.push_back(cur);
+      cur.clear();
+    } else {
+      cur += stat[i];
+    }
+  }
+  if (fields.size() < 13) return -1;  // fields[11] utime, fields[12] stime (fields 14, 15).
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return (std::stod(fields[11]) + std::stod(fields[12])) / ticks;
+}
+
+struct Summary {
+  uint64_t ops = 0;
+  double p50_us = 0, p90_us = 0, p99_us = 0, p999_us = 0, max_us = 0, mean_us = 0;
+  uint64_t errors = 0, verify_failures = 0, verified_full = 0;
+  std::string first_error;
+};
+
+Summary Summarize(std::vector<ThreadResult>& results) {
+  Summary s;
+  std::vector<uint32_t> all;
+  for (ThreadResult& r : results) {
+    all.insert(all.end(), r.latency_ns.begin(), r.latency_ns.end());
+    s.errors += r.errors;
+    s.verify_failures += r.verify_failures;
+    s.verified_full += r.verified_full;
+    if (s.first_error.empty()) s.first_error = r.first_error;
+  }
+  s.ops = all.size();
+  if (all.empty()) return s;
+  std::sort(all.begin(), all.end());
+  auto pct = [&](double q) {
+    size_t i = static_cast<size_t>(q * static_cast<double>(all.size() - 1) + 0.5);
+    return all[std::min(i, all.size() - 1)] / 1e3;
+  };
+  s.p50_us = pct(0.50);
+  s.p90_us = pct(0.90);
+  s.p99_us = pct(0.99);
+  s.p999_us = pct(0.999);
+  s.max_us = all.back() / 1e3;
+  double sum = 0;
+  for (uint32_t v : all) sum += v;
+  s.mean_us = sum / static_cast<double>(all.size()) / 1e3;
+  return s;
+}
+
+// CPU seconds of this process and (when server_pid > 0) of the server during the window.
+struct CpuMeter {
+  int server_pid = 0;
+  double client_s = 0;
+  double server_s = -1;
+};
+
+// Runs `op(thread, n, result)` (returning whether it succeeded) in a loop on each of
+// `threads` threads, counting operations that start and end inside [start, start + seconds],
+// where start is `warmup_s` after all threads began. A sampler thread reads CPU times at
+// the window's edges.
+template <typename OpFn>
+void RunWindow(int threads, double warmup_s, double seconds, std::vector<ThreadResult>* results,
+               CpuMeter* cpu, OpFn op) {
+  results->assign(static_cast<size_t>(threads), ThreadResult());
+  const Clock::time_point begin =
+      Clock::now() + std::chrono::milliseconds(20);  // Let every thread get going.
+  const Clock::time_point start =
+      begin + std::chrono::microseconds(static_cast<int64_t>(warmup_s * 1e6));
+  const Clock::time_point end =
+      start + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
+  std::thread sampler([&] {
+    std::this_thread::sleep_until(start);
+    const double c0 = CpuSecondsSelf(), s0 = CpuSecondsOf(cpu->server_pid);
+    std::this_thread::sleep_until(end);
+    const double c1 = CpuSecondsSelf(), s1 = CpuSecondsOf(cpu->server_pid);
+    cpu->client_s = c1 - c0;
+    cpu->server_s = (s0 >= 0 && s1 >= 0) ? s1 - s0 : -1;
+  });
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      ThreadResult& r = (*results)[static_cast<size_t>(t)];
+      r.latency_ns.reserve(1 << 16);
+      std::this_thread::sleep_until(begin);
+      uint64_t n = 0;
+      while (true) {
+        const Clock::time_point t0 = Clock::now();
+        if (t0 >= end) break;
+        const bool ok = op(t, n++, &r);
+        const Clock::time_point t1 = Clock::now();
+        if (ok && t0 >= start && t1 <= end) {
+          const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count();
+          r.latency_ns.push_back(static_cast<uint32_t>(std::min<int64_t>(ns, UINT32_MAX)));
+        }
+        if (r.errors > 1000) break;  // The target is gone; stop hammering it.
+      }
+    });
+  }
+  for (std::thread& th : pool) th.join();
+  sampler.join();
+}
+
+void Fail(ThreadResult* r, const absl::Status& s) {
+  ++r->errors;
+  if (r->first_error.empty()) r->first_error = std::string(s.message());
+}
+
+std::string JsonEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += ' ';
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+bool g_malloc_tuned = false;
+
+int Report(const Options& o, const char* op_name, const Summary& s, double cpu_client_s,
+           double cpu_server_s, uint64_t keys, const std::string& extra_json) {
+  const double bytes = o.op == Op::kLookup ? 0 : static_cast<double>(s.ops) * o.value_bytes;
+  const double gbps = bytes / o.seconds / 1e9;
+  const double ops_per_s = static_cast<double>(s.ops) / o.seconds;
+  if (o.json) {
+    std::string j = absl::StrFormat(
+        "{\"target\":\"%s\",\"op\":\"%s\",\"addr\":\"%s\",\"value_bytes\":%d,\"clients\":%d,"
+        "\"seconds\":%.3f,\"keys\":%d,\"ops\":%d,\"bytes\":%.0f,\"gbps\":%.4f,"
+        "\"ops_per_s\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+        "\"max_us\":%.1f,\"mean_us\":%.1f,\"errors\":%d,\"verify_failures\":%d,"
+        "\"verified_full\":%d,\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f,"
+        "\"client_malloc_tuned\":%s",
+        TargetName(o.target), op_name, JsonEscape(o.addr), o.value_bytes, o.clients, o.seconds,
+        keys, s.ops, bytes, gbps, ops_per_s, s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us,
+        s.mean_us, s.errors, s.verify_failures, s.verified_full, cpu_client_s, cpu_server_s,
+        g_malloc_tuned ? "true" : "false");
+    if (!extra_json.empty()) j += "," + extra_json;
+    if (!s.first_error.empty()) j += ",\"first_error\":\"" + JsonEscape(s.first_error) + "\"";
+    std::cout << j << "}" << std::endl;
+  } else {
+    std::cout << absl::StrFormat(
+                     "%s %s %s x%d: %.3f GB/s, %.0f ops/s, p50 %.1f us, p99 %.1f us "
+                     "(%d ops, %d errors, %d check failures, client cpu %.2f s, server cpu "
+                     "%.2f s)",
+                     TargetName(o.target), op_name, FormatBytes(o.value_bytes), o.clients, gbps,
+                     ops_per_s, s.p50_us, s.p99_us, s.ops, s.errors, s.verify_failures,
+                     cpu_client_s, cpu_server_s)
+              << std::endl;
+    if (!s.first_error.empty()) std::cout << "first error: " << s.first_error << std::endl;
+  }
+  return (s.errors > 0 || s.verify_failures > 0 || s.ops == 0) ? 1 : 0;
+}
+
+// Random in [0, n) per thread, cheap (xorshift64*).
+struct Rng {
+  uint64_t s;
+  uint64_t Next(uint64_t n) {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    return (s * 0x2545f4914f6cdd1dull) % n;
+  }
+};
+
+// Writes fresh values until `fill_bytes` have been stored, from all clients at once.
+int RunFill(const Options& o) {
+  const KeySpace ks{o.nonce};
+  const uint64_t value_bytes = o.value_bytes_set ? o.value_bytes : (1 << 20);
+  const uint64_t total = (o.fill_bytes + value_bytes - 1) / value_bytes;
+  std::atomic<uint64_t> next{0}, errors{0};
+  std::string first_error;
+  const Clock::time_point begin = Clock::now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < o.clients; ++t) {
+    pool.emplace_back([&, t] {
+      absl::StatusOr<std::unique_ptr<TargetConnection>> c = ConnectTarget(o.target, o.addr, ks);
+      if (!c.ok()) {
+        if (errors++ == 0) first_error = std::string(c.status().message());
+        return;
+      }
+      std::string v(value_bytes, '\0');
+      FillValue(Tag(o.nonce, static_cast<uint64_t>(t)), &v);
+      for (uint64_t id = next++; id < total && errors.load() < 100; id = next++) {
+        const uint64_t tag = Tag(o.nonce, id + (1ull << 50));
+        std::memcpy(v.data(), &tag, std::min<size_t>(8, v.size()));
+        absl::Status s = (*c)->Put(id + (1ull << 50), &v);
+        if (!s.ok() && errors++ == 0) first_error = std::string(s.message());
+      }
+    });
+  }
+  for (std::thread& th : pool) th.join();
+  const double secs = std::chrono::duration<double>(Clock::now() - begin).count();
+  std::cout << absl::StrFormat(
+                   "{\"target\":\"%s\",\"op\":\"fill\",\"bytes\":%d,\"seconds\":%.3f,"
+                   "\"gbps\":%.4f,\"errors\":%d%s}",
+                   TargetName(o.target), total * value_bytes, secs,
+                   static_cast<double>(total * value_bytes) / secs / 1e9, errors.load(),
+                   first_error.empty() ? ""
+                                       : ",\"first_error\":\"" + JsonEscape(first_error) + "\"")
+            << std::endl;
+  return errors.load() == 0 ? 0 : 1;
+}
+
+int RunGetPut(const Options& o) {
+  const KeySpace ks{o.nonce};
+  std::vector<std::unique_ptr<TargetConnection>> conns;
+  for (int t = 0; t < o.clients; ++t) {
+    absl::StatusOr<std::unique_ptr<TargetConnection>> c = ConnectTarget(o.target, o.addr, ks);
+    if (!c.ok()) {
+      std::cerr << "kvcache-bench throughput: " << c.status().message() << std::endl;
+      return 1;
+    }
+    conns.push_back(*std::move(c));
+  }
+  std::vector<std::string> values(static_cast<size_t>(o.clients),
+                                  std::string(o.value_bytes, '\0'));
+
+  uint64_t keys = o.keys;
+  if (keys == 0) keys = std::clamp<uint64_t>((256ull << 20) / o.value_bytes, 16, 1024);
+  if (o.op == Op::kGet && o.populate) {  // Write the key set, in parallel.
+    std::vector<std::thread> pool;
+    std::atomic<int> failures{0};
+    std::string first_error;
+    for (int t = 0; t < o.clients; ++t) {
+      pool.emplace_back([&, t] {
+        std::string& v = values[static_cast<size_t>(t)];
+        for (uint64_t id = static_cast<uint64_t>(t); id < keys;
+             id += static_cast<uint64_t>(o.clients)) {
+          FillValue(Tag(o.nonce, id), &v);
+          absl::Status s = conns[static_cast<size_t>(t)]->Put(id, &v);
+          if (!s.ok() && failures++ == 0) first_error = std::string(s.message());
+        }
+      });
+    }
+    for (std::thread& th : pool) th.join();
+    if (failures > 0) {
+      std::cerr << "kvcache-bench throughput: populating " << keys << " keys failed "
+                << failures.load() << " times: " << first_error << std::endl;
+      return 1;
+    }
+  } else {
+    for (int t = 0; t < o.clients; ++t) {
+      FillValue(Tag(o.nonce, static_cast<uint64_t>(t) << 40), &values[static_cast<size_t>(t)]);
+    }
+  }
+
+  std::vector<Rng> rngs;
+  for (int t = 0; t < o.clients; ++t) rngs.push_back(Rng{Tag(o.nonce, 7777 + t) | 1});
+  std::vector<ThreadResult> results;
+  CpuMeter cpu{o.server_pid};
+  if (o.op == Op::kGet) {
+    RunWindow(o.clients, o.warmup_seconds, o.seconds, &results, &cpu,
+              [&](int t, uint64_t n, ThreadResult* r) {
+                const uint64_t id = rngs[static_cast<size_t>(t)].Next(keys);
+                absl::StatusOr<absl::string_view> v =
+                    conns[static_cast<size_t>(t)]->Get(id, o.value_bytes);
+                if (!v.ok()) {
+                  Fail(r, v.status());
+                  return false;
+                }
+                const uint64_t tag = Tag(o.nonce, id);
+                const bool content = conns[static_cast<size_t>(t)]->StoresValues();
+                bool good = v->size() == o.value_bytes && (!content || HeadMatches(tag, *v));
+                if (good && content && n % static_cast<uint64_t>(o.verify_every) == 0) {
+                  good = FullMatches(tag, *v);
+                  ++r->verified_full;
+                }
+                if (!good) {
+                  ++r->verify_failures;
+                  if (r->first_error.empty()) {
+                    r->first_error = absl::StrCat("value of key ", id, " has wrong bytes (",
+                                                  v->size(), " bytes)");
+                  }
+                  return false;
+                }
+                return true;
+              });
+  } else {
+    RunWindow(o.clients, o.warmup_seconds, o.seconds, &results, &cpu,
+              [&](int t, uint64_t n, ThreadResult* r) {
+                const uint64_t id = (static_cast<uint64_t>(t + 1) << 40) | n;
+                std::string& v = values[static_cast<size_t>(t)];
+                const uint64_t tag = Tag(o.nonce, id);
+                std::memcpy(v.data(), &tag, std::min<size_t>(8, v.size()));
+                absl::Status s = conns[static_cast<size_t>(t)]->Put(id, &v);
+                if (!s.ok()) {
+                  Fail(r, s);
+                  return false;
+                }
+                return true;
+              });
+  }
+  Summary s = Summarize(results);
+  return Report(o, o.op == Op::kGet ? "get" : "put", s, cpu.client_s, cpu.server_s,
+                o.op == Op::kGet ? keys : 0, "");
+}
+
+// Lookup of one chain of --chain keys, all stored, by every client over and over.
+int RunLookup(const Options& o) {
+  const KeySpace ks{o.nonce};
+  Key ns;
+  std::memcpy(ns.bytes.data(), KvcacheNamespaceBytes(ks).data(), kKeyBytes);
+  std::vector<Key> chain(static_cast<size_t>(o.chain));
+  std::vector<CacheBlock> blocks(chain.size());
+  const uint64_t value_bytes = o.value_bytes_set ? o.value_bytes : 4096;
+  for (size_t i = 0; i < chain.size(); ++i) {
+    std::memcpy(chain[i].bytes.data(), KvcacheKeyBytes(ks, i).data(), kKeyBytes);
+    blocks[i].key = chain[i];
+    if (i > 0) blocks[i].parent = chain[i - 1];
+    blocks[i].payload.assign(value_bytes, '\0');
+    FillValue(Tag(o.nonce, i), &blocks[i].payload);
+  }
+  std::vector<std::unique_ptr<CacheClient>> clients;
+  for (int t = 0; t < o.clients; ++t) {
+    CacheClientOptions co;
+    co.target = o.addr;
+    absl::StatusOr<std::unique_ptr<CacheClient>> c = NewCacheClient(co);
+    if (!c.ok()) {
+      std::cerr << "kvcache-bench throughput: " << c.status().message() << std::endl;
+      return 1;
+    }
+    clients.push_back(*std::move(c));
+  }
+  absl::StatusOr<CachePutResult> put = clients[0]->Put(ns, blocks);
+  if (!put.ok() || put->stored + put->already_present != chain.size()) {
+    std::cerr << "kvcache-bench throughput: storing the chain failed: "
+              << (put.ok() ? "not all blocks stored" : put.status().message()) << std::endl;
+    return 1;
+  }
+  std::vector<ThreadResult> results;
+  CpuMeter cpu{o.server_pid};
+  RunWindow(o.clients, o.warmup_seconds, o.seconds, &results, &cpu,
+            [&](int t, uint64_t, ThreadResult* r) {
+              absl::StatusOr<CacheLookup> l = clients[static_cast<size_t>(t)]->Lookup(ns, chain);
+              if (!l.ok()) {
+                Fail(r, l.status());
+                return false;
+              }
+              if (l->num_present != chain.size()) {
+                ++r->verify_failures;
+                if (r->first_error.empty()) {
+                  r->first_error = absl::StrCat("Lookup found ", l->num_present, " of ",
+                                                chain.size(), " keys");
+                }
+                return false;
+              }
+              return true;
+            });
+  Summary s = Summarize(results);
+  Options shown = o;
+  shown.value_bytes = value_bytes;
+  return Report(shown, "lookup", s, cpu.client_s, cpu.server_s, chain.size(),
+                absl::StrCat("\"chain\":", chain.size()));
+}
+
+}  // namespace
+
+int RunThroughput(int argc, char** argv) {
+  std::map<std::string, std::string> flags;
+  if (absl::Status s = ParseArgs(argc, argv, &flags); !s.ok()) {
+    std::cerr << "kvcache-bench throughput: " << s.message() << "\n" << kUsage;
+    return 2;
+  }
+  if (flags.count("help")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (flags.count("serve-rawtcp")) {
+    auto it = flags.find("listen");
+    absl::Status s = ServeRawTcp(it == flags.end() ? "127.0.0.1:0" : it->second);
+    std::cerr << "kvcache-bench throughput: " << s.message() << std::endl;
+    return 1;
+  }
+  Options o;
+  if (absl::Status s = ToOptions(flags, &o); !s.ok()) {
+    std::cerr << "kvcache-bench throughput: " << s.message() << "\n" << kUsage;
+    return 2;
+  }
+  // Each client runs as its users run it: kvcache's like kvcache-worker, which raises glibc's
+  // mmap/trim thresholds so large buffers are reused rather than mmap'd and faulted in
+  // afresh; hiredis and libmemcached with glibc's defaults (measured here: the tuning does
+  // not help Redis and costs memcached ~15% at 256 KiB, whose client grows its value
+  // buffer by realloc, which mremap makes cheap for mmap'd chunks).
+  const bool tune = o.tune_malloc == 1 || (o.tune_malloc == -1 && o.target == TargetKind::kKvcache);
+  if (tune) TuneMallocForLargeBuffers();
+  g_malloc_tuned = tune;
+  if (o.nonce == 0) o.nonce = std::random_device()() | (uint64_t{std::random_device()()} << 32);
+  switch (o.op) {
+    case Op::kGet:
+    case Op::kPut:
+      return RunGetPut(o);
+    case Op::kFill:
+      return RunFill(o);
+    case Op::kLookup:
+      return RunLookup(o);
+    case Op::kIndexScale: {
+      IndexScaleOptions io;
+      io.blocks = o.blocks;
+      io.value_bytes = o.value_bytes_set ? o.value_bytes : 64;
+      io.clients = o.clients;
+      io.seconds = o.seconds;
+      return RunIndexScale(io, o.json);
+    }
+  }
+  return 2;
+}
+
+}  // namespace bench
+}  // namespace kvcache

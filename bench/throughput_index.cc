@@ -1,0 +1,144 @@
+#include "bench/throughput_index.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "cachestore/block_store.h"
+
+namespace kvcache {
+namespace bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Resident set size of this process, from /proc/self/status; 0 if unreadable.
+uint64_t ResidentBytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+Key KeyOf(uint64_t seed) {
+  Key k;
+  for (int i = 0; i < 4; ++i) {
+    const uint64_t w = Mix(seed * 4 + static_cast<uint64_t>(i));
+    std::memcpy(k.bytes.data() + 8 * i, &w, 8);
+  }
+  return k;
+}
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Runs `op(thread, n)` on `threads` threads for `seconds`; returns calls per second.
+template <typename OpFn>
+double Rate(int threads, double seconds, OpFn op) {
+  std::atomic<uint64_t> total{0};
+  const Clock::time_point end =
+      Clock::now() + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
+  const Clock::time_point begin = Clock::now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      uint64_t n = 0;
+      while ((n & 255) != 0 || Clock::now() < end) op(t, n++);
+      total += n;
+    });
+  }
+  for (std::thread& th : pool) th.join();
+  return static_cast<double>(total.load()) / Seconds(Clock::now() - begin);
+}
+
+}  // namespace
+
+int RunIndexScale(const IndexScaleOptions& o, bool json) {
+  const Key ns = KeyOf(0x6e73);
+  std::vector<Key> keys(o.blocks);
+  for (uint64_t i = 0; i < o.blocks; ++i) keys[i] = KeyOf(i + 1);
+  const std::string payload(o.value_bytes, 'p');
+
+  TieredStoreOptions so;
+  so.ram.capacity_bytes = o.blocks * ChargeOf(o.value_bytes) * 11 / 10 + (64ull << 20);
+  absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(so);
+  if (!store.ok()) {
+    std::cerr << "kvcache-bench throughput: " << store.status().message() << std::endl;
+    return 1;
+  }
+  const uint64_t rss_before = ResidentBytes();
+  const Clock::time_point put_start = Clock::now();
+  for (uint64_t i = 0; i < o.blocks; ++i) {
+    absl::StatusOr<PutOutcome> r =
+        (*store)->Put(MakeBlock(BlockId{ns, keys[i]}, std::nullopt, payload));
+    if (!r.ok() || *r != PutOutcome::kStored) {
+      std::cerr << "kvcache-bench throughput: Put of block " << i << " failed" << std::endl;
+      return 1;
+    }
+  }
+  const double put_s = Seconds(Clock::now() - put_start);
+  const uint64_t rss_after = ResidentBytes();
+  const StoreStats stats = (*store)->GetStoreStats();
+  if (stats.ram.blocks != o.blocks) {
+    std::cerr << "kvcache-bench throughput: the RAM tier holds " << stats.ram.blocks << " of "
+              << o.blocks << " blocks" << std::endl;
+    return 1;
+  }
+
+  std::atomic<uint64_t> misses{0};
+  const double get_per_s = Rate(o.clients, o.seconds, [&](int t, uint64_t n) {
+    const uint64_t i = Mix(n * 64 + static_cast<uint64_t>(t)) % o.blocks;
+    if (!(*store)->Get(BlockId{ns, keys[i]}).ok()) ++misses;
+  });
+  constexpr size_t kChain = 64;
+  const double lookup_per_s = Rate(o.clients, o.seconds, [&](int t, uint64_t n) {
+    const uint64_t i = Mix(n * 64 + static_cast<uint64_t>(t) + 1) % (o.blocks - kChain + 1);
+    if ((*store)->Lookup(ns, absl::MakeConstSpan(&keys[i], kChain)).num_present != kChain) {
+      ++misses;
+    }
+  });
+
+  const double per_block = (static_cast<double>(rss_after) - static_cast<double>(rss_before)) /
+                           static_cast<double>(o.blocks);
+  const double index_per_block = per_block - static_cast<double>(o.value_bytes);
+  if (json) {
+    std::cout << absl::StrFormat(
+                     "{\"op\":\"index-scale\",\"blocks\":%d,\"value_bytes\":%d,\"clients\":%d,"
+                     "\"rss_before_bytes\":%d,\"rss_after_bytes\":%d,\"bytes_per_block\":%.1f,"
+                     "\"index_bytes_per_block\":%.1f,\"charged_overhead_bytes\":%d,"
+                     "\"put_ops_per_s\":%.0f,\"get_ops_per_s\":%.0f,\"lookup64_per_s\":%.0f,"
+                     "\"lookup_keys_per_s\":%.0f,\"misses\":%d}",
+                     o.blocks, o.value_bytes, o.clients, rss_before, rss_after, per_block,
+                     index_per_block, kBlockOverheadBytes, o.blocks / put_s, get_per_s,
+                     lookup_per_s, lookup_per_s * kChain, misses.load())
+              << std::endl;
+  } else {
+    std::cout << absl::StrFormat(
+                     "index-scale: %d blocks of %d B: %.1f B/block resident (%.1f beyond the "
+                     "payload; the store charges %d); put %.0f/s, get %.0f/s, 64-key lookup "
+                     "%.0f/s (%d threads)",
+                     o.blocks, o.value_bytes, per_block, index_per_block, kBlockOverheadBytes,
+                     o.blocks / put_s, get_per_s, lookup_per_s, o.clients)
+              << std::endl;
+  }
+  return misses.load() == 0 ? 0 : 1;
+}
+
+}  // namespace bench
+}  // namespace kvcache

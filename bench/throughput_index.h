@@ -1,0 +1,37 @@
+// `kvcache-bench throughput --op=index-scale`: the RAM tier's memory and speed at a given
+// number of stored blocks, measured in-process on the same TieredStore the server runs.
+//
+// Resident memory (VmRSS) is read before and after storing the blocks; the keys are made
+// before the first reading, so they are not counted. bytes_per_block is the growth per
+// block; index_bytes_per_block subtracts the payload bytes, leaving what the store spends
+// per block on its index, metadata and allocator rounding (the payload's own heap
+// rounding included). Single process, so run one size per process for clean figures.
+
+#ifndef KVCACHE_BENCH_THROUGHPUT_INDEX_H_
+#define KVCACHE_BENCH_THROUGHPUT_INDEX_H_
+
+#include <cstdint>
+#include <string>
+
+namespace kvcache {
+namespace bench {
+
+struct IndexScaleOptions {
+  // Blocks to store. Default: 100000.
+  uint64_t blocks = 100000;
+  // Payload bytes per block. Default: 64.
+  uint64_t value_bytes = 64;
+  // Threads reading (Get, Lookup) after the fill. Default: 1.
+  int clients = 1;
+  // Seconds of each read phase. Default: 1.
+  double seconds = 1.0;
+};
+
+// Runs the measurement and prints one JSON object (json) or a line for people. Returns the
+// exit status (non-zero if the store did not keep every block).
+int RunIndexScale(const IndexScaleOptions& options, bool json);
+
+}  // namespace bench
+}  // namespace kvcache
+
+#endif  // KVCACHE_BENCH_THROUGHPUT_INDEX_H_
