@@ -19,7 +19,8 @@ constexpr uint32_t kMaxListLimit = 100000;
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
-  AdminServiceImpl(TieredStore* store, ServerMetrics* metrics, v1::GetConfigResponse config)
+  AdminServiceImpl(TieredStore* store, ServerMetrics* metrics,
+                   std::function<v1::GetConfigResponse()> config)
       : store_(store), metrics_(metrics), config_(std::move(config)) {}
 
   grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* ctx,
@@ -136,7 +137,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                       const v1::GetConfigRequest*,
                                       v1::GetConfigResponse* response) override {
     return Answer(ctx, [&] {
-      *response = config_;
+      *response = config_();
       return absl::OkStatus();
     });
   }
@@ -155,13 +156,13 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
 
   TieredStore* const store_;
   ServerMetrics* const metrics_;
-  const v1::GetConfigResponse config_;
+  const std::function<v1::GetConfigResponse()> config_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewAdminService(TieredStore* store, ServerMetrics* metrics,
-                                               v1::GetConfigResponse config) {
+std::unique_ptr<grpc::Service> NewAdminService(
+    TieredStore* store, ServerMetrics* metrics, std::function<v1::GetConfigResponse()> config) {
   return std::make_unique<AdminServiceImpl>(store, metrics, std::move(config));
 }
 

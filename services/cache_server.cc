@@ -45,13 +45,6 @@ class CacheServerImpl final : public CacheServer {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
-    v1::GetConfigResponse config;
-    config.set_ram_bytes(options_.store.ram.capacity_bytes);
-    config.set_disk_path(options_.store.disk ? options_.store.disk->path : "");
-    config.set_disk_bytes(options_.store.disk ? options_.store.disk->capacity_bytes : 0);
-    config.set_max_block_bytes(options_.store.max_block_bytes);
-    config.set_eviction(options_.store.ram.eviction);
-    config.set_version(kVersion);
     cache_service_ = NewCacheService(store_.get(), &metrics_);
 
     const int max_message =
@@ -64,11 +57,7 @@ class CacheServerImpl final : public CacheServer {
     builder.SetMaxSendMessageSize(max_message);
     builder.RegisterService(cache_service_.get());
 
-    // The admin service needs the final address for its config readout, so it is made
-    // before BuildAndStart with a placeholder and filled below.
-    config.set_listen(options_.listen);
-    config.set_metrics_listen(options_.metrics_listen);
-    admin_service_ = NewAdminService(store_.get(), &metrics_, config);
+    admin_service_ = NewAdminService(store_.get(), &metrics_, [this] { return Config(); });
     builder.RegisterService(admin_service_.get());
 
     server_ = builder.BuildAndStart();
@@ -77,7 +66,10 @@ class CacheServerImpl final : public CacheServer {
           "cannot listen on '", options_.listen,
           "' (--listen): the address is in use or not valid for this machine"));
     }
-    address_ = absl::StrCat(HostOf(options_.listen), ":", port);
+    {
+      absl::MutexLock lock(&address_mu_);
+      address_ = absl::StrCat(HostOf(options_.listen), ":", port);
+    }
 
     if (!options_.metrics_listen.empty()) {
       try {
@@ -91,6 +83,7 @@ class CacheServerImpl final : public CacheServer {
       exposer_->RegisterCollectable(metrics_.registry());
       exposer_->RegisterCollectable(metrics_.store_collector());
       std::vector<int> ports = exposer_->GetListeningPorts();
+      absl::MutexLock lock(&address_mu_);
       metrics_address_ = absl::StrCat(HostOf(options_.metrics_listen), ":",
                                       ports.empty() ? 0 : ports.front());
     }
@@ -98,18 +91,39 @@ class CacheServerImpl final : public CacheServer {
     return absl::OkStatus();
   }
 
-  std::string address() const override { return address_; }
-  std::string metrics_address() const override { return metrics_address_; }
+  std::string address() const override {
+    absl::MutexLock lock(&address_mu_);
+    return address_;
+  }
+  std::string metrics_address() const override {
+    absl::MutexLock lock(&address_mu_);
+    return metrics_address_;
+  }
+
+  // The effective configuration, for AdminService.GetConfig.
+  v1::GetConfigResponse Config() const {
+    v1::GetConfigResponse config;
+    config.set_listen(address());
+    config.set_metrics_listen(metrics_address());
+    config.set_ram_bytes(options_.store.ram.capacity_bytes);
+    config.set_disk_path(options_.store.disk ? options_.store.disk->path : "");
+    config.set_disk_bytes(options_.store.disk ? options_.store.disk->capacity_bytes : 0);
+    config.set_max_block_bytes(options_.store.max_block_bytes);
+    config.set_eviction(options_.store.ram.eviction);
+    config.set_version(kVersion);
+    return config;
+  }
 
   std::string ConfigSummary() const override {
     const TieredStoreOptions& s = options_.store;
+    const std::string metrics = metrics_address();
     return absl::StrCat(
-        "kvcache-server ", kVersion, " listening on ", address_, " | ram ",
+        "kvcache-server ", kVersion, " listening on ", address(), " | ram ",
         FormatBytes(s.ram.capacity_bytes), " | disk ",
         s.disk ? absl::StrCat(FormatBytes(s.disk->capacity_bytes), " at ", s.disk->path)
                : std::string("off"),
         " | max block ", FormatBytes(s.max_block_bytes), " | eviction ", s.ram.eviction,
-        " | metrics ", metrics_address_.empty() ? "off" : "http://" + metrics_address_ + "/metrics");
+        " | metrics ", metrics.empty() ? "off" : "http://" + metrics + "/metrics");
   }
 
   void Shutdown(absl::Duration grace) override {
@@ -131,8 +145,9 @@ class CacheServerImpl final : public CacheServer {
   std::unique_ptr<grpc::Service> admin_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
-  std::string address_;
-  std::string metrics_address_;
+  mutable absl::Mutex address_mu_;  // The addresses are known only once listening.
+  std::string address_ ABSL_GUARDED_BY(address_mu_);
+  std::string metrics_address_ ABSL_GUARDED_BY(address_mu_);
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };

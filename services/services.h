@@ -18,9 +18,9 @@ namespace kvcache {
 // REQUIRES: `store` and `metrics` outlive the service.
 std::unique_ptr<grpc::Service> NewCacheService(TieredStore* store, ServerMetrics* metrics);
 
-// `config` fills GetConfig's answer.
-std::unique_ptr<grpc::Service> NewAdminService(TieredStore* store, ServerMetrics* metrics,
-                                               v1::GetConfigResponse config);
+// `config` answers GetConfig (called once per call, from any thread).
+std::unique_ptr<grpc::Service> NewAdminService(
+    TieredStore* store, ServerMetrics* metrics, std::function<v1::GetConfigResponse()> config);
 
 }  // namespace kvcache
 

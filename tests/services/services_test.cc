@@ -350,7 +350,10 @@ TEST_F(ServicesTest, AdminStatsInspectEvictFlush) {
   flush.set_tier(v1::TIER_RAM);
   EXPECT_EQ(admin->Flush(flush)->dropped(), 2u);
   EXPECT_EQ(admin->GetStats()->ram().blocks(), 0u);
-  EXPECT_EQ(admin->GetConfig()->max_block_bytes(), kMaxBlockBytes);
+  v1::GetConfigResponse config = *admin->GetConfig();
+  EXPECT_EQ(config.max_block_bytes(), kMaxBlockBytes);
+  EXPECT_EQ(config.listen(), server_->address());  // The port actually chosen, not 0.
+  EXPECT_EQ(config.eviction(), "lru");
 }
 
 TEST_F(ServicesTest, ConcurrentClientsSeeConsistentBlocks) {
