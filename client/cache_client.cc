@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/checksum.h"
 #include "kvcache/v1/cache.grpc.pb.h"
+#include "client/data_connection.h"
 #include "proto/block_wire.h"
 #include "proto/grpc_status.h"
 
@@ -93,6 +94,114 @@ class GrpcCacheClient final : public CacheClient {
                                               absl::Span<const Key> keys) override {
     std::vector<CacheBlock> out;
     if (keys.empty()) return out;
+    if (std::unique_ptr<DataConnection> conn = AcquireDataConnection()) {
+      absl::Status s = conn->Get(ns, keys, options_.timeout, &out);
+      ReleaseDataConnection(std::move(conn));
+      if (!FallBackToGrpc(s)) {
+        if (!s.ok()) return Annotate(s, "Get");
+        return out;
+      }
+      out.clear();
+    }
+    return GrpcGet(ns, keys);
+  }
+
+  absl::StatusOr<CachePutResult> Put(const Key& ns,
+                                     absl::Span<const CacheBlock> blocks) override {
+    CachePutResult result;
+    size_t done = 0;
+    if (std::unique_ptr<DataConnection> conn = AcquireDataConnection()) {
+      absl::Status s;
+      for (; done < blocks.size() && s.ok(); ++done) {
+        s = conn->Put(ns, blocks[done], options_.timeout, &result);
+        if (!s.ok()) break;
+      }
+      ReleaseDataConnection(std::move(conn));
+      if (!FallBackToGrpc(s)) {
+        if (!s.ok()) return Annotate(s, "Put");
+        return result;
+      }
+    }
+    // The rest (all of it without a data channel) over gRPC.
+    absl::StatusOr<CachePutResult> rest = GrpcPut(ns, blocks.subspan(done));
+    if (!rest.ok()) return rest.status();
+    result.stored += rest->stored;
+    result.already_present += rest->already_present;
+    result.not_admitted += rest->not_admitted;
+    return result;
+  }
+
+ private:
+  // A data channel failure that gRPC may still get through (the channel is down or broke);
+  // an error the server replied with, or a spent deadline, is the answer.
+  static bool FallBackToGrpc(const absl::Status& s) {
+    return absl::IsUnavailable(s) || absl::IsInternal(s);
+  }
+
+  absl::Status Annotate(const absl::Status& s, absl::string_view rpc) const {
+    return absl::Status(s.code(),
+                        absl::StrCat(rpc, " to ", options_.target, " (data channel): ", s.message()));
+  }
+
+  // A pooled or new data connection; null when there is no data channel (not offered, off,
+  // or failing: negotiation is retried at most every kDataChannelRetry).
+  std::unique_ptr<DataConnection> AcquireDataConnection() {
+    if (!options_.use_data_channel) return nullptr;
+    std::string address;
+    Key token;
+    {
+      absl::MutexLock lock(&data_mu_);
+      if (!idle_.empty()) {
+        std::unique_ptr<DataConnection> conn = std::move(idle_.back());
+        idle_.pop_back();
+        return conn;
+      }
+      if (absl::Now() < data_retry_after_) return nullptr;
+      address = data_address_;
+      token = data_token_;
+    }
+    if (address.empty()) {
+      // Negotiate over gRPC.
+      pb::OpenDataChannelResponse resp;
+      grpc::ClientContext ctx;
+      SetDeadline(&ctx);
+      grpc::Status s = stub_->OpenDataChannel(&ctx, pb::OpenDataChannelRequest(), &resp);
+      absl::StatusOr<Key> parsed = KeyFromBytes(resp.token(), "token");
+      if (!s.ok() || !parsed.ok() || resp.protocol_version() != 1) {
+        DataChannelFailed();
+        return nullptr;
+      }
+      address = resp.address();
+      token = *parsed;
+      absl::MutexLock lock(&data_mu_);
+      data_address_ = address;
+      data_token_ = token;
+    }
+    absl::StatusOr<std::unique_ptr<DataConnection>> conn =
+        DataConnection::Open(address, token, options_.timeout);
+    if (!conn.ok()) {
+      DataChannelFailed();
+      return nullptr;
+    }
+    return *std::move(conn);
+  }
+
+  void ReleaseDataConnection(std::unique_ptr<DataConnection> conn) {
+    if (conn->broken()) return;
+    absl::MutexLock lock(&data_mu_);
+    if (idle_.size() < kMaxIdleDataConnections) idle_.push_back(std::move(conn));
+  }
+
+  // Forgets the negotiated channel (the server may have restarted elsewhere) and waits a
+  // while before trying again; calls go over gRPC meanwhile.
+  void DataChannelFailed() {
+    absl::MutexLock lock(&data_mu_);
+    data_address_.clear();
+    data_retry_after_ = absl::Now() + kDataChannelRetry;
+  }
+
+  absl::StatusOr<std::vector<CacheBlock>> GrpcGet(const Key& ns, absl::Span<const Key> keys) {
+    std::vector<CacheBlock> out;
     pb::GetRequest req;
     req.set_namespace_id(std::string(ns.view()));
     for (const Key& k : keys) req.add_keys(std::string(k.view()));
@@ -131,8 +240,7 @@ class GrpcCacheClient final : public CacheClient {
   }
 
   // One message per block, each sent without copying its payload (see block_wire.h).
-  absl::StatusOr<CachePutResult> Put(const Key& ns,
-                                     absl::Span<const CacheBlock> blocks) override {
+  absl::StatusOr<CachePutResult> GrpcPut(const Key& ns, absl::Span<const CacheBlock> blocks) {
     auto tracker = std::make_shared<SliceTracker>();
     grpc::ByteBuffer response;
     grpc::Status s;
@@ -169,11 +277,14 @@ class GrpcCacheClient final : public CacheClient {
     return CachePutResult{resp.stored(), resp.already_present(), resp.not_admitted()};
   }
 
- private:
   static grpc::ChannelArguments ChannelArgs(const CacheClientOptions& options) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(options.max_message_bytes);
     args.SetMaxSendMessageSize(options.max_message_bytes);
+    // A connection of its own: gRPC otherwise shares one TCP connection among all channels
+    // to the same target in the process, and clients on different threads then queue
+    // behind each other's megabytes on one socket.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     return args;
   }
 
@@ -185,6 +296,14 @@ class GrpcCacheClient final : public CacheClient {
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<pb::CacheService::Stub> stub_;
   const grpc::internal::RpcMethod put_method_;
+
+  static constexpr size_t kMaxIdleDataConnections = 16;
+  static constexpr absl::Duration kDataChannelRetry = absl::Seconds(5);
+  absl::Mutex data_mu_;
+  std::string data_address_ ABSL_GUARDED_BY(data_mu_);  // Empty: not negotiated.
+  Key data_token_ ABSL_GUARDED_BY(data_mu_);
+  absl::Time data_retry_after_ ABSL_GUARDED_BY(data_mu_) = absl::InfinitePast();
+  std::vector<std::unique_ptr<DataConnection>> idle_ ABSL_GUARDED_BY(data_mu_);
 };
 
 }  // namespace

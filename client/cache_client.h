@@ -34,6 +34,10 @@ struct CacheClientOptions {
   absl::Duration timeout = absl::Seconds(5);
   // Largest message the client accepts or sends. Default: 80 MiB.
   int max_message_bytes = 80 << 20;
+  // Move Get and Put payloads over the server's bulk data channel (a plain TCP connection
+  // negotiated with OpenDataChannel; docs/data-channel.md) when it offers one, falling back
+  // to gRPC Get and Put when it does not or the channel fails. Default: true.
+  bool use_data_channel = true;
 };
 
 // A block as the client sends and receives it.

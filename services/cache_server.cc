@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/byte_size.h"
 #include "prometheus/exposer.h"
+#include "services/data_channel_server.h"
 #include "services/metrics.h"
 #include "services/services.h"
 
@@ -38,6 +39,7 @@ class CacheServerImpl final : public CacheServer {
     Shutdown(absl::Seconds(5));
     exposer_.reset();
     server_.reset();
+    data_.reset();
     store_.reset();  // Closes RocksDB after the last call is gone.
   }
 
@@ -45,7 +47,16 @@ class CacheServerImpl final : public CacheServer {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
-    cache_service_ = NewCacheService(store_.get(), &metrics_);
+    if (!options_.data_listen.empty()) {
+      absl::StatusOr<std::unique_ptr<DataChannelServer>> data =
+          StartDataChannelServer(options_.data_listen, store_.get(), &metrics_);
+      if (!data.ok()) {
+        return absl::Status(data.status().code(),
+                            absl::StrCat("--data-listen: ", data.status().message()));
+      }
+      data_ = *std::move(data);
+    }
+    cache_service_ = NewCacheService(store_.get(), &metrics_, data_.get());
 
     const int max_message =
         static_cast<int>(std::min<uint64_t>(options_.store.max_block_bytes + kMessageOverheadBytes,
@@ -99,6 +110,7 @@ class CacheServerImpl final : public CacheServer {
     absl::MutexLock lock(&address_mu_);
     return metrics_address_;
   }
+  std::string data_address() const override { return data_ ? data_->address() : ""; }
 
   // The effective configuration, for AdminService.GetConfig.
   v1::GetConfigResponse Config() const {
@@ -111,6 +123,7 @@ class CacheServerImpl final : public CacheServer {
     config.set_max_block_bytes(options_.store.max_block_bytes);
     config.set_eviction(options_.store.ram.eviction);
     config.set_version(kVersion);
+    config.set_data_listen(data_address());
     return config;
   }
 
@@ -123,7 +136,8 @@ class CacheServerImpl final : public CacheServer {
         s.disk ? absl::StrCat(FormatBytes(s.disk->capacity_bytes), " at ", s.disk->path)
                : std::string("off"),
         " | max block ", FormatBytes(s.max_block_bytes), " | eviction ", s.ram.eviction,
-        " | metrics ", metrics.empty() ? "off" : "http://" + metrics + "/metrics");
+        " | data channel ", data_ ? data_->address() : "off", " | metrics ",
+        metrics.empty() ? "off" : "http://" + metrics + "/metrics");
   }
 
   void Shutdown(absl::Duration grace) override {
@@ -133,6 +147,7 @@ class CacheServerImpl final : public CacheServer {
     server_->GetHealthCheckService()->SetServingStatus(false);
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
+    if (data_) data_->Shutdown();
   }
 
   TieredStore* store() override { return store_.get(); }
@@ -141,6 +156,7 @@ class CacheServerImpl final : public CacheServer {
   const ServerOptions options_;
   std::unique_ptr<TieredStore> store_;
   ServerMetrics metrics_;
+  std::unique_ptr<DataChannelServer> data_;
   std::unique_ptr<grpc::Service> cache_service_;
   std::unique_ptr<grpc::Service> admin_service_;
   std::unique_ptr<grpc::Server> server_;

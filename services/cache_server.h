@@ -22,6 +22,9 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:50051";
   // Prometheus text exposition address ("host:port"), empty for none. Default: none.
   std::string metrics_listen;
+  // The bulk data channel's TCP address ("host:port", port 0: any), empty for none
+  // (clients then use gRPC Get and Put). Default: none.
+  std::string data_listen;
   // The store: capacities, disk path, block size limit, eviction policy.
   TieredStoreOptions store;
 };
@@ -37,6 +40,8 @@ class CacheServer {
   virtual std::string address() const = 0;
   // The metrics address actually listened on, or empty.
   virtual std::string metrics_address() const = 0;
+  // The data channel address actually listened on, or empty.
+  virtual std::string data_address() const = 0;
   // One line describing the effective configuration, for the start-up log.
   virtual std::string ConfigSummary() const = 0;
 

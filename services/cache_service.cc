@@ -14,7 +14,9 @@
 #include "kvcache/v1/cache.grpc.pb.h"
 #include "proto/block_wire.h"
 #include "proto/grpc_status.h"
+#include "common/data_channel_wire.h"
 #include "services/convert.h"
+#include "services/data_channel_server.h"
 #include "services/services.h"
 
 namespace kvcache {
@@ -150,13 +152,29 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
 };
 
 using CacheServiceBase = v1::CacheService::WithCallbackMethod_Lookup<
-    v1::CacheService::WithRawCallbackMethod_Get<
-        v1::CacheService::WithCallbackMethod_Put<v1::CacheService::Service>>>;
+    v1::CacheService::WithRawCallbackMethod_Get<v1::CacheService::WithCallbackMethod_Put<
+        v1::CacheService::WithCallbackMethod_OpenDataChannel<v1::CacheService::Service>>>>;
 
 class CacheServiceImpl final : public CacheServiceBase {
  public:
-  CacheServiceImpl(TieredStore* store, ServerMetrics* metrics)
-      : store_(store), metrics_(metrics) {}
+  CacheServiceImpl(TieredStore* store, ServerMetrics* metrics, const DataChannelServer* data)
+      : store_(store), metrics_(metrics), data_(data) {}
+
+  grpc::ServerUnaryReactor* OpenDataChannel(grpc::CallbackServerContext* ctx,
+                                            const v1::OpenDataChannelRequest*,
+                                            v1::OpenDataChannelResponse* response) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (data_ == nullptr) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                   "this server runs without a data channel (--data-listen)"));
+      return reactor;
+    }
+    response->set_address(data_->address());
+    response->set_token(std::string(data_->token().view()));
+    response->set_protocol_version(data_channel::kVersion);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
 
   grpc::ServerUnaryReactor* Lookup(grpc::CallbackServerContext* ctx,
                                    const v1::LookupRequest* request,
@@ -191,12 +209,14 @@ class CacheServiceImpl final : public CacheServiceBase {
  private:
   TieredStore* const store_;
   ServerMetrics* const metrics_;
+  const DataChannelServer* const data_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewCacheService(TieredStore* store, ServerMetrics* metrics) {
-  return std::make_unique<CacheServiceImpl>(store, metrics);
+std::unique_ptr<grpc::Service> NewCacheService(TieredStore* store, ServerMetrics* metrics,
+                                               const DataChannelServer* data) {
+  return std::make_unique<CacheServiceImpl>(store, metrics, data);
 }
 
 }  // namespace kvcache

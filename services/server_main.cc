@@ -20,6 +20,9 @@ ABSL_FLAG(std::string, max_block_bytes, "16MiB", "largest block payload accepted
 ABSL_FLAG(std::string, eviction, "lru",
           "eviction policy of both tiers: lru or prefix-lfu (docs/eviction.md)");
 ABSL_FLAG(int, ram_shard_bits, -1, "log2 of RAM tier shards; -1 picks (64 MiB+ per shard)");
+ABSL_FLAG(std::string, data_listen, "auto",
+          "bulk data channel TCP address, host:port; auto: --listen's host, any free port; "
+          "off: none (clients use gRPC Get/Put)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Prometheus /metrics address, host:port; empty for none");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
@@ -48,6 +51,12 @@ int main(int argc, char** argv) {
   kvcache::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  const std::string data_listen = absl::GetFlag(FLAGS_data_listen);
+  if (data_listen == "auto") {
+    options.data_listen = options.listen.substr(0, options.listen.rfind(':')) + ":0";
+  } else if (data_listen != "off" && !data_listen.empty()) {
+    options.data_listen = data_listen;
+  }
   auto size = [](const std::string& text, const char* flag) {
     return kvcache::ParseByteSize(text, flag);
   };

@@ -15,8 +15,12 @@
 
 namespace kvcache {
 
-// REQUIRES: `store` and `metrics` outlive the service.
-std::unique_ptr<grpc::Service> NewCacheService(TieredStore* store, ServerMetrics* metrics);
+class DataChannelServer;
+
+// REQUIRES: `store`, `metrics` and `data` (null when there is no data channel) outlive the
+// service.
+std::unique_ptr<grpc::Service> NewCacheService(TieredStore* store, ServerMetrics* metrics,
+                                               const DataChannelServer* data);
 
 // `config` answers GetConfig (called once per call, from any thread).
 std::unique_ptr<grpc::Service> NewAdminService(

@@ -11,6 +11,8 @@
 #include "client/admin_client.h"
 #include "client/cache_client.h"
 #include "common/checksum.h"
+#include "common/data_channel_wire.h"
+#include "common/socket_io.h"
 #include "gtest/gtest.h"
 #include "kvcache/v1/cache.grpc.pb.h"
 #include "services/cache_server.h"
@@ -30,10 +32,11 @@ class ServicesTest : public ::testing::Test {
   void SetUp() override { StartServer(/*metrics=*/false); }
 
   // (Re)starts the server; the metrics endpoint is off unless asked (it is slow to stop).
-  void StartServer(bool metrics) {
+  void StartServer(bool metrics, bool data_channel = true) {
     server_.reset();
     ServerOptions o;
     o.listen = "127.0.0.1:0";
+    if (data_channel) o.data_listen = "127.0.0.1:0";
     if (metrics) o.metrics_listen = "127.0.0.1:0";
     o.store.ram.capacity_bytes = 8 << 20;
     o.store.max_block_bytes = kMaxBlockBytes;
@@ -52,9 +55,10 @@ class ServicesTest : public ::testing::Test {
     admin_stub_ = v1::AdminService::NewStub(channel_);
   }
 
-  std::unique_ptr<CacheClient> NewClient() {
+  std::unique_ptr<CacheClient> NewClient(bool data_channel = true) {
     CacheClientOptions o;
     o.target = server_->address();
+    o.use_data_channel = data_channel;
     return *NewCacheClient(o);
   }
 
@@ -408,14 +412,15 @@ std::string HttpGet(const std::string& address, const std::string& path) {
 
 TEST_F(ServicesTest, MetricsExposeTiersAndRpcLatency) {
   StartServer(/*metrics=*/true);
-  ASSERT_TRUE(client_->Put(ns_, Chain(2)).ok());
+  ASSERT_TRUE(client_->Put(ns_, Chain(1)).ok());
+  ASSERT_TRUE(client_->Put(ns_, {Chain(2)[1]}).ok());
   ASSERT_TRUE(client_->Get(ns_, {TestKey(0)}).ok());
   ASSERT_FALSE(server_->metrics_address().empty());
   const std::string body = HttpGet(server_->metrics_address(), "/metrics");
   EXPECT_NE(body.find("kvcache_tier_blocks{tier=\"ram\"} 2"), std::string::npos) << body;
   EXPECT_NE(body.find("kvcache_tier_hits_total{tier=\"ram\"} 1"), std::string::npos);
   EXPECT_NE(body.find("kvcache_tier_capacity_bytes{tier=\"disk\"}"), std::string::npos);
-  EXPECT_NE(body.find("kvcache_rpc_latency_seconds_count{rpc=\"Put\",status=\"ok\"} 1"),
+  EXPECT_NE(body.find("kvcache_rpc_latency_seconds_count{rpc=\"Put\",status=\"ok\"} 2"),
             std::string::npos);
 }
 
@@ -434,6 +439,158 @@ TEST_F(ServicesTest, DeadlineExceededWhenTheServerIsUnreachable) {
   absl::StatusOr<CacheLookup> r = client->Lookup(ns_, {TestKey(0)});
   EXPECT_TRUE(absl::IsUnavailable(r.status()) || absl::IsDeadlineExceeded(r.status()))
       << r.status();
+}
+
+// The same blocks through the data channel and through gRPC, each read back by the other.
+TEST_F(ServicesTest, DataChannelAndGrpcCarryTheSameBlocks) {
+  ASSERT_FALSE(server_->data_address().empty());
+  auto grpc_only = NewClient(/*data_channel=*/false);
+  std::vector<CacheBlock> a = Chain(3, 300 << 10, 0);
+  std::vector<CacheBlock> b = Chain(3, 300 << 10, 100);
+  ASSERT_EQ(client_->Put(ns_, a)->stored, 3u);
+  ASSERT_EQ(grpc_only->Put(ns_, b)->stored, 3u);
+  for (auto* reader : {client_.get(), grpc_only.get()}) {
+    for (const std::vector<CacheBlock>* chain : {&a, &b}) {
+      absl::StatusOr<std::vector<CacheBlock>> got = reader->Get(ns_, KeysOf(*chain));
+      ASSERT_TRUE(got.ok()) << got.status();
+      ASSERT_EQ(got->size(), 3u);
+      for (size_t i = 0; i < 3; ++i) {
+        EXPECT_EQ((*got)[i].payload, (*chain)[i].payload);
+        EXPECT_EQ((*got)[i].parent, (*chain)[i].parent);
+        EXPECT_EQ((*got)[i].shape, (*chain)[i].shape);
+      }
+    }
+  }
+  // Over the data channel too, a Get stops at the first missing block, and bad input gets
+  // the same codes as over gRPC.
+  ASSERT_TRUE(server_->store()->Erase(BlockId{ns_, a[1].key}));
+  EXPECT_EQ(client_->Get(ns_, KeysOf(a))->size(), 1u);
+  CacheBlock big = Chain(1, kMaxBlockBytes + 1, 500)[0];
+  absl::StatusOr<CachePutResult> put = client_->Put(ns_, {big});
+  EXPECT_TRUE(absl::IsResourceExhausted(put.status())) << put.status();
+  EXPECT_NE(put.status().message().find("--max-block-bytes"), std::string::npos);
+  CacheBlock empty = Chain(1, 10, 600)[0];
+  empty.payload.clear();
+  EXPECT_TRUE(absl::IsInvalidArgument(client_->Put(ns_, {empty}).status()));
+  // The client reconnects after the server closed on the oversized block.
+  EXPECT_EQ(client_->Get(ns_, KeysOf(b))->size(), 3u);
+}
+
+TEST_F(ServicesTest, ClientsFallBackToGrpcWithoutADataChannel) {
+  StartServer(/*metrics=*/false, /*data_channel=*/false);
+  client_ = NewClient();
+  EXPECT_TRUE(server_->data_address().empty());
+  std::vector<CacheBlock> chain = Chain(2);
+  ASSERT_EQ(client_->Put(ns_, chain)->stored, 2u);
+  EXPECT_EQ(client_->Get(ns_, KeysOf(chain))->size(), 2u);
+  grpc::ClientContext ctx;
+  v1::OpenDataChannelResponse resp;
+  EXPECT_EQ(stub_->OpenDataChannel(&ctx, {}, &resp).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+// Raw bytes on the data channel: what a broken or hostile client may send.
+class DataChannelWireTest : public ServicesTest {
+ protected:
+  int Connect(bool hello = true) {
+    grpc::ClientContext ctx;
+    v1::OpenDataChannelResponse resp;
+    EXPECT_TRUE(stub_->OpenDataChannel(&ctx, {}, &resp).ok());
+    token_ = resp.token();
+    absl::StatusOr<int> fd = ConnectTcp(resp.address(), absl::Seconds(5));
+    EXPECT_TRUE(fd.ok()) << fd.status();
+    if (hello) {
+      std::string h = std::string(data_channel::kMagic, 4) + std::string(4, '\0') + token_;
+      data_channel::PutU32(h.data() + 4, data_channel::kVersion);
+      EXPECT_TRUE(WriteFull(*fd, h.data(), h.size()).ok());
+      char accepted = 1;
+      EXPECT_TRUE(ReadFull(*fd, &accepted, 1).ok());
+      EXPECT_EQ(accepted, 0);
+    }
+    return *fd;
+  }
+  // Reads an error reply: its code.
+  static absl::StatusCode ReadErrorCode(int fd) {
+    char head[6];
+    if (!ReadFull(fd, head, sizeof(head)).ok() || head[0] != data_channel::kError) {
+      return absl::StatusCode::kUnknown;
+    }
+    std::string message(data_channel::GetU32(head + 2), '\0');
+    (void)ReadFull(fd, message.data(), message.size());
+    return static_cast<absl::StatusCode>(head[1]);
+  }
+  static bool Closed(int fd) {
+    char c;
+    return !ReadFull(fd, &c, 1).ok();
+  }
+  std::string PutFrame(const v1::Block& b, uint64_t checksum) {
+    std::string frame(1 + 32 + data_channel::kBlockHeaderBytes, '\0');
+    frame[0] = data_channel::kPut;
+    std::memcpy(frame.data() + 1, ns_.bytes.data(), 32);
+    data_channel::BlockHeader h;
+    h.key = *KeyFromBytes(b.key(), "key");
+    h.checksum = checksum;
+    h.payload_bytes = b.payload().size();
+    data_channel::EncodeBlockHeader(h, frame.data() + 33);
+    return frame + b.payload();
+  }
+  std::string token_;
+};
+
+TEST_F(DataChannelWireTest, BadHelloIsClosedWithoutAnswer) {
+  int fd = Connect(/*hello=*/false);
+  std::string h = std::string(data_channel::kMagic, 4) + std::string(4, '\0') +
+                  std::string(32, 'x');  // Wrong token.
+  data_channel::PutU32(h.data() + 4, data_channel::kVersion);
+  ASSERT_TRUE(WriteFull(fd, h.data(), h.size()).ok());
+  EXPECT_TRUE(Closed(fd));
+  close(fd);
+}
+
+TEST_F(DataChannelWireTest, ChecksumMismatchIsInvalidArgumentAndTheConnectionGoesOn) {
+  int fd = Connect();
+  v1::Block b = RawBlock(1);
+  const std::string bad = PutFrame(b, b.checksum() ^ 1);
+  ASSERT_TRUE(WriteFull(fd, bad.data(), bad.size()).ok());
+  EXPECT_EQ(ReadErrorCode(fd), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(server_->store()->Contains(BlockId{ns_, TestKey(1)}));
+  const std::string good = PutFrame(b, b.checksum());
+  ASSERT_TRUE(WriteFull(fd, good.data(), good.size()).ok());
+  char reply[2];
+  ASSERT_TRUE(ReadFull(fd, reply, 2).ok());
+  EXPECT_EQ(reply[0], data_channel::kStored);
+  EXPECT_TRUE(server_->store()->Contains(BlockId{ns_, TestKey(1)}));
+  close(fd);
+}
+
+TEST_F(DataChannelWireTest, UnknownOpsAndBadCountsAreRejectedAndClosed) {
+  int fd = Connect();
+  std::string frame(1 + 32, '\0');
+  frame[0] = 9;
+  ASSERT_TRUE(WriteFull(fd, frame.data(), frame.size()).ok());
+  EXPECT_EQ(ReadErrorCode(fd), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Closed(fd));
+  close(fd);
+
+  fd = Connect();
+  std::string get(1 + 32 + 4, '\0');
+  get[0] = data_channel::kGet;
+  ASSERT_TRUE(WriteFull(fd, get.data(), get.size()).ok());  // Zero keys.
+  EXPECT_EQ(ReadErrorCode(fd), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Closed(fd));
+  close(fd);
+}
+
+TEST_F(DataChannelWireTest, ShutdownEndsOpenConnections) {
+  int idle = Connect();
+  int half = Connect();
+  const std::string partial(10, char{data_channel::kPut});  // A request cut short.
+  ASSERT_TRUE(WriteFull(half, partial.data(), partial.size()).ok());
+  server_->Shutdown(absl::Seconds(1));  // Returns: it does not wait for these clients.
+  EXPECT_TRUE(Closed(idle));
+  EXPECT_TRUE(Closed(half));
+  close(idle);
+  close(half);
 }
 
 }  // namespace

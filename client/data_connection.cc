@@ -1,0 +1,132 @@
+#include "client/data_connection.h"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/checksum.h"
+#include "common/data_channel_wire.h"
+#include "common/socket_io.h"
+
+namespace kvcache {
+
+namespace dc = data_channel;
+
+absl::StatusOr<std::unique_ptr<DataConnection>> DataConnection::Open(const std::string& address,
+                                                                     const Key& token,
+                                                                     absl::Duration timeout) {
+  absl::StatusOr<int> fd = ConnectTcp(address, timeout);
+  if (!fd.ok()) return fd.status();
+  std::unique_ptr<DataConnection> conn(new DataConnection(*fd));
+  char hello[dc::kHelloBytes];
+  std::memcpy(hello, dc::kMagic, 4);
+  dc::PutU32(hello + 4, dc::kVersion);
+  std::memcpy(hello + 8, token.bytes.data(), kKeyBytes);
+  char accepted = 1;
+  absl::Status s = WriteFull(*fd, hello, sizeof(hello));
+  if (s.ok()) s = ReadFull(*fd, &accepted, 1);
+  if (!s.ok() || accepted != 0) {
+    return absl::UnavailableError(absl::StrCat("data channel ", address, ": hello refused"));
+  }
+  return conn;
+}
+
+DataConnection::~DataConnection() { ::close(fd_); }
+
+absl::Status DataConnection::Transport(absl::Status s) {
+  if (!s.ok()) broken_ = true;
+  return s;
+}
+
+absl::Status DataConnection::ReadError() {
+  char head[5];
+  if (absl::Status s = Transport(ReadFull(fd_, head, sizeof(head))); !s.ok()) return s;
+  const uint32_t len = dc::GetU32(head + 1);
+  if (len > (1u << 20)) return Transport(absl::InternalError("data channel: bad error reply"));
+  std::string message(len, '\0');
+  if (absl::Status s = Transport(ReadFull(fd_, message.data(), len)); !s.ok()) return s;
+  auto code = static_cast<absl::StatusCode>(static_cast<uint8_t>(head[0]));
+  if (code == absl::StatusCode::kOk) code = absl::StatusCode::kInternal;
+  // The server may close after an error it could not read past: start afresh next time.
+  broken_ = true;
+  return absl::Status(code, message);
+}
+
+absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
+                                 absl::Duration timeout, std::vector<CacheBlock>* out) {
+  if (keys.empty()) return absl::OkStatus();
+  if (keys.size() > dc::kMaxKeysPerGet) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Get names ", keys.size(), " keys; at most ", dc::kMaxKeysPerGet));
+  }
+  SetSocketTimeout(fd_, timeout);
+  std::string request(1 + kKeyBytes + 4, '\0');
+  request[0] = dc::kGet;
+  std::memcpy(request.data() + 1, ns.bytes.data(), kKeyBytes);
+  dc::PutU32(request.data() + 1 + kKeyBytes, static_cast<uint32_t>(keys.size()));
+  iovec iov[2] = {{request.data(), request.size()},
+                  {const_cast<Key*>(keys.data()), keys.size() * sizeof(Key)}};
+  static_assert(sizeof(Key) == kKeyBytes);
+  if (absl::Status s = Transport(WriteFull(fd_, iov, 2)); !s.ok()) return s;
+  for (size_t i = 0;; ++i) {
+    char kind;
+    if (absl::Status s = Transport(ReadFull(fd_, &kind, 1)); !s.ok()) return s;
+    if (kind == dc::kEnd) return absl::OkStatus();
+    if (kind == dc::kError) return ReadError();
+    if (kind != dc::kBlock || i >= keys.size()) {
+      return Transport(absl::InternalError("data channel: unexpected reply"));
+    }
+    char head[dc::kBlockHeaderBytes];
+    if (absl::Status s = Transport(ReadFull(fd_, head, sizeof(head))); !s.ok()) return s;
+    const dc::BlockHeader h = dc::DecodeBlockHeader(head);
+    if (h.key != keys[i] || h.payload_bytes > (uint64_t{1} << 36)) {
+      return Transport(absl::InternalError("data channel: block out of order"));
+    }
+    CacheBlock block;
+    block.key = h.key;
+    block.parent = h.parent;
+    block.checksum = h.checksum;
+    block.shape = h.shape;
+    block.payload.resize(h.payload_bytes);
+    if (absl::Status s = Transport(ReadFull(fd_, block.payload.data(), h.payload_bytes));
+        !s.ok()) {
+      return s;
+    }
+    if (PayloadChecksum(block.payload) != h.checksum) {
+      // Corrupt in transit: the run ends here, as a miss. The rest of the reply is unread,
+      // so the connection cannot be reused.
+      broken_ = true;
+      return absl::OkStatus();
+    }
+    out->push_back(std::move(block));
+  }
+}
+
+absl::Status DataConnection::Put(const Key& ns, const CacheBlock& block, absl::Duration timeout,
+                                 CachePutResult* result) {
+  SetSocketTimeout(fd_, timeout);
+  char head[1 + kKeyBytes + dc::kBlockHeaderBytes];
+  head[0] = dc::kPut;
+  std::memcpy(head + 1, ns.bytes.data(), kKeyBytes);
+  dc::EncodeBlockHeader({block.key, block.parent, PayloadChecksum(block.payload), block.shape,
+                         block.payload.size()},
+                        head + 1 + kKeyBytes);
+  iovec iov[2] = {{head, sizeof(head)},
+                  {const_cast<char*>(block.payload.data()), block.payload.size()}};
+  if (absl::Status s = Transport(WriteFull(fd_, iov, 2)); !s.ok()) return s;
+  char kind;
+  if (absl::Status s = Transport(ReadFull(fd_, &kind, 1)); !s.ok()) return s;
+  if (kind == dc::kError) return ReadError();
+  char outcome;
+  if (kind != dc::kStored) return Transport(absl::InternalError("data channel: unexpected reply"));
+  if (absl::Status s = Transport(ReadFull(fd_, &outcome, 1)); !s.ok()) return s;
+  switch (outcome) {
+    case 0: ++result->stored; break;
+    case 1: ++result->already_present; break;
+    default: ++result->not_admitted; break;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvcache

@@ -1,0 +1,56 @@
+// One connection of the bulk data channel (common/data_channel_wire.h), client side.
+// Internal to the client library: CacheClient negotiates the channel over gRPC and keeps a
+// small pool of these.
+//
+// Thread safety: one caller at a time. Once broken() (a transport failure, or an error reply
+// after which the server may close) the connection must be dropped.
+
+#ifndef KVCACHE_CLIENT_DATA_CONNECTION_H_
+#define KVCACHE_CLIENT_DATA_CONNECTION_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "client/cache_client.h"
+
+namespace kvcache {
+
+class DataConnection final {
+ public:
+  //   UNAVAILABLE, DEADLINE_EXCEEDED  cannot connect, or the server refused the hello.
+  static absl::StatusOr<std::unique_ptr<DataConnection>> Open(const std::string& address,
+                                                              const Key& token,
+                                                              absl::Duration timeout);
+  ~DataConnection();
+  DataConnection(const DataConnection&) = delete;
+  DataConnection& operator=(const DataConnection&) = delete;
+
+  // The leading blocks of `keys` the server holds, appended to `out`. A block that arrives
+  // corrupt (checksum) or out of order ends the run and breaks the connection.
+  absl::Status Get(const Key& ns, absl::Span<const Key> keys, absl::Duration timeout,
+                   std::vector<CacheBlock>* out);
+
+  // Stores one block; its checksum is computed here. Adds to `result`.
+  absl::Status Put(const Key& ns, const CacheBlock& block, absl::Duration timeout,
+                   CachePutResult* result);
+
+  bool broken() const { return broken_; }
+
+ private:
+  explicit DataConnection(int fd) : fd_(fd) {}
+  // Marks the connection broken when `s` is a transport failure.
+  absl::Status Transport(absl::Status s);
+  // Reads the body of a kError reply into a status.
+  absl::Status ReadError();
+
+  const int fd_;
+  bool broken_ = false;
+};
+
+}  // namespace kvcache
+
+#endif  // KVCACHE_CLIENT_DATA_CONNECTION_H_

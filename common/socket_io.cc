@@ -1,0 +1,159 @@
+#include "common/socket_io.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace kvcache {
+namespace {
+
+absl::Status IoError(const char* what) {
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    return absl::DeadlineExceededError(absl::StrCat("data channel: ", what, " timed out"));
+  }
+  return absl::UnavailableError(absl::StrCat("data channel: ", what, ": ", std::strerror(errno)));
+}
+
+// Splits "host:port" (a bracketed IPv6 host allowed).
+bool SplitHostPort(const std::string& address, std::string* host, std::string* port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = address.substr(0, colon);
+  *port = address.substr(colon + 1);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return !port->empty();
+}
+
+}  // namespace
+
+absl::Status ReadFull(int fd, void* buf, size_t n) {
+  char* p = static_cast<char*>(buf);
+  while (n > 0) {
+    const ssize_t got = ::recv(fd, p, n, MSG_WAITALL);
+    if (got == 0) return absl::UnavailableError("data channel: connection closed");
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return IoError("read");
+    }
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt) {
+  while (iovcnt > 0) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(iovcnt);
+    ssize_t sent = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      return IoError("write");
+    }
+    while (iovcnt > 0 && static_cast<size_t>(sent) >= iov->iov_len) {
+      sent -= static_cast<ssize_t>(iov->iov_len);
+      ++iov;
+      --iovcnt;
+    }
+    if (iovcnt > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + sent;
+      iov->iov_len -= static_cast<size_t>(sent);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteFull(int fd, const void* buf, size_t n) {
+  iovec iov{const_cast<void*>(buf), n};
+  return WriteFull(fd, &iov, 1);
+}
+
+void SetSocketTimeout(int fd, absl::Duration timeout) {
+  timeval tv{};
+  if (timeout != absl::InfiniteDuration()) {
+    tv = absl::ToTimeval(std::max(timeout, absl::Milliseconds(1)));
+  }
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+absl::StatusOr<int> ConnectTcp(const std::string& address, absl::Duration timeout) {
+  std::string host, port;
+  if (!SplitHostPort(address, &host, &port)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not host:port"));
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("data channel: cannot resolve ", address, ": ", gai_strerror(rc)));
+  }
+  absl::Status last = absl::UnavailableError("data channel: no address for " + address);
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    SetSocketTimeout(fd, timeout);
+    if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      ::freeaddrinfo(found);
+      return fd;
+    }
+    last = IoError("connect");
+    ::close(fd);
+  }
+  ::freeaddrinfo(found);
+  return last;
+}
+
+absl::StatusOr<std::pair<int, std::string>> ListenTcp(const std::string& address) {
+  std::string host, port;
+  if (!SplitHostPort(address, &host, &port)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not host:port"));
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
+      rc != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot resolve '", address, "': ", gai_strerror(rc)));
+  }
+  const int fd = ::socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (fd < 0 || ::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, 128) != 0) {
+    absl::Status s = absl::UnavailableError(
+        absl::StrCat("cannot listen on '", address, "': ", std::strerror(errno)));
+    ::freeaddrinfo(found);
+    if (fd >= 0) ::close(fd);
+    return s;
+  }
+  ::freeaddrinfo(found);
+  sockaddr_storage bound{};
+  socklen_t len = sizeof(bound);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  const int bound_port = bound.ss_family == AF_INET6
+                             ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                             : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  const std::string shown_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  return std::make_pair(fd, absl::StrCat(shown_host, ":", bound_port));
+}
+
+}  // namespace kvcache

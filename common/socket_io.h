@@ -1,0 +1,35 @@
+// Blocking socket I/O helpers for the data channel: whole reads and writes, with a
+// deadline applied as socket timeouts. Thread safety: per socket, one reader and one writer.
+
+#ifndef KVCACHE_COMMON_SOCKET_IO_H_
+#define KVCACHE_COMMON_SOCKET_IO_H_
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace kvcache {
+
+// Reads exactly `n` bytes. UNAVAILABLE on EOF or error, DEADLINE_EXCEEDED on a timeout.
+absl::Status ReadFull(int fd, void* buf, size_t n);
+// Writes all of `iov` (modified). UNAVAILABLE on error, DEADLINE_EXCEEDED on a timeout.
+absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt);
+absl::Status WriteFull(int fd, const void* buf, size_t n);
+
+// Sets SO_RCVTIMEO and SO_SNDTIMEO (InfiniteDuration: none).
+void SetSocketTimeout(int fd, absl::Duration timeout);
+
+// Connects a TCP socket to "host:port" (IPv4 or IPv6 literal, or a name), with TCP_NODELAY.
+absl::StatusOr<int> ConnectTcp(const std::string& address, absl::Duration timeout);
+
+// Listens on "host:port" (port 0: any). Returns the socket and the bound "host:port".
+absl::StatusOr<std::pair<int, std::string>> ListenTcp(const std::string& address);
+
+}  // namespace kvcache
+
+#endif  // KVCACHE_COMMON_SOCKET_IO_H_
