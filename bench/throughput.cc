@@ -192,7 +192,8 @@ absl::Status ToOptions(const std::map<std::string, std::string>& f, Options* o) 
   if (o->op != Op::kIndexScale && o->addr.empty()) {
     return absl::InvalidArgumentError("--addr=HOST:PORT is required");
   }
-  if (o->op == Op::kLookup && o->target != TargetKind::kKvcache) {
+  if (o->op == Op::kLookup && o->target != TargetKind::kKvcache &&
+      o->target != TargetKind::kKvcacheGrpc) {
     return absl::InvalidArgumentError("--op=lookup is for --target=kvcache only");
   }
   return absl::OkStatus();
@@ -654,7 +655,8 @@ int RunThroughput(int argc, char** argv) {
   // afresh; hiredis and libmemcached with glibc's defaults (measured here: the tuning does
   // not help Redis and costs memcached ~15% at 256 KiB, whose client grows its value
   // buffer by realloc, which mremap makes cheap for mmap'd chunks).
-  const bool tune = o.tune_malloc == 1 || (o.tune_malloc == -1 && o.target == TargetKind::kKvcache);
+  const bool tune = o.tune_malloc == 1 || (o.tune_malloc == -1 && (o.target == TargetKind::kKvcache ||
+                                                 o.target == TargetKind::kKvcacheGrpc));
   if (tune) TuneMallocForLargeBuffers();
   g_malloc_tuned = tune;
   if (o.nonce == 0) o.nonce = std::random_device()() | (uint64_t{std::random_device()()} << 32);

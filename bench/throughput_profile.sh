@@ -39,22 +39,30 @@ for size in $SIZES; do
       --warmup-seconds=1 --server-pid="$SP" --json >"$OUT/$tag.json" &
     BP=$!
     sleep 1.2
-    D=$(python3 -c "print(max(1.0, $SECS - 0.6))")
-    perf stat -x, -e task-clock,page-faults,context-switches -p "$SP" -- sleep "$D" \
+    # Sample well inside the measured window: perf record can hang if its target exits first.
+    D=$(python3 -c "print(max(1.0, $SECS - 1.5))")
+    timeout -s INT -k 5 20 perf stat -x, -e task-clock,page-faults,context-switches -p "$SP" -- sleep "$D" </dev/null \
       2>"$OUT/$tag.stat-server" &
     P1=$!
-    perf stat -x, -e task-clock,page-faults,context-switches -p "$BP" -- sleep "$D" \
+    timeout -s INT -k 5 20 perf stat -x, -e task-clock,page-faults,context-switches -p "$BP" -- sleep "$D" </dev/null \
       2>"$OUT/$tag.stat-client" &
     P2=$!
-    perf record -e cpu-clock -F 1999 -g -p "$SP" -o "$OUT/$tag.server.data" -- sleep "$D" \
+    timeout -s INT -k 5 20 perf record -e cpu-clock -F 1999 -g -p "$SP" -o "$OUT/$tag.server.data" -- sleep "$D" </dev/null \
       >/dev/null 2>&1 &
     P3=$!
-    perf record -e cpu-clock -F 1999 -g -p "$BP" -o "$OUT/$tag.client.data" -- sleep "$D" \
+    timeout -s INT -k 5 20 perf record -e cpu-clock -F 1999 -g -p "$BP" -o "$OUT/$tag.client.data" -- sleep "$D" </dev/null \
       >/dev/null 2>&1
-    wait "$P1" "$P2" "$P3" "$BP" || true
+    wait "$P1" "$P2" "$P3" || true
+    # A bench that does not exit within 30 s of its window is reported, then killed.
+    for _ in $(seq 60); do kill -0 "$BP" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$BP" 2>/dev/null; then
+      echo "throughput_profile: kvcache-bench ($tag) did not exit; killing it" >&2
+      kill -9 "$BP" 2>/dev/null || true
+    fi
+    wait "$BP" 2>/dev/null || true
     for side in server client; do
       perf report -i "$OUT/$tag.$side.data" --no-children --sort sym --stdio -g none \
-        --percent-limit 0.05 2>/dev/null >"$OUT/$tag.$side.report" || true
+        --percent-limit 0.05 2>/dev/null </dev/null >"$OUT/$tag.$side.report" || true
     done
     python3 - "$OUT/$tag" "$D" <<'PY'
 import json, re, sys

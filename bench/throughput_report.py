@@ -92,10 +92,11 @@ def main():
     w(BEGIN)
     w("## Bulk data path: kvcache vs Redis vs memcached (loopback)")
     w("")
-    w("Measured %s on %s × %s (%s GiB RAM, Linux %s); Redis %s, memcached %s. "
+    w("Measured %s on %s × %s (%s GiB RAM, Linux %s); kvcache %s; Redis %s, memcached %s. "
       "Made by `%s` in %s s." % (env("DATE"), env("NPROC"), env("CPU_MODEL"), env("MEM_GIB"),
-                                 env("KERNEL"), env("REDIS_VERSION"), env("MEMCACHED_VERSION"),
-                                 env("COMMAND_LINE").strip(), env("ELAPSED")))
+                                 env("KERNEL"), env("GIT_REV", "?"), env("REDIS_VERSION"),
+                                 env("MEMCACHED_VERSION"), env("COMMAND_LINE").strip(),
+                                 env("ELAPSED")))
     w("")
     w("Every cell is `kvcache-bench throughput --target=T --op=get|put --value-bytes=V "
       "--clients=C --seconds=%s`: C threads, each with its own connection (kvcache: its own "
@@ -180,7 +181,9 @@ def main():
         w("iperf3 (`iperf3 -c 127.0.0.1 -t 3 -P N`), one-way stream: " + ", ".join(
             "%d stream%s %.2f GB/s" % (p, "" if p == 1 else "s", median(v))
             for p, v in sorted(iperf.items())) +
-          ". The raw TCP column above is the request/response ceiling at each size.")
+          ". On this VM iperf3's one-way stream is not CPU-bound (about half a core per "
+          "side) and stays below the request/response figures: the raw TCP column above is "
+          "the ceiling to compare with, at each size and client count.")
         w("")
 
     lookups = defaultdict(list)
@@ -225,7 +228,7 @@ def main():
     # Chart data: one block per op (index 0 get, 1 put), 4 clients (or the first count).
     with open(env("CHART_DATA"), "w") as f:
         for op in ["get", "put"]:
-            f.write("size_kib kvcache redis memcached raw_tcp\n")
+            f.write("size_kib kvcache redis memcached raw-TCP\n")
             for v in sizes:
                 vals = [stat((op, v, cpu_clients, t), "gbps") for t in PEERS]
                 f.write("%d %s\n" % (v // 1024, " ".join("NaN" if x is None else "%.4f" % x

@@ -341,16 +341,18 @@ void ServeRawConnection(int fd) {
 
 absl::StatusOr<TargetKind> ParseTargetKind(absl::string_view name) {
   if (name == "kvcache") return TargetKind::kKvcache;
+  if (name == "kvcache-grpc") return TargetKind::kKvcacheGrpc;
   if (name == "redis") return TargetKind::kRedis;
   if (name == "memcached") return TargetKind::kMemcached;
   if (name == "rawtcp") return TargetKind::kRawTcp;
   return absl::InvalidArgumentError(absl::StrCat(
-      "--target=", name, " is not one of kvcache, redis, memcached, rawtcp"));
+      "--target=", name, " is not one of kvcache, kvcache-grpc, redis, memcached, rawtcp"));
 }
 
 absl::string_view TargetName(TargetKind kind) {
   switch (kind) {
     case TargetKind::kKvcache: return "kvcache";
+    case TargetKind::kKvcacheGrpc: return "kvcache-grpc";
     case TargetKind::kRedis: return "redis";
     case TargetKind::kMemcached: return "memcached";
     case TargetKind::kRawTcp: return "rawtcp";
@@ -370,9 +372,11 @@ absl::StatusOr<std::unique_ptr<TargetConnection>> ConnectTarget(TargetKind kind,
                                                                 const std::string& addr,
                                                                 const KeySpace& keys) {
   switch (kind) {
-    case TargetKind::kKvcache: {
+    case TargetKind::kKvcache:
+    case TargetKind::kKvcacheGrpc: {
       CacheClientOptions options;
       options.target = addr;
+      options.use_data_channel = kind == TargetKind::kKvcache;
       absl::StatusOr<std::unique_ptr<CacheClient>> client = NewCacheClient(options);
       if (!client.ok()) return client.status();
       return std::make_unique<KvcacheConnection>(*std::move(client), keys);

@@ -22,9 +22,11 @@ namespace kvcache {
 namespace bench {
 
 // Which store a connection talks to.
-enum class TargetKind { kKvcache, kRedis, kMemcached, kRawTcp };
+// kKvcacheGrpc is kvcache with the bulk data channel turned off in the client (gRPC only).
+enum class TargetKind { kKvcache, kKvcacheGrpc, kRedis, kMemcached, kRawTcp };
 
-// Parses "kvcache", "redis", "memcached" or "rawtcp". INVALID_ARGUMENT otherwise.
+// Parses "kvcache", "kvcache-grpc", "redis", "memcached" or "rawtcp". INVALID_ARGUMENT
+// otherwise.
 absl::StatusOr<TargetKind> ParseTargetKind(absl::string_view name);
 absl::string_view TargetName(TargetKind kind);
 

@@ -30,7 +30,8 @@ class TieredStoreImpl final : public TieredStore {
           FormatBytes(block->payload.size()), ", over the server's limit of ",
           FormatBytes(options_.max_block_bytes), " (--max-block-bytes)"));
     }
-    if (absl::Status s = internal::ValidateBlock(*block); !s.ok()) return s;
+    // The checksum is checked once, by the tier that stores the block (hashing a 4 MiB
+    // payload twice was a quarter of the server's time per Put).
     if (disk_ && !ram_->Contains(block->meta.id) && disk_->Contains(block->meta.id)) {
       return PutOutcome::kAlreadyPresent;
     }

@@ -1,0 +1,119 @@
+// `kvcache-bench throughput` end to end: the real bench binary against a real kvcache-server
+// (RAM tier only) and against its own raw TCP server. Checks what a benchmark run must get
+// right (every operation succeeds and its bytes check out, the JSON has its fields), never
+// how fast it was.
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+#include "tests/process.h"
+
+namespace kvcache {
+namespace {
+
+using testing::Bin;
+using testing::ListenAddress;
+using testing::Process;
+
+
+// Runs the bench with `args` and returns its JSON line (failing the test if it exits
+// non-zero or prints none).
+nlohmann::json Bench(std::vector<std::string> args) {
+  args.insert(args.begin(), {Bin("kvcache-bench"), "throughput"});
+  args.push_back("--json");
+  const testing::CommandResult r = testing::Run(args);
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  const size_t brace = r.output.rfind("\n{");
+  const std::string line =
+      r.output.substr(brace == std::string::npos ? 0 : brace + 1);
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  EXPECT_FALSE(j.is_discarded()) << r.output;
+  return j;
+}
+
+class ThroughputBenchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<Process>(std::vector<std::string>{
+        Bin("kvcache-server"), "--listen=127.0.0.1:0", "--ram-bytes=256MiB", "--disk-path=",
+        "--max-block-bytes=8MiB", "--metrics-listen="});
+    addr_ = ListenAddress(server_->WaitForLine("listening on"));
+    ASSERT_FALSE(addr_.empty()) << server_->output();
+  }
+
+  std::unique_ptr<Process> server_;
+  std::string addr_;
+};
+
+TEST_F(ThroughputBenchTest, KvcacheGetChecksEveryValue) {
+  nlohmann::json j = Bench({"--target=kvcache", "--addr=" + addr_, "--op=get",
+                            "--value-bytes=64KiB", "--clients=2", "--keys=16",
+                            "--seconds=0.3", "--warmup-seconds=0.05", "--verify-every=1"});
+  EXPECT_EQ(j["target"], "kvcache");
+  EXPECT_GT(j["ops"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["errors"], 0);
+  EXPECT_EQ(j["verify_failures"], 0);
+  // Warm-up reads are checked too, so at least every counted one was.
+  EXPECT_GE(j["verified_full"].get<uint64_t>(), j["ops"].get<uint64_t>());
+  for (const char* field : {"gbps", "ops_per_s", "p50_us", "p99_us"}) {
+    EXPECT_TRUE(j.contains(field)) << field;
+  }
+}
+
+TEST_F(ThroughputBenchTest, KvcachePutWritesFreshBlocks) {
+  nlohmann::json j = Bench({"--target=kvcache", "--addr=" + addr_, "--op=put",
+                            "--value-bytes=64KiB", "--clients=2", "--seconds=0.3",
+                            "--warmup-seconds=0.05"});
+  EXPECT_GT(j["ops"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["errors"], 0);
+}
+
+TEST_F(ThroughputBenchTest, GetOfKeysNeverWrittenCountsErrors) {
+  const testing::CommandResult r =
+      testing::Run({Bin("kvcache-bench"), "throughput", "--target=kvcache", "--addr=" + addr_,
+           "--op=get", "--value-bytes=4KiB", "--keys=4", "--populate=false", "--seconds=0.2",
+           "--warmup-seconds=0", "--json"});
+  EXPECT_NE(r.exit_status, 0) << r.output;
+  EXPECT_NE(r.output.find("\"errors\":"), std::string::npos) << r.output;
+}
+
+TEST_F(ThroughputBenchTest, LookupFindsTheWholeChain) {
+  nlohmann::json j = Bench({"--target=kvcache", "--addr=" + addr_, "--op=lookup",
+                            "--chain=64", "--seconds=0.3", "--warmup-seconds=0.05"});
+  EXPECT_EQ(j["chain"], 64);
+  EXPECT_GT(j["ops"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["verify_failures"], 0);
+}
+
+TEST(ThroughputBench, RawTcpCeilingMovesTheBytes) {
+  Process raw({Bin("kvcache-bench"), "throughput", "--serve-rawtcp",
+               "--listen=127.0.0.1:0"});
+  const std::string addr = ListenAddress(raw.WaitForLine("listening on"));
+  ASSERT_FALSE(addr.empty()) << raw.output();
+  for (const char* op : {"--op=get", "--op=put"}) {
+    nlohmann::json j = Bench({"--target=rawtcp", "--addr=" + addr, op, "--value-bytes=1MiB",
+                              "--clients=2", "--seconds=0.2", "--warmup-seconds=0.05"});
+    EXPECT_GT(j["ops"].get<uint64_t>(), 0u) << op;
+    EXPECT_EQ(j["errors"], 0) << op;
+  }
+}
+
+TEST(ThroughputBench, IndexScaleKeepsEveryBlock) {
+  nlohmann::json j = Bench({"--op=index-scale", "--blocks=2000", "--seconds=0.1"});
+  EXPECT_EQ(j["blocks"], 2000);
+  EXPECT_EQ(j["misses"], 0);
+  EXPECT_GT(j["bytes_per_block"].get<double>(), 0.0);
+}
+
+TEST(ThroughputBench, RejectsUnknownFlags) {
+  const testing::CommandResult r =
+      testing::Run({Bin("kvcache-bench"), "throughput", "--target=kvcache", "--bogus=1"});
+  EXPECT_EQ(r.exit_status, 2) << r.output;
+  EXPECT_NE(r.output.find("unknown flag --bogus"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace kvcache
