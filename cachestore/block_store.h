@@ -50,8 +50,10 @@ using BlockPtr = std::shared_ptr<const Block>;
 BlockPtr MakeBlock(const BlockId& id, std::optional<Key> parent, std::string payload,
                    const BlockShape& shape = {});
 
-// Bytes a block costs a tier beyond its payload: its index entry and metadata.
-inline constexpr uint64_t kBlockOverheadBytes = 256;
+// Bytes a block costs a tier beyond its payload: its index entry, metadata and policy
+// state. Measured at 516-706 B per block in the RAM tier with LRU (docs/benchmarks.md,
+// `kvcache-bench throughput --op=index-scale`), so capacities hold for small blocks too.
+inline constexpr uint64_t kBlockOverheadBytes = 640;
 inline uint64_t ChargeOf(uint64_t payload_bytes) { return payload_bytes + kBlockOverheadBytes; }
 
 enum class TierId { kRam, kDisk };

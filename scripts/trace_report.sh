@@ -174,7 +174,7 @@ gnuplot "$WORK/chart.gp"
 # 4 KiB payloads (the ordering does not depend on the payload size, and the replay stays
 # short), one RAM shard holding exactly the simulated number of blocks.
 BLOCK_BYTES=4096
-CHARGE=$((BLOCK_BYTES + 256))  # ChargeOf: payload + kBlockOverheadBytes.
+CHARGE=$((BLOCK_BYTES + 640))  # ChargeOf: payload + kBlockOverheadBytes.
 start_server() {  # start_server POLICY RAM_BLOCKS DISK_BLOCKS
   local disk_args=(--disk-path=)
   if [ "$3" -gt 0 ]; then
