@@ -29,6 +29,7 @@
 #include "cachestore/eviction_policy.h"
 #include "common/byte_size.h"
 #include "common/checksum.h"
+#include "common/little_endian.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
@@ -52,15 +53,9 @@ std::string DbKey(const BlockId& id) {
 
 template <typename T>
 void PutLe(std::string* out, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-template <typename T>
-T GetLe(const char* p) {
-  T v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i) {
-    v |= static_cast<T>(static_cast<uint8_t>(p[i])) << (8 * i);
-  }
-  return v;
+  char bytes[sizeof(T)];
+  PutLittleEndian(bytes, v);
+  out->append(bytes, sizeof(T));
 }
 
 struct MetaRecord {
@@ -103,18 +98,18 @@ std::optional<MetaRecord> DecodeMeta(rocksdb::Slice db_key, rocksdb::Slice value
     r.meta.parent = parent;
   }
   p += kKeyBytes;
-  r.meta.checksum = GetLe<uint64_t>(p);
+  r.meta.checksum = GetLittleEndian<uint64_t>(p);
   p += 8;
   uint32_t* fields[] = {&r.meta.shape.format_version, &r.meta.shape.dtype,
                         &r.meta.shape.num_layers,     &r.meta.shape.num_kv_heads,
                         &r.meta.shape.head_dim,       &r.meta.shape.num_tokens};
   for (uint32_t* f : fields) {
-    *f = GetLe<uint32_t>(p);
+    *f = GetLittleEndian<uint32_t>(p);
     p += 4;
   }
-  r.payload_bytes = GetLe<uint64_t>(p);
+  r.payload_bytes = GetLittleEndian<uint64_t>(p);
   p += 8;
-  r.written_unix_micros = static_cast<int64_t>(GetLe<uint64_t>(p));
+  r.written_unix_micros = static_cast<int64_t>(GetLittleEndian<uint64_t>(p));
   return r;
 }
 

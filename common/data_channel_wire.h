@@ -26,6 +26,7 @@
 
 #include "common/block_shape.h"
 #include "common/key.h"
+#include "common/little_endian.h"
 
 namespace kvcache {
 namespace data_channel {
@@ -47,22 +48,10 @@ struct BlockHeader {
   uint64_t payload_bytes = 0;
 };
 
-inline void PutU32(char* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-inline void PutU64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-inline uint32_t GetU32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
-  return v;
-}
-inline uint64_t GetU64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(p[i])) << (8 * i);
-  return v;
-}
+inline void PutU32(char* p, uint32_t v) { PutLittleEndian(p, v); }
+inline void PutU64(char* p, uint64_t v) { PutLittleEndian(p, v); }
+inline uint32_t GetU32(const char* p) { return GetLittleEndian<uint32_t>(p); }
+inline uint64_t GetU64(const char* p) { return GetLittleEndian<uint64_t>(p); }
 
 // REQUIRES: `out` has kBlockHeaderBytes.
 inline void EncodeBlockHeader(const BlockHeader& h, char* out) {

@@ -4,13 +4,12 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace kvcache {
@@ -33,6 +32,27 @@ bool SplitHostPort(const std::string& address, std::string* host, std::string* p
     *host = host->substr(1, host->size() - 2);
   }
   return !port->empty();
+}
+
+using AddrInfo = std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)>;
+
+// Resolves "host:port" for a stream socket (`passive`: to listen; an empty host is any).
+absl::StatusOr<AddrInfo> Resolve(const std::string& address, bool passive) {
+  std::string host, port;
+  if (!SplitHostPort(address, &host, &port)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not host:port"));
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  if (passive) hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const char* node = passive && host.empty() ? nullptr : host.c_str();
+  if (int rc = ::getaddrinfo(node, port.c_str(), &hints, &found); rc != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot resolve '", address, "': ", gai_strerror(rc)));
+  }
+  return AddrInfo(found, &::freeaddrinfo);
 }
 
 }  // namespace
@@ -90,68 +110,49 @@ void SetSocketTimeout(int fd, absl::Duration timeout) {
 }
 
 absl::StatusOr<int> ConnectTcp(const std::string& address, absl::Duration timeout) {
-  std::string host, port;
-  if (!SplitHostPort(address, &host, &port)) {
-    return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not host:port"));
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("data channel: cannot resolve ", address, ": ", gai_strerror(rc)));
-  }
+  absl::StatusOr<AddrInfo> found = Resolve(address, /*passive=*/false);
+  if (!found.ok()) return found.status();
   absl::Status last = absl::UnavailableError("data channel: no address for " + address);
-  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+  for (addrinfo* a = found->get(); a != nullptr; a = a->ai_next) {
     const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) continue;
     SetSocketTimeout(fd, timeout);
     if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
       const int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      ::freeaddrinfo(found);
       return fd;
     }
     last = IoError("connect");
     ::close(fd);
   }
-  ::freeaddrinfo(found);
   return last;
 }
 
 absl::StatusOr<std::pair<int, std::string>> ListenTcp(const std::string& address) {
-  std::string host, port;
-  if (!SplitHostPort(address, &host, &port)) {
-    return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not host:port"));
+  absl::StatusOr<AddrInfo> found = Resolve(address, /*passive=*/true);
+  if (!found.ok()) return found.status();
+  const addrinfo* a = found->get();
+  const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on '", address,
+                                               "': ", std::strerror(errno)));
   }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* found = nullptr;
-  if (int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
-      rc != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot resolve '", address, "': ", gai_strerror(rc)));
-  }
-  const int fd = ::socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, 0);
   const int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (fd < 0 || ::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, 128) != 0) {
+  if (::bind(fd, a->ai_addr, a->ai_addrlen) != 0 || ::listen(fd, 128) != 0) {
     absl::Status s = absl::UnavailableError(
         absl::StrCat("cannot listen on '", address, "': ", std::strerror(errno)));
-    ::freeaddrinfo(found);
-    if (fd >= 0) ::close(fd);
+    ::close(fd);
     return s;
   }
-  ::freeaddrinfo(found);
   sockaddr_storage bound{};
   socklen_t len = sizeof(bound);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
   const int bound_port = bound.ss_family == AF_INET6
                              ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
                              : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  std::string host, port;
+  SplitHostPort(address, &host, &port);
   const std::string shown_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   return std::make_pair(fd, absl::StrCat(shown_host, ":", bound_port));
 }
