@@ -70,6 +70,12 @@ struct TierStats {
   uint64_t promotions = 0;
   uint64_t checksum_failures = 0;
   uint64_t inserts = 0;
+  // Disk tier: writes (puts and deletes) the disk refused. Each is also reported to its
+  // caller where it has one, and a failed delete is retried with the next write.
+  uint64_t write_errors = 0;
+  // RAM tier of the tiered store: victims worth keeping that the disk tier failed to take
+  // (dropped instead of demoted).
+  uint64_t demotion_failures = 0;
 };
 
 // What the store knows of a stored block, without its payload.

@@ -21,11 +21,13 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "cachestore/block_internal.h"
 #include "cachestore/block_store.h"
+#include "cachestore/disk_tier_internal.h"
 #include "cachestore/eviction_policy.h"
 #include "common/byte_size.h"
 #include "common/checksum.h"
@@ -210,27 +212,26 @@ class DiskTier final : public BlockStore {
       bytes_ += charge;
       ++stats_.inserts;
     }
-    rocksdb::WriteBatch batch;
-    for (const BlockId& v : victims) AddDelete(&batch, v);
-    const std::string key = DbKey(id);
-    batch.Put(meta_cf(), key, EncodeMeta(MetaRecord{block->meta, block->payload.size(), now}));
-    batch.Put(blocks_cf(), key, block->payload);
-    const rocksdb::Status written = db_->Write(write_options_, &batch);
+    const Record record{id,
+                        EncodeMeta(MetaRecord{block->meta, block->payload.size(), now}),
+                        block->payload};
+    const absl::Status written = Commit(std::move(victims), &record, "writing a block");
 
-    absl::MutexLock lock(&mu_);
-    auto it = index_.find(id);
-    const bool still_ours = it != index_.end() && it->second.pending_generation == generation;
-    if (!written.ok()) {
-      if (still_ours) RemoveLocked(it);
-      return FromRocks(written, "writing a block");
+    bool still_ours;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = index_.find(id);
+      still_ours = it != index_.end() && it->second.pending_generation == generation;
+      if (!written.ok()) {
+        if (still_ours) RemoveLocked(it);
+        return written;
+      }
+      if (still_ours) it->second.pending_generation = 0;
     }
-    if (still_ours) {
-      it->second.pending_generation = 0;
-    } else {
-      // Erased while we were writing: do not let the write resurrect it.
-      rocksdb::WriteBatch undo;
-      AddDelete(&undo, id);
-      db_->Write(write_options_, &undo);
+    // Erased while we were writing: do not let the write resurrect it.
+    if (!still_ours) {
+      // A failure is counted and the delete retried with the next write (Commit).
+      Commit({id}, nullptr, "undoing a block erased while it was written").IgnoreError();
     }
     return PutOutcome::kStored;
   }
@@ -255,18 +256,18 @@ class DiskTier final : public BlockStore {
     const bool intact = s.ok() && value.size() == payload_bytes &&
                         PayloadChecksum(absl::string_view(value.data(), value.size())) ==
                             meta.checksum;
+    bool dropped = false;
     if (!intact) {
       // Gone underneath us (erased meanwhile), unreadable or corrupt: never served.
       absl::MutexLock lock(&mu_);
       ++stats_.misses;
       if (!s.IsNotFound()) ++stats_.checksum_failures;
       auto it = index_.find(id);
-      if (it != index_.end() && it->second.pending_generation == 0) {
-        RemoveLocked(it);
-        rocksdb::WriteBatch batch;
-        AddDelete(&batch, id);
-        db_->Write(write_options_, &batch);
-      }
+      dropped = it != index_.end() && it->second.pending_generation == 0;
+      if (dropped) RemoveLocked(it);
+    }
+    if (!intact) {
+      if (dropped) Commit({id}, nullptr, "dropping a bad block").IgnoreError();  // Counted.
       return absl::NotFoundError(s.ok() ? "disk copy failed its checksum; dropped"
                                         : "disk copy unreadable; dropped");
     }
@@ -314,9 +315,7 @@ class DiskTier final : public BlockStore {
       if (it == index_.end()) return false;
       RemoveLocked(it);
     }
-    rocksdb::WriteBatch batch;
-    AddDelete(&batch, id);
-    db_->Write(write_options_, &batch);
+    Commit({id}, nullptr, "erasing a block").IgnoreError();  // Counted; retried.
     return true;
   }
 
@@ -335,10 +334,9 @@ class DiskTier final : public BlockStore {
         index_.erase(it++);
       }
     }
-    rocksdb::WriteBatch batch;
-    for (const BlockId& id : doomed) AddDelete(&batch, id);
-    db_->Write(write_options_, &batch);
-    return doomed.size();
+    const uint64_t erased = doomed.size();
+    Commit(std::move(doomed), nullptr, "erasing blocks").IgnoreError();  // Counted; retried.
+    return erased;
   }
 
   TierStats Stats() const override {
@@ -351,6 +349,49 @@ class DiskTier final : public BlockStore {
   }
 
  private:
+  // One block's rows, as Put writes them.
+  struct Record {
+    BlockId id;
+    std::string meta;
+    absl::string_view payload;
+  };
+
+  // Deletes `deletes` and writes `record` (when non-null) in one WriteBatch, together with
+  // the deletes that earlier failed writes left undone. The status of every write is
+  // checked: a failure is counted (TierStats::write_errors) and its deletes are kept for
+  // the next write, so a block erased from the index cannot come back after a restart
+  // once the disk works again; the next write first asks RocksDB to resume from the
+  // background error a failed write leaves. The caller holds no lock (RocksDB I/O runs
+  // outside mu_). A delete retried after the same key was stored again only turns that
+  // block into a miss (Get finds no payload and drops it): never wrong bytes.
+  absl::Status Commit(std::vector<BlockId> deletes, const Record* record,
+                      absl::string_view what) ABSL_LOCKS_EXCLUDED(mu_) {
+    bool resume;
+    {
+      absl::MutexLock lock(&mu_);
+      resume = resume_before_write_;
+      // The new rows replace the old ones: a retried delete must not remove them.
+      if (record != nullptr) pending_deletes_.erase(record->id);
+      deletes.insert(deletes.end(), pending_deletes_.begin(), pending_deletes_.end());
+      pending_deletes_.clear();
+    }
+    if (resume) db_->Resume();  // OK at once when there is no background error.
+    rocksdb::WriteBatch batch;
+    for (const BlockId& id : deletes) AddDelete(&batch, id);
+    if (record != nullptr) {
+      const std::string key = DbKey(record->id);
+      batch.Put(meta_cf(), key, record->meta);
+      batch.Put(blocks_cf(), key, rocksdb::Slice(record->payload.data(), record->payload.size()));
+    }
+    const rocksdb::Status s = db_->Write(write_options_, &batch);
+    absl::MutexLock lock(&mu_);
+    resume_before_write_ = !s.ok();
+    if (s.ok()) return absl::OkStatus();
+    ++stats_.write_errors;
+    pending_deletes_.insert(deletes.begin(), deletes.end());
+    return FromRocks(s, what);
+  }
+
   rocksdb::ColumnFamilyHandle* meta_cf() const { return handles_[1]; }
   rocksdb::ColumnFamilyHandle* blocks_cf() const { return handles_[2]; }
 
@@ -405,16 +446,25 @@ class DiskTier final : public BlockStore {
   uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 0;
   TierStats stats_ ABSL_GUARDED_BY(mu_);
+  // Deletes a failed write left undone, retried with the next write; see Commit.
+  absl::flat_hash_set<BlockId> pending_deletes_ ABSL_GUARDED_BY(mu_);
+  bool resume_before_write_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BlockStore>> NewDiskTier(const DiskTierOptions& options) {
+  return internal::NewDiskTierOnEnv(options, nullptr);
+}
+
+absl::StatusOr<std::unique_ptr<BlockStore>> internal::NewDiskTierOnEnv(
+    const DiskTierOptions& options, rocksdb::Env* env) {
   if (options.path.empty()) return absl::InvalidArgumentError("disk tier: path is empty");
   absl::StatusOr<std::unique_ptr<EvictionPolicy>> policy = NewEvictionPolicy(options.eviction);
   if (!policy.ok()) return policy.status();
 
   rocksdb::Options db_options;
+  if (env != nullptr) db_options.env = env;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;

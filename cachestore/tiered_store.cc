@@ -141,6 +141,8 @@ class TieredStoreImpl final : public TieredStore {
     t.promotions = s.ram.promotions;
     t.checksum_failures = s.ram.checksum_failures + s.disk.checksum_failures;
     t.inserts = s.ram.inserts + s.disk.inserts;
+    t.write_errors = s.ram.write_errors + s.disk.write_errors;
+    t.demotion_failures = s.ram.demotion_failures;
     return t;
   }
 
@@ -152,6 +154,7 @@ class TieredStoreImpl final : public TieredStore {
     const uint64_t promotions = promotions_.load(std::memory_order_relaxed);
     s.ram.demotions = s.disk.demotions = demotions;
     s.ram.promotions = s.disk.promotions = promotions;
+    s.ram.demotion_failures = demotion_failures_.load(std::memory_order_relaxed);
     s.lookups = lookups_.load(std::memory_order_relaxed);
     s.lookup_keys = lookup_keys_.load(std::memory_order_relaxed);
     s.lookup_hits = lookup_hits_.load(std::memory_order_relaxed);
@@ -168,6 +171,10 @@ class TieredStoreImpl final : public TieredStore {
       absl::StatusOr<PutOutcome> put = disk_->Put(std::move(v.block));
       if (put.ok() && *put == PutOutcome::kStored) {
         demotions_.fetch_add(1, std::memory_order_relaxed);
+      } else if (!put.ok()) {
+        // The block is lost to the cache (a miss later, never wrong bytes); the disk's own
+        // write_errors say why.
+        demotion_failures_.fetch_add(1, std::memory_order_relaxed);
       }
     }
   }
@@ -176,6 +183,7 @@ class TieredStoreImpl final : public TieredStore {
   const std::unique_ptr<BlockStore> ram_;
   const std::unique_ptr<BlockStore> disk_;  // Null when RAM only.
   std::atomic<uint64_t> demotions_{0};
+  std::atomic<uint64_t> demotion_failures_{0};
   std::atomic<uint64_t> promotions_{0};
   std::atomic<uint64_t> lookups_{0};
   std::atomic<uint64_t> lookup_keys_{0};

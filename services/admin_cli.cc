@@ -102,7 +102,9 @@ class Command {
                 {"demotions", t.demotions()},
                 {"promotions", t.promotions()},
                 {"checksum_failures", t.checksum_failures()},
-                {"inserts", t.inserts()}};
+                {"inserts", t.inserts()},
+                {"write_errors", t.write_errors()},
+                {"demotion_failures", t.demotion_failures()}};
   }
 
   absl::Status Stats() {
@@ -131,6 +133,10 @@ class Command {
                               FormatBytes(t->capacity_bytes()), used, t->hits(), t->misses(),
                               t->evictions(), t->demotions(), t->promotions(),
                               t->checksum_failures());
+    }
+    if (s->disk().write_errors() != 0 || s->ram().demotion_failures() != 0) {
+      out_ << absl::StrFormat("disk trouble: %d failed writes, %d blocks not demoted\n",
+                              s->disk().write_errors(), s->ram().demotion_failures());
     }
     out_ << absl::StrFormat("lookups %d: %d of %d keys present\n", s->lookups(),
                             s->lookup_hits(), s->lookup_keys());

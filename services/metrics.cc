@@ -47,6 +47,10 @@ class StoreCollector final : public prometheus::Collectable {
          prometheus::MetricType::Counter, &TierStats::checksum_failures},
         {"kvcache_tier_inserts_total", "Blocks written into the tier.",
          prometheus::MetricType::Counter, &TierStats::inserts},
+        {"kvcache_tier_write_errors_total", "Writes and deletes the disk refused.",
+         prometheus::MetricType::Counter, &TierStats::write_errors},
+        {"kvcache_tier_demotion_failures_total", "RAM victims the disk failed to take.",
+         prometheus::MetricType::Counter, &TierStats::demotion_failures},
     };
     for (const Spec& spec : specs) {
       prometheus::MetricFamily family{spec.name, spec.help, spec.type, {}};

@@ -1,6 +1,12 @@
+#include <atomic>
+
+#include "absl/time/clock.h"
+
 #include "cachestore/block_store.h"
+#include "cachestore/disk_tier_internal.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "rocksdb/file_system.h"
 #include "tests/test_util.h"
 
 namespace kvcache {
@@ -92,6 +98,89 @@ TEST_F(DiskTierTest, CorruptBlockIsDroppedCountedAndNeverServed) {
   EXPECT_EQ(s.misses, 1u);
   EXPECT_FALSE(tier->Contains(Id(1)));  // Dropped.
   EXPECT_EQ((*tier->Get(Id(2)))->payload, TestPayload(5000, 2));  // Neighbours intact.
+}
+
+// A disk that refuses every write while `failing` is set (as a full or failing disk does);
+// reads still work.
+class FailingFileSystem final : public rocksdb::FileSystemWrapper {
+ public:
+  FailingFileSystem() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+  const char* Name() const override { return "FailingFileSystem"; }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, dbg);
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this);
+    return s;
+  }
+
+  std::atomic<bool> failing{false};
+
+ private:
+  class File final : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> f, FailingFileSystem* fs)
+        : FSWritableFileOwnerWrapper(std::move(f)), fs_(fs) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
+                             rocksdb::IODebugContext* dbg) override {
+      if (fs_->failing) return rocksdb::IOStatus::NoSpace("injected: disk full");
+      return FSWritableFileOwnerWrapper::Append(data, o, dbg);
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
+                             const rocksdb::DataVerificationInfo& v,
+                             rocksdb::IODebugContext* dbg) override {
+      if (fs_->failing) return rocksdb::IOStatus::NoSpace("injected: disk full");
+      return FSWritableFileOwnerWrapper::Append(data, o, v, dbg);
+    }
+
+   private:
+    FailingFileSystem* const fs_;
+  };
+};
+
+TEST_F(DiskTierTest, FailedWritesAreReportedCountedAndErasesSurviveThem) {
+  auto fs = std::make_shared<FailingFileSystem>();
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  DiskTierOptions o;
+  o.path = dir_.Sub("db");
+  {
+    absl::StatusOr<std::unique_ptr<BlockStore>> tier = internal::NewDiskTierOnEnv(o, env.get());
+    ASSERT_TRUE(tier.ok()) << tier.status();
+    for (uint64_t i = 0; i < 3; ++i) {
+      ASSERT_TRUE((*tier)->Put(MakeBlock(Id(i), std::nullopt, TestPayload(2000, i))).ok());
+    }
+    fs->failing = true;
+    // A Put the disk refuses is an error to its caller, and not stored.
+    absl::StatusOr<PutOutcome> put =
+        (*tier)->Put(MakeBlock(Id(9), std::nullopt, TestPayload(2000, 9)));
+    EXPECT_TRUE(absl::IsInternal(put.status())) << put.status();
+    EXPECT_FALSE((*tier)->Contains(Id(9)));
+    // An erase the disk refuses still leaves the index, and is counted.
+    EXPECT_TRUE((*tier)->Erase(Id(0)));
+    EXPECT_FALSE((*tier)->Contains(Id(0)));
+    EXPECT_EQ((*tier)->Stats().write_errors, 2u);
+    // The disk comes back. RocksDB recovers from a full disk in the background; once it
+    // has, writes succeed again and the first one also carries the erase that failed.
+    fs->failing = false;
+    const absl::Time give_up = absl::Now() + absl::Seconds(60);
+    absl::StatusOr<PutOutcome> retried;
+    do {
+      retried = (*tier)->Put(MakeBlock(Id(5), std::nullopt, TestPayload(2000, 5)));
+      if (!retried.ok()) absl::SleepFor(absl::Milliseconds(50));
+    } while (!retried.ok() && absl::Now() < give_up);
+    ASSERT_TRUE(retried.ok()) << retried.status();
+    const uint64_t errors = (*tier)->Stats().write_errors;
+    EXPECT_TRUE((*tier)->Erase(Id(1)));
+    EXPECT_EQ((*tier)->Stats().write_errors, errors);
+  }
+  // After a restart, neither erased block comes back; the others are intact.
+  auto tier = Open();
+  EXPECT_FALSE(tier->Contains(Id(0)));
+  EXPECT_FALSE(tier->Contains(Id(1)));
+  EXPECT_FALSE(tier->Contains(Id(9)));
+  EXPECT_EQ((*tier->Get(Id(2)))->payload, TestPayload(2000, 2));
+  EXPECT_EQ((*tier->Get(Id(5)))->payload, TestPayload(2000, 5));
 }
 
 TEST_F(DiskTierTest, BadPathIsAnError) {
