@@ -11,6 +11,8 @@ PACKAGES=(
   libabsl-dev librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   libssl-dev libxxhash-dev libopenblas-dev nlohmann-json3-dev libhiredis-dev libmemcached-dev
 )
+# scripts/test.sh's second pass builds with Clang (CXX=clang++).
+if [[ "${CXX:-}" == clang* ]]; then PACKAGES+=(clang); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

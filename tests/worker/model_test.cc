@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "client/block_keys.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
@@ -300,6 +301,22 @@ TEST(ModelLoadErrorTest, TensorInTwoFiles) {
   WriteHandModel(dir.path(), c, extra, "extra.safetensors");
   ExpectLoadError(dir.path(), absl::StatusCode::kInvalidArgument,
                   {"model.norm.weight", "extra.safetensors"});
+}
+
+TEST(BlockKeysTest, ModelNamespaceDependsOnWeightsAndBlockSize) {
+  testing::TempDir a, b;
+  testing::WriteTinyModel(a.path(), 1);
+  testing::WriteTinyModel(b.path(), 2);
+  std::unique_ptr<Model> ma = testing::LoadOrDie(a.path()), mb = testing::LoadOrDie(b.path());
+  const NamespaceDescription d = ma->Namespace(16, "");
+  EXPECT_EQ(d.weights_digest, ma->weights_digest());
+  EXPECT_EQ(d.num_layers, 3u);
+  EXPECT_EQ(d.num_kv_heads, 2u);
+  EXPECT_EQ(d.head_dim, 16u);
+  EXPECT_EQ(d.dtype, "f32");
+  EXPECT_NE(NamespaceId(d), NamespaceId(mb->Namespace(16, "")));
+  EXPECT_NE(NamespaceId(d), NamespaceId(ma->Namespace(32, "")));
+  EXPECT_NE(NamespaceId(d), NamespaceId(ma->Namespace(16, "salt")));
 }
 
 }  // namespace

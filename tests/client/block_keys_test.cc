@@ -11,8 +11,6 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
-#include "tests/worker/worker_test_util.h"
-#include "worker/model.h"
 
 namespace kvcache {
 namespace {
@@ -76,7 +74,7 @@ TEST(BlockKeysTest, MatchesDocumentedVectors) {
 
 TEST(BlockKeysTest, DocumentListsTheVectors) {
   const char* source = std::getenv("KVCACHE_SOURCE_DIR");
-  if (source == nullptr) source = KVCACHE_TEST_SOURCE_DIR;  // Set by tests/worker/CMakeLists.txt.
+  if (source == nullptr) source = KVCACHE_TEST_SOURCE_DIR;  // Set by tests/client/CMakeLists.txt.
   std::ifstream in(std::string(source) + "/docs/block-keys.md");
   ASSERT_TRUE(in) << "docs/block-keys.md not found";
   const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -106,22 +104,6 @@ TEST(BlockKeysTest, KeysCommitToTheWholePrefix) {
   EXPECT_EQ(base[0], tail[0]);
   EXPECT_EQ(base[1], tail[1]);
   EXPECT_NE(base[2], tail[2]);
-}
-
-TEST(BlockKeysTest, ModelNamespaceDependsOnWeightsAndBlockSize) {
-  testing::TempDir a, b;
-  testing::WriteTinyModel(a.path(), 1);
-  testing::WriteTinyModel(b.path(), 2);
-  std::unique_ptr<Model> ma = testing::LoadOrDie(a.path()), mb = testing::LoadOrDie(b.path());
-  const NamespaceDescription d = ma->Namespace(16, "");
-  EXPECT_EQ(d.weights_digest, ma->weights_digest());
-  EXPECT_EQ(d.num_layers, 3u);
-  EXPECT_EQ(d.num_kv_heads, 2u);
-  EXPECT_EQ(d.head_dim, 16u);
-  EXPECT_EQ(d.dtype, "f32");
-  EXPECT_NE(NamespaceId(d), NamespaceId(mb->Namespace(16, "")));
-  EXPECT_NE(NamespaceId(d), NamespaceId(ma->Namespace(32, "")));
-  EXPECT_NE(NamespaceId(d), NamespaceId(ma->Namespace(16, "salt")));
 }
 
 }  // namespace
