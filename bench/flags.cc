@@ -89,8 +89,8 @@ int ParseCommandFlags(int argc, char** argv, const FlagSet& set,
     // Checks the value (setting it, as the parse below will again).
     std::string error;
     if (!flag->ParseFrom(value, &error)) {
-      return UsageError(set,
-                        absl::StrCat("--", Dashed(flag->Name()), "=", value, " is not valid: ", error));
+      return UsageError(set, absl::StrCat("--", Dashed(flag->Name()), "=", value,
+                                          " is not valid: ", error));
     }
   }
   std::vector<std::string> rest = ParseFlags(argc, argv);

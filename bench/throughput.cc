@@ -618,8 +618,9 @@ int RunThroughput(int argc, char** argv) {
   // afresh; hiredis and libmemcached with glibc's defaults (measured here: the tuning does
   // not help Redis and costs memcached ~15% at 256 KiB, whose client grows its value
   // buffer by realloc, which mremap makes cheap for mmap'd chunks).
-  const bool tune = o.tune_malloc == 1 || (o.tune_malloc == -1 && (o.target == TargetKind::kKvcache ||
-                                                 o.target == TargetKind::kKvcacheGrpc));
+  const bool kvcache_target =
+      o.target == TargetKind::kKvcache || o.target == TargetKind::kKvcacheGrpc;
+  const bool tune = o.tune_malloc == 1 || (o.tune_malloc == -1 && kvcache_target);
   if (tune) TuneMallocForLargeBuffers();
   g_malloc_tuned = tune;
   if (o.nonce == 0) o.nonce = std::random_device()() | (uint64_t{std::random_device()()} << 32);
