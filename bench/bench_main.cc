@@ -3,12 +3,14 @@
 // To add a subcommand: declare it in commands.h, define it in its own file, add the file to
 // the kvcache-bench sources in CMakeLists.txt and one row to kCommands below.
 
-#include <cstdio>
 #include <cstring>
+#include <iostream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "bench/commands.h"
+#include "bench/flags.h"
 #include "bench/throughput.h"
 
 namespace {
@@ -17,26 +19,41 @@ struct Command {
   const char* name;
   const char* help;
   int (*run)(int argc, char** argv);
+  const kvcache::bench::FlagSet* flags;
 };
 
 constexpr Command kCommands[] = {
     {"trace", "replay a request trace: simulate policies, plan capacity, or drive a server",
-     &kvcache::TraceCommand},
+     &kvcache::TraceCommand, &kvcache::kTraceFlags},
     {"throughput", "Get/Put GB/s and latency vs Redis, memcached, raw TCP; lookup; index cost",
-     &kvcache::bench::RunThroughput},
+     &kvcache::bench::RunThroughput, &kvcache::bench::kThroughputFlags},
 };
 
-void Usage(FILE* out) {
-  std::fprintf(out, "usage: kvcache-bench COMMAND [--flags]   (COMMAND --help for its flags)\n");
-  for (const Command& c : kCommands) std::fprintf(out, "  %-12s %s\n", c.name, c.help);
+void Usage(std::ostream& out) {
+  out << "usage: kvcache-bench COMMAND [--flags]   (COMMAND --help for its usage)\n";
+  for (const Command& c : kCommands) out << absl::StrFormat("  %-12s %s\n", c.name, c.help);
+}
+
+// --help: the commands, then each command's flags with their defaults and meanings.
+void Help() {
+  Usage(std::cout);
+  for (const Command& c : kCommands) {
+    std::cout << "\nkvcache-bench " << c.name << " flags:\n";
+    kvcache::bench::PrintFlags(std::cout, *c.flags);
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "help") == 0) {
-    Usage(argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
+  if (argc < 2) {
+    Usage(std::cerr);
+    return 2;
+  }
+  if (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
+      std::strcmp(argv[1], "help") == 0 || std::strcmp(argv[1], "--helpfull") == 0) {
+    Help();
+    return 0;
   }
   for (const Command& c : kCommands) {
     if (std::strcmp(argv[1], c.name) != 0) continue;
@@ -47,7 +64,7 @@ int main(int argc, char** argv) {
     args.push_back(nullptr);
     return c.run(static_cast<int>(args.size()) - 1, args.data());
   }
-  std::fprintf(stderr, "kvcache-bench: unknown command '%s'\n", argv[1]);
-  Usage(stderr);
+  std::cerr << "kvcache-bench: unknown command '" << argv[1] << "'\n";
+  Usage(std::cerr);
   return 2;
 }

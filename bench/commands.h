@@ -2,14 +2,20 @@
 // its flags, and is listed once in bench_main.cc's kCommands.
 //
 // A subcommand gets argv without the subcommand's name (argv[0] is "kvcache-bench NAME")
-// and parses it with kvcache::ParseFlags. Abseil flags are global to the binary: a flag
-// name means the same thing in every subcommand, so reuse an existing flag (--trace,
-// --json, --block-bytes, --server, ...) rather than declaring it again.
+// and parses it with bench::ParseCommandFlags (bench/flags.h), which accepts only the flags
+// of its FlagSet. Abseil flags are global to the binary: a flag name means the same thing
+// in every subcommand, so a flag two subcommands need is defined once in bench/flags.cc
+// (--json) rather than declared again.
 
 #ifndef KVCACHE_BENCH_COMMANDS_H_
 #define KVCACHE_BENCH_COMMANDS_H_
 
+#include "bench/flags.h"
+
 namespace kvcache {
+
+// The flags of `trace` (kvcache-bench trace --help lists them).
+extern const bench::FlagSet kTraceFlags;
 
 // `kvcache-bench trace`: trace simulation, live replay, capacity planning.
 int TraceCommand(int argc, char** argv);

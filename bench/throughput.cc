@@ -10,30 +10,60 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
+#include "bench/flags.h"
+#include "bench/latency.h"
 #include "bench/throughput_index.h"
 #include "bench/throughput_targets.h"
 #include "client/cache_client.h"
 #include "common/byte_size.h"
 #include "common/malloc_tuning.h"
+#include "nlohmann/json.hpp"
+
+// The subcommand's own flags (--json is shared: bench/flags.h). Value sizes take byte
+// sizes ("256KiB"); --blocks a count ("1000000", "100K" or "1M": see ParseBlockCount).
+ABSL_FLAG(std::string, target, "kvcache",
+          "store to drive: kvcache, kvcache-grpc (kvcache without the data channel), redis, "
+          "memcached or rawtcp");
+ABSL_FLAG(std::string, addr, "", "the store's host:port (required but for --op=index-scale)");
+ABSL_FLAG(std::string, op, "get", "get, put, fill, lookup (kvcache only) or index-scale");
+ABSL_FLAG(std::string, value_bytes, "",
+          "bytes per value; none: 256KiB for get/put, 1MiB for fill, 4KiB for lookup, 64 for "
+          "index-scale");
+ABSL_FLAG(int, clients, 1, "client threads, each with its own connection (1 to 1024)");
+ABSL_FLAG(double, seconds, 3.0, "measured seconds");
+ABSL_FLAG(double, warmup_seconds, 0.5, "seconds run before the measured window");
+ABSL_FLAG(uint64_t, keys, 0, "get: keys in the key set; 0: about 256 MiB of values (16 to 1024)");
+ABSL_FLAG(uint64_t, nonce, 0, "names this run's keys; 0: random (reuse with --populate=false)");
+ABSL_FLAG(int, chain, 64, "lookup: keys in the chain looked up");
+ABSL_FLAG(std::string, blocks, "100000", "index-scale: blocks to store (1M = 10^6, 100K = 10^5)");
+ABSL_FLAG(int, server_pid, 0, "the server's pid, to report its CPU seconds; 0: not reported");
+ABSL_FLAG(int, verify_every, 32, "get: check every Nth value in full (all: the first 8 bytes)");
+ABSL_FLAG(std::string, fill_bytes, "1GiB", "fill: bytes of fresh values to write");
+ABSL_FLAG(bool, populate, true,
+          "get: write the key set first (false: an earlier run with this --nonce did)");
+ABSL_FLAG(std::string, tune_malloc, "auto",
+          "tune glibc malloc for large buffers: auto (kvcache targets only), true or false");
+ABSL_FLAG(bool, serve_rawtcp, false, "serve the raw TCP ceiling on --listen until killed");
+ABSL_FLAG(std::string, listen, "127.0.0.1:0", "--serve-rawtcp: address to listen on");
 
 namespace kvcache {
 namespace bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using json = nlohmann::ordered_json;  // Fields in the order written, as people read them.
 
 enum class Op { kGet, kPut, kFill, kLookup, kIndexScale };
 
@@ -59,136 +89,67 @@ struct Options {
   bool json = false;
 };
 
-// ---------------------------------------------------------------------------------------
-// Flags: --name=value (or --name value), dashes or underscores, for this subcommand only
-// (kvcache-bench's other subcommands own their flags, so none are global).
-
-const char* const kUsage =
-    "usage: kvcache-bench throughput --target=kvcache|redis|memcached|rawtcp --addr=HOST:PORT\n"
-    "         --op=get|put|lookup --value-bytes=256KiB --clients=4 --seconds=3 [--json]\n"
-    "         [--warmup-seconds=0.5] [--keys=N] [--verify-every=32] [--chain=64]\n"
-    "         [--server-pid=PID] [--nonce=N --populate=false] [--tune-malloc=auto|true|false]\n"
-    "       kvcache-bench throughput --target=... --addr=... --op=fill --fill-bytes=1GiB\n"
-    "         [--value-bytes=1MiB --clients=4]  (writes fresh keys: brings a store to its\n"
-    "         memory limit, so that later puts measure a full cache that evicts)\n"
-    "       kvcache-bench throughput --op=index-scale --blocks=N [--value-bytes=64] [--json]\n"
-    "       kvcache-bench throughput --serve-rawtcp [--listen=127.0.0.1:0]\n";
-
-absl::Status ParseArgs(int argc, char** argv, std::map<std::string, std::string>* flags) {
-  const std::vector<std::string> known = {
-      "target", "addr",  "op",     "value-bytes", "clients",    "seconds",      "warmup-seconds",
-      "keys",   "nonce", "chain",  "blocks",      "server-pid", "verify-every", "json",
-      "help",   "listen", "serve-rawtcp", "fill-bytes", "populate", "tune-malloc"};
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (i == 1 && arg == "throughput") continue;
-    if (arg.rfind("--", 0) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
-    }
-    std::string name = arg.substr(2), value;
-    const size_t eq = name.find('=');
-    if (eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    }
-    std::replace(name.begin(), name.end(), '_', '-');
-    if (std::find(known.begin(), known.end(), name) == known.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
-    }
-    const bool boolean = name == "json" || name == "help" || name == "serve-rawtcp";
-    if (eq == std::string::npos) {
-      if (boolean) {
-        value = "true";
-      } else if (i + 1 < argc) {
-        value = argv[++i];
-      } else {
-        return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
-      }
-    }
-    (*flags)[name] = value;
+// A block count: digits, or a number with a K (10^3) or M (10^6) suffix ("100K", "1M",
+// "1.5M"); other byte-size spellings ("64KiB") count as ParseByteSize reads them.
+// INVALID_ARGUMENT otherwise.
+absl::StatusOr<uint64_t> ParseBlockCount(absl::string_view text) {
+  absl::StatusOr<uint64_t> n = ParseByteSize(text, "--blocks");
+  if (!n.ok()) return n.status();
+  const char suffix = text.empty() ? '\0' : absl::ascii_tolower(text.back());
+  if (suffix != 'k' && suffix != 'm') return *n;
+  double count = 0;
+  if (!absl::SimpleAtod(text.substr(0, text.size() - 1), &count) || count < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--blocks=", text, " is not a count"));
   }
-  return absl::OkStatus();
+  return static_cast<uint64_t>(count * (suffix == 'k' ? 1e3 : 1e6) + 0.5);
 }
 
-absl::Status ToOptions(const std::map<std::string, std::string>& f, Options* o) {
-  auto get = [&](const char* name) -> const std::string* {
-    auto it = f.find(name);
-    return it == f.end() ? nullptr : &it->second;
-  };
+// Reads the flags into Options, checking what their types cannot.
+absl::Status ToOptions(Options* o) {
   auto bad = [](const char* name, const std::string& v) {
     return absl::InvalidArgumentError(absl::StrCat("--", name, "=", v, " is not valid"));
   };
-  auto boolean = [](const std::string& v) { return v == "true" || v == "1" || v == "yes"; };
-  if (const std::string* v = get("target")) {
-    absl::StatusOr<TargetKind> t = ParseTargetKind(*v);
-    if (!t.ok()) return t.status();
-    o->target = *t;
-  }
-  if (const std::string* v = get("addr")) o->addr = *v;
-  if (const std::string* v = get("op")) {
-    if (*v == "get") o->op = Op::kGet;
-    else if (*v == "put") o->op = Op::kPut;
-    else if (*v == "fill") o->op = Op::kFill;
-    else if (*v == "lookup") o->op = Op::kLookup;
-    else if (*v == "index-scale") o->op = Op::kIndexScale;
-    else return bad("op", *v);
-  }
-  if (const std::string* v = get("value-bytes")) {
-    absl::StatusOr<uint64_t> n = ParseByteSize(*v, "--value-bytes");
+  absl::StatusOr<TargetKind> target = ParseTargetKind(absl::GetFlag(FLAGS_target));
+  if (!target.ok()) return target.status();
+  o->target = *target;
+  o->addr = absl::GetFlag(FLAGS_addr);
+  const std::string op = absl::GetFlag(FLAGS_op);
+  if (op == "get") o->op = Op::kGet;
+  else if (op == "put") o->op = Op::kPut;
+  else if (op == "fill") o->op = Op::kFill;
+  else if (op == "lookup") o->op = Op::kLookup;
+  else if (op == "index-scale") o->op = Op::kIndexScale;
+  else return bad("op", op);
+  if (const std::string v = absl::GetFlag(FLAGS_value_bytes); !v.empty()) {
+    absl::StatusOr<uint64_t> n = ParseByteSize(v, "--value-bytes");
     if (!n.ok()) return n.status();
-    if (*n == 0) return bad("value-bytes", *v);
+    if (*n == 0) return bad("value-bytes", v);
     o->value_bytes = *n;
     o->value_bytes_set = true;
   }
-  if (const std::string* v = get("keys")) {
-    if (!absl::SimpleAtoi(*v, &o->keys)) return bad("keys", *v);
-  }
-  if (const std::string* v = get("blocks")) {
-    absl::StatusOr<uint64_t> n = ParseByteSize(*v, "--blocks");  // Accepts 1M, 100K too.
-    if (!n.ok() || *n == 0) return bad("blocks", *v);
-    // "1M" is 1048576 as a byte size; a block count written with a suffix means 10^k.
-    const std::string lower = absl::AsciiStrToLower(*v);
-    if (lower.back() == 'k') o->blocks = std::stoull(lower) * 1000;
-    else if (lower.back() == 'm') o->blocks = std::stoull(lower) * 1000000;
-    else o->blocks = *n;
-  }
-  if (const std::string* v = get("fill-bytes")) {
-    absl::StatusOr<uint64_t> n = ParseByteSize(*v, "--fill-bytes");
-    if (!n.ok()) return n.status();
-    o->fill_bytes = *n;
-  }
-  if (const std::string* v = get("nonce")) {
-    if (!absl::SimpleAtoi(*v, &o->nonce)) return bad("nonce", *v);
-  }
-  if (const std::string* v = get("clients")) {
-    if (!absl::SimpleAtoi(*v, &o->clients) || o->clients < 1 || o->clients > 1024) {
-      return bad("clients", *v);
-    }
-  }
-  if (const std::string* v = get("chain")) {
-    if (!absl::SimpleAtoi(*v, &o->chain) || o->chain < 1) return bad("chain", *v);
-  }
-  if (const std::string* v = get("verify-every")) {
-    if (!absl::SimpleAtoi(*v, &o->verify_every) || o->verify_every < 1) {
-      return bad("verify-every", *v);
-    }
-  }
-  if (const std::string* v = get("server-pid")) {
-    if (!absl::SimpleAtoi(*v, &o->server_pid)) return bad("server-pid", *v);
-  }
-  if (const std::string* v = get("seconds")) {
-    if (!absl::SimpleAtod(*v, &o->seconds) || o->seconds <= 0) return bad("seconds", *v);
-  }
-  if (const std::string* v = get("warmup-seconds")) {
-    if (!absl::SimpleAtod(*v, &o->warmup_seconds) || o->warmup_seconds < 0) {
-      return bad("warmup-seconds", *v);
-    }
-  }
-  if (const std::string* v = get("json")) o->json = boolean(*v);
-  if (const std::string* v = get("populate")) o->populate = boolean(*v);
-  if (const std::string* v = get("tune-malloc")) {
-    o->tune_malloc = *v == "auto" ? -1 : boolean(*v) ? 1 : 0;
-  }
+  o->keys = absl::GetFlag(FLAGS_keys);
+  absl::StatusOr<uint64_t> blocks = ParseBlockCount(absl::GetFlag(FLAGS_blocks));
+  if (!blocks.ok() || *blocks == 0) return bad("blocks", absl::GetFlag(FLAGS_blocks));
+  o->blocks = *blocks;
+  absl::StatusOr<uint64_t> fill = ParseByteSize(absl::GetFlag(FLAGS_fill_bytes), "--fill-bytes");
+  if (!fill.ok()) return fill.status();
+  o->fill_bytes = *fill;
+  o->nonce = absl::GetFlag(FLAGS_nonce);
+  o->clients = absl::GetFlag(FLAGS_clients);
+  if (o->clients < 1 || o->clients > 1024) return bad("clients", absl::StrCat(o->clients));
+  o->chain = absl::GetFlag(FLAGS_chain);
+  if (o->chain < 1) return bad("chain", absl::StrCat(o->chain));
+  o->verify_every = absl::GetFlag(FLAGS_verify_every);
+  if (o->verify_every < 1) return bad("verify-every", absl::StrCat(o->verify_every));
+  o->server_pid = absl::GetFlag(FLAGS_server_pid);
+  o->seconds = absl::GetFlag(FLAGS_seconds);
+  if (!(o->seconds > 0)) return bad("seconds", absl::StrCat(o->seconds));
+  o->warmup_seconds = absl::GetFlag(FLAGS_warmup_seconds);
+  if (!(o->warmup_seconds >= 0)) return bad("warmup-seconds", absl::StrCat(o->warmup_seconds));
+  o->json = absl::GetFlag(FLAGS_json);
+  o->populate = absl::GetFlag(FLAGS_populate);
+  const std::string tune = absl::GetFlag(FLAGS_tune_malloc);
+  o->tune_malloc = tune == "auto" ? -1 : (tune == "true" || tune == "1" || tune == "yes") ? 1 : 0;
   if (o->op != Op::kIndexScale && o->addr.empty()) {
     return absl::InvalidArgumentError("--addr=HOST:PORT is required");
   }
@@ -284,37 +245,22 @@ double CpuSecondsOf(int pid) {
 }
 
 struct Summary {
-  uint64_t ops = 0;
-  double p50_us = 0, p90_us = 0, p99_us = 0, p999_us = 0, max_us = 0, mean_us = 0;
+  LatencySummary latency;  // Of the operations inside the window.
   uint64_t errors = 0, verify_failures = 0, verified_full = 0;
   std::string first_error;
 };
 
 Summary Summarize(std::vector<ThreadResult>& results) {
   Summary s;
-  std::vector<uint32_t> all;
+  std::vector<double> us;
   for (ThreadResult& r : results) {
-    all.insert(all.end(), r.latency_ns.begin(), r.latency_ns.end());
+    for (uint32_t ns : r.latency_ns) us.push_back(ns / 1e3);
     s.errors += r.errors;
     s.verify_failures += r.verify_failures;
     s.verified_full += r.verified_full;
     if (s.first_error.empty()) s.first_error = r.first_error;
   }
-  s.ops = all.size();
-  if (all.empty()) return s;
-  std::sort(all.begin(), all.end());
-  auto pct = [&](double q) {
-    size_t i = static_cast<size_t>(q * static_cast<double>(all.size() - 1) + 0.5);
-    return all[std::min(i, all.size() - 1)] / 1e3;
-  };
-  s.p50_us = pct(0.50);
-  s.p90_us = pct(0.90);
-  s.p99_us = pct(0.99);
-  s.p999_us = pct(0.999);
-  s.max_us = all.back() / 1e3;
-  double sum = 0;
-  for (uint32_t v : all) sum += v;
-  s.mean_us = sum / static_cast<double>(all.size()) / 1e3;
+  s.latency = SummarizeLatencies(us);
   return s;
 }
 
@@ -376,53 +322,57 @@ void Fail(ThreadResult* r, const absl::Status& s) {
   if (r->first_error.empty()) r->first_error = std::string(s.message());
 }
 
-std::string JsonEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += ' ';
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
 bool g_malloc_tuned = false;
 
-int Report(const Options& o, const char* op_name, const Summary& s, double cpu_client_s,
-           double cpu_server_s, uint64_t keys, const std::string& extra_json) {
-  const double bytes = o.op == Op::kLookup ? 0 : static_cast<double>(s.ops) * o.value_bytes;
-  const double gbps = bytes / o.seconds / 1e9;
-  const double ops_per_s = static_cast<double>(s.ops) / o.seconds;
+// Prints the result of a get, put or lookup run: one JSON object (--json) or a line, and
+// the first error if any. Returns the exit status: 1 after errors, failed checks or no
+// operation at all.
+int Report(const Options& o, const char* op_name, const Summary& s, const CpuMeter& cpu,
+           uint64_t keys, const json& extra) {
+  const uint64_t ops = s.latency.count;
+  const uint64_t bytes = o.op == Op::kLookup ? 0 : ops * o.value_bytes;
+  const double gbps = static_cast<double>(bytes) / o.seconds / 1e9;
+  const double ops_per_s = static_cast<double>(ops) / o.seconds;
   if (o.json) {
-    std::string j = absl::StrFormat(
-        "{\"target\":\"%s\",\"op\":\"%s\",\"addr\":\"%s\",\"value_bytes\":%d,\"clients\":%d,"
-        "\"seconds\":%.3f,\"keys\":%d,\"ops\":%d,\"bytes\":%.0f,\"gbps\":%.4f,"
-        "\"ops_per_s\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
-        "\"max_us\":%.1f,\"mean_us\":%.1f,\"errors\":%d,\"verify_failures\":%d,"
-        "\"verified_full\":%d,\"client_cpu_s\":%.3f,\"server_cpu_s\":%.3f,"
-        "\"client_malloc_tuned\":%s",
-        TargetName(o.target), op_name, JsonEscape(o.addr), o.value_bytes, o.clients, o.seconds,
-        keys, s.ops, bytes, gbps, ops_per_s, s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us,
-        s.mean_us, s.errors, s.verify_failures, s.verified_full, cpu_client_s, cpu_server_s,
-        g_malloc_tuned ? "true" : "false");
-    if (!extra_json.empty()) j += "," + extra_json;
-    if (!s.first_error.empty()) j += ",\"first_error\":\"" + JsonEscape(s.first_error) + "\"";
-    std::cout << j << "}" << std::endl;
+    json j = {{"target", TargetName(o.target)},
+              {"op", op_name},
+              {"addr", o.addr},
+              {"value_bytes", o.value_bytes},
+              {"clients", o.clients},
+              {"seconds", o.seconds},
+              {"keys", keys},
+              {"ops", ops},
+              {"bytes", bytes},
+              {"gbps", gbps},
+              {"ops_per_s", ops_per_s},
+              {"p50_us", s.latency.p50_us},
+              {"p90_us", s.latency.p90_us},
+              {"p99_us", s.latency.p99_us},
+              {"p999_us", s.latency.p999_us},
+              {"max_us", s.latency.max_us},
+              {"mean_us", s.latency.mean_us},
+              {"errors", s.errors},
+              {"verify_failures", s.verify_failures},
+              {"verified_full", s.verified_full},
+              {"client_cpu_s", cpu.client_s},
+              {"server_cpu_s", cpu.server_s},  // -1: not measured (no --server-pid).
+              {"client_malloc_tuned", g_malloc_tuned}};
+    j.update(extra);
+    if (!s.first_error.empty()) j["first_error"] = s.first_error;
+    std::cout << j.dump() << std::endl;
   } else {
+    std::string server_cpu;
+    if (cpu.server_s >= 0) server_cpu = absl::StrFormat(", server cpu %.2f s", cpu.server_s);
     std::cout << absl::StrFormat(
                      "%s %s %s x%d: %.3f GB/s, %.0f ops/s, p50 %.1f us, p99 %.1f us "
-                     "(%d ops, %d errors, %d check failures, client cpu %.2f s, server cpu "
-                     "%.2f s)",
+                     "(%d ops, %d errors, %d check failures, client cpu %.2f s%s)",
                      TargetName(o.target), op_name, FormatBytes(o.value_bytes), o.clients, gbps,
-                     ops_per_s, s.p50_us, s.p99_us, s.ops, s.errors, s.verify_failures,
-                     cpu_client_s, cpu_server_s)
+                     ops_per_s, s.latency.p50_us, s.latency.p99_us, ops, s.errors,
+                     s.verify_failures, cpu.client_s, server_cpu)
               << std::endl;
     if (!s.first_error.empty()) std::cout << "first error: " << s.first_error << std::endl;
   }
-  return (s.errors > 0 || s.verify_failures > 0 || s.ops == 0) ? 1 : 0;
+  return (s.errors > 0 || s.verify_failures > 0 || ops == 0) ? 1 : 0;
 }
 
 // Random in [0, n) per thread, cheap (xorshift64*).
@@ -464,14 +414,14 @@ int RunFill(const Options& o) {
   }
   for (std::thread& th : pool) th.join();
   const double secs = std::chrono::duration<double>(Clock::now() - begin).count();
-  std::cout << absl::StrFormat(
-                   "{\"target\":\"%s\",\"op\":\"fill\",\"bytes\":%d,\"seconds\":%.3f,"
-                   "\"gbps\":%.4f,\"errors\":%d%s}",
-                   TargetName(o.target), total * value_bytes, secs,
-                   static_cast<double>(total * value_bytes) / secs / 1e9, errors.load(),
-                   first_error.empty() ? ""
-                                       : ",\"first_error\":\"" + JsonEscape(first_error) + "\"")
-            << std::endl;
+  json j = {{"target", TargetName(o.target)},
+            {"op", "fill"},
+            {"bytes", total * value_bytes},
+            {"seconds", secs},
+            {"gbps", static_cast<double>(total * value_bytes) / secs / 1e9},
+            {"errors", errors.load()}};
+  if (!first_error.empty()) j["first_error"] = first_error;
+  std::cout << j.dump() << std::endl;
   return errors.load() == 0 ? 0 : 1;
 }
 
@@ -565,8 +515,8 @@ int RunGetPut(const Options& o) {
               });
   }
   Summary s = Summarize(results);
-  return Report(o, o.op == Op::kGet ? "get" : "put", s, cpu.client_s, cpu.server_s,
-                o.op == Op::kGet ? keys : 0, "");
+  return Report(o, o.op == Op::kGet ? "get" : "put", s, cpu, o.op == Op::kGet ? keys : 0,
+                json::object());
 }
 
 // Lookup of one chain of --chain keys, all stored, by every client over and over.
@@ -575,12 +525,12 @@ int RunLookup(const Options& o) {
   Key ns;
   std::memcpy(ns.bytes.data(), KvcacheNamespaceBytes(ks).data(), kKeyBytes);
   std::vector<Key> chain(static_cast<size_t>(o.chain));
-  std::vector<CacheBlock> blocks(chain.size());
-  const uint64_t value_bytes = o.value_bytes_set ? o.value_bytes : 4096;
   for (size_t i = 0; i < chain.size(); ++i) {
     std::memcpy(chain[i].bytes.data(), KvcacheKeyBytes(ks, i).data(), kKeyBytes);
-    blocks[i].key = chain[i];
-    if (i > 0) blocks[i].parent = chain[i - 1];
+  }
+  std::vector<CacheBlock> blocks = ChainedBlocks(chain, 0);
+  const uint64_t value_bytes = o.value_bytes_set ? o.value_bytes : 4096;
+  for (size_t i = 0; i < blocks.size(); ++i) {
     blocks[i].payload.assign(value_bytes, '\0');
     FillValue(Tag(o.nonce, i), &blocks[i].payload);
   }
@@ -623,40 +573,54 @@ int RunLookup(const Options& o) {
   Summary s = Summarize(results);
   Options shown = o;
   shown.value_bytes = value_bytes;
-  return Report(shown, "lookup", s, cpu.client_s, cpu.server_s, chain.size(),
-                absl::StrCat("\"chain\":", chain.size()));
+  return Report(shown, "lookup", s, cpu, chain.size(), {{"chain", chain.size()}});
 }
 
 }  // namespace
 
+const FlagSet kThroughputFlags = {
+    "throughput",
+    "usage: kvcache-bench throughput --target=kvcache|kvcache-grpc|redis|memcached|rawtcp\n"
+    "         --addr=HOST:PORT --op=get|put|lookup --value-bytes=256KiB --clients=4\n"
+    "         --seconds=3 [--json] [--warmup-seconds=0.5] [--keys=N] [--verify-every=32]\n"
+    "         [--chain=64] [--server-pid=PID] [--nonce=N --populate=false]\n"
+    "         [--tune-malloc=auto|true|false]\n"
+    "       kvcache-bench throughput --target=... --addr=... --op=fill --fill-bytes=1GiB\n"
+    "         [--value-bytes=1MiB --clients=4]  (writes fresh keys: brings a store to its\n"
+    "         memory limit, so that later puts measure a full cache that evicts)\n"
+    "       kvcache-bench throughput --op=index-scale --blocks=N [--value-bytes=64] [--json]\n"
+    "       kvcache-bench throughput --serve-rawtcp [--listen=127.0.0.1:0]\n",
+    "bench/throughput.cc", "json"};
+
 int RunThroughput(int argc, char** argv) {
-  std::map<std::string, std::string> flags;
-  if (absl::Status s = ParseArgs(argc, argv, &flags); !s.ok()) {
-    std::cerr << "kvcache-bench throughput: " << s.message() << "\n" << kUsage;
+  std::vector<char*> args(argv, argv + argc);
+  if (args.size() > 1 && std::strcmp(args[1], "throughput") == 0) args.erase(args.begin() + 1);
+  std::vector<std::string> positional;
+  const int parsed =
+      ParseCommandFlags(static_cast<int>(args.size()), args.data(), kThroughputFlags, &positional);
+  if (parsed >= 0) return parsed;
+  auto usage_error = [](absl::string_view what) {
+    std::cerr << "kvcache-bench throughput: " << what << "\n" << kThroughputFlags.usage;
     return 2;
+  };
+  if (!positional.empty()) {
+    return usage_error(absl::StrCat("unexpected argument '", positional[0], "'"));
   }
-  if (flags.count("help")) {
-    std::cout << kUsage;
-    return 0;
-  }
-  if (flags.count("serve-rawtcp")) {
-    auto it = flags.find("listen");
-    absl::Status s = ServeRawTcp(it == flags.end() ? "127.0.0.1:0" : it->second);
+  if (absl::GetFlag(FLAGS_serve_rawtcp)) {
+    absl::Status s = ServeRawTcp(absl::GetFlag(FLAGS_listen));
     std::cerr << "kvcache-bench throughput: " << s.message() << std::endl;
     return 1;
   }
   Options o;
-  if (absl::Status s = ToOptions(flags, &o); !s.ok()) {
-    std::cerr << "kvcache-bench throughput: " << s.message() << "\n" << kUsage;
-    return 2;
-  }
+  if (absl::Status s = ToOptions(&o); !s.ok()) return usage_error(s.message());
   // Each client runs as its users run it: kvcache's like kvcache-worker, which raises glibc's
   // mmap/trim thresholds so large buffers are reused rather than mmap'd and faulted in
   // afresh; hiredis and libmemcached with glibc's defaults (measured here: the tuning does
   // not help Redis and costs memcached ~15% at 256 KiB, whose client grows its value
   // buffer by realloc, which mremap makes cheap for mmap'd chunks).
-  const bool tune = o.tune_malloc == 1 || (o.tune_malloc == -1 && (o.target == TargetKind::kKvcache ||
-                                                 o.target == TargetKind::kKvcacheGrpc));
+  const bool kvcache_target =
+      o.target == TargetKind::kKvcache || o.target == TargetKind::kKvcacheGrpc;
+  const bool tune = o.tune_malloc == 1 || (o.tune_malloc == -1 && kvcache_target);
   if (tune) TuneMallocForLargeBuffers();
   g_malloc_tuned = tune;
   if (o.nonce == 0) o.nonce = std::random_device()() | (uint64_t{std::random_device()()} << 32);

@@ -2,8 +2,8 @@
 // by side with Redis, memcached and a raw TCP ceiling, driven by the same C++ loop; plus
 // kvcache Lookup latency of a chain and the RAM tier's index cost per block.
 //
-//   kvcache-bench throughput --target=kvcache|redis|memcached|rawtcp --addr=HOST:PORT
-//       --op=get|put --value-bytes=256KiB --clients=4 --seconds=3 [--json]
+//   kvcache-bench throughput --target=kvcache|kvcache-grpc|redis|memcached|rawtcp
+//       --addr=HOST:PORT --op=get|put --value-bytes=256KiB --clients=4 --seconds=3 [--json]
 //   kvcache-bench throughput --target=kvcache --addr=HOST:PORT --op=lookup --chain=64
 //   kvcache-bench throughput --op=index-scale --blocks=1000000 [--value-bytes=64]
 //   kvcache-bench throughput --serve-rawtcp [--listen=127.0.0.1:0]
@@ -28,11 +28,17 @@
 #ifndef KVCACHE_BENCH_THROUGHPUT_H_
 #define KVCACHE_BENCH_THROUGHPUT_H_
 
+#include "bench/flags.h"
+
 namespace kvcache {
 namespace bench {
 
+// The flags of `throughput` (kvcache-bench throughput --help lists them).
+extern const FlagSet kThroughputFlags;
+
 // The `throughput` subcommand. `argv` may start with the program name and the word
-// "throughput"; the rest are --name=value flags (see above). Returns the exit status.
+// "throughput"; the rest are its flags (see above). Returns the exit status: 0 on
+// success or --help, 1 after errors or failed checks, 2 on a usage error.
 int RunThroughput(int argc, char** argv);
 
 }  // namespace bench

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_format.h"
 #include "cachestore/block_store.h"
+#include "nlohmann/json.hpp"
 
 namespace kvcache {
 namespace bench {
@@ -118,16 +119,21 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
                            static_cast<double>(o.blocks);
   const double index_per_block = per_block - static_cast<double>(o.value_bytes);
   if (json) {
-    std::cout << absl::StrFormat(
-                     "{\"op\":\"index-scale\",\"blocks\":%d,\"value_bytes\":%d,\"clients\":%d,"
-                     "\"rss_before_bytes\":%d,\"rss_after_bytes\":%d,\"bytes_per_block\":%.1f,"
-                     "\"index_bytes_per_block\":%.1f,\"charged_overhead_bytes\":%d,"
-                     "\"put_ops_per_s\":%.0f,\"get_ops_per_s\":%.0f,\"lookup64_per_s\":%.0f,"
-                     "\"lookup_keys_per_s\":%.0f,\"misses\":%d}",
-                     o.blocks, o.value_bytes, o.clients, rss_before, rss_after, per_block,
-                     index_per_block, kBlockOverheadBytes, o.blocks / put_s, get_per_s,
-                     lookup_per_s, lookup_per_s * kChain, misses.load())
-              << std::endl;
+    const nlohmann::ordered_json j = {{"op", "index-scale"},
+                                      {"blocks", o.blocks},
+                                      {"value_bytes", o.value_bytes},
+                                      {"clients", o.clients},
+                                      {"rss_before_bytes", rss_before},
+                                      {"rss_after_bytes", rss_after},
+                                      {"bytes_per_block", per_block},
+                                      {"index_bytes_per_block", index_per_block},
+                                      {"charged_overhead_bytes", kBlockOverheadBytes},
+                                      {"put_ops_per_s", o.blocks / put_s},
+                                      {"get_ops_per_s", get_per_s},
+                                      {"lookup64_per_s", lookup_per_s},
+                                      {"lookup_keys_per_s", lookup_per_s * kChain},
+                                      {"misses", misses.load()}};
+    std::cout << j.dump() << std::endl;
   } else {
     std::cout << absl::StrFormat(
                      "index-scale: %d blocks of %d B: %.1f B/block resident (%.1f beyond the "

@@ -12,6 +12,7 @@
 # Needs: linux-perf (Debian: linux-perf), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 BIN_DIR="${BIN_DIR:-build/bin}"
 SIZES="${SIZES:-256KiB 4MiB}"
 OPS="${OPS:-get put}"
@@ -21,15 +22,13 @@ OUT="${OUT:-/tmp/kvcache-profile}"
 STORE_MIB="${STORE_MIB:-1024}"
 mkdir -p "$OUT"
 SP=""
-cleanup() { if [ -n "$SP" ]; then kill "$SP" 2>/dev/null; wait "$SP" 2>/dev/null; fi; return 0; }
-trap cleanup EXIT
+kill_at_exit SP
 
 for size in $SIZES; do
   env ${SERVER_ENV:-} "$BIN_DIR/kvcache-server" --listen=127.0.0.1:0 --ram-bytes="${STORE_MIB}MiB" \
     --disk-path= --max-block-bytes=8MiB --metrics-listen= >"$OUT/server.log" 2>&1 &
   SP=$!
-  for _ in $(seq 100); do grep -q 'listening on' "$OUT/server.log" && break; sleep 0.1; done
-  ADDR="$(grep -o 'listening on [^ ]*' "$OUT/server.log" | cut -d' ' -f3)"
+  ADDR="$(listen_addr "$OUT/server.log")"
   env ${CLIENT_ENV:-} "$BIN_DIR/kvcache-bench" throughput --target=kvcache --addr="$ADDR" --op=fill \
     --fill-bytes="$((STORE_MIB * 5 / 4))MiB" --value-bytes="$size" --clients=4 >/dev/null
   for op in $OPS; do

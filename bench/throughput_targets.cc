@@ -1,11 +1,7 @@
 #include "bench/throughput_targets.h"
 
-#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
 #include <libmemcached/memcached.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -19,9 +15,10 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "client/cache_client.h"
+#include "common/socket_io.h"
 
 namespace kvcache {
 namespace bench {
@@ -47,19 +44,6 @@ Key ToKey(const std::string& raw) {
   Key k;
   std::memcpy(k.bytes.data(), raw.data(), kKeyBytes);
   return k;
-}
-
-absl::Status SplitHostPort(const std::string& addr, std::string* host, uint16_t* port) {
-  const size_t colon = addr.rfind(':');
-  uint32_t p = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(addr.substr(colon + 1), &p) ||
-      p > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("address '", addr, "' is not host:port (e.g. 127.0.0.1:6379)"));
-  }
-  *host = addr.substr(0, colon);
-  *port = static_cast<uint16_t>(p);
-  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -211,48 +195,11 @@ struct RawHeader {
 };
 static_assert(sizeof(RawHeader) == 16);
 
-bool ReadFull(int fd, void* buf, size_t n) {
-  char* p = static_cast<char*>(buf);
-  while (n > 0) {
-    const ssize_t r = recv(fd, p, n, MSG_WAITALL);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
 // Sends `header` then `body` (may be empty) with as few system calls as the kernel allows.
-bool SendAll(int fd, const RawHeader& header, absl::string_view body) {
+absl::Status SendRaw(int fd, const RawHeader& header, absl::string_view body) {
   iovec iov[2] = {{const_cast<RawHeader*>(&header), sizeof(header)},
                   {const_cast<char*>(body.data()), body.size()}};
-  int iovcnt = body.empty() ? 1 : 2;
-  iovec* v = iov;
-  while (iovcnt > 0) {
-    msghdr msg{};
-    msg.msg_iov = v;
-    msg.msg_iovlen = static_cast<size_t>(iovcnt);
-    ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    size_t left = static_cast<size_t>(w);
-    while (iovcnt > 0 && left >= v->iov_len) {
-      left -= v->iov_len;
-      ++v;
-      --iovcnt;
-    }
-    if (iovcnt > 0) {
-      v->iov_base = static_cast<char*>(v->iov_base) + left;
-      v->iov_len -= left;
-    }
-  }
-  return true;
-}
-
-void SetNoDelay(int fd) {
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return WriteFull(fd, iov, body.empty() ? 1 : 2);
 }
 
 class RawTcpConnection final : public TargetConnection {
@@ -262,9 +209,9 @@ class RawTcpConnection final : public TargetConnection {
 
   absl::Status Put(uint64_t id, std::string* value) override {
     RawHeader h{kRawMagic, kRawPut, value->size()};
-    if (!SendAll(fd_, h, *value)) return absl::UnavailableError("rawtcp: send failed");
+    if (!SendRaw(fd_, h, *value).ok()) return absl::UnavailableError("rawtcp: send failed");
     RawHeader ack;
-    if (!ReadFull(fd_, &ack, sizeof(ack)) || ack.magic != kRawMagic ||
+    if (!ReadFull(fd_, &ack, sizeof(ack)).ok() || ack.magic != kRawMagic ||
         ack.length != value->size()) {
       return absl::UnavailableError("rawtcp: bad put reply");
     }
@@ -273,14 +220,14 @@ class RawTcpConnection final : public TargetConnection {
 
   absl::StatusOr<absl::string_view> Get(uint64_t id, size_t expected_bytes) override {
     RawHeader h{kRawMagic, kRawGet, expected_bytes};
-    if (!SendAll(fd_, h, {})) return absl::UnavailableError("rawtcp: send failed");
+    if (!SendRaw(fd_, h, {}).ok()) return absl::UnavailableError("rawtcp: send failed");
     RawHeader reply;
-    if (!ReadFull(fd_, &reply, sizeof(reply)) || reply.magic != kRawMagic ||
+    if (!ReadFull(fd_, &reply, sizeof(reply)).ok() || reply.magic != kRawMagic ||
         reply.length > kRawMaxBytes) {
       return absl::UnavailableError("rawtcp: bad get reply");
     }
     if (buffer_.size() < reply.length) buffer_.resize(reply.length);
-    if (!ReadFull(fd_, buffer_.data(), reply.length)) {
+    if (!ReadFull(fd_, buffer_.data(), reply.length).ok()) {
       return absl::UnavailableError("rawtcp: short get reply");
     }
     return absl::string_view(buffer_.data(), reply.length);
@@ -293,43 +240,18 @@ class RawTcpConnection final : public TargetConnection {
   std::string buffer_;
 };
 
-absl::StatusOr<int> TcpConnect(const std::string& addr) {
-  std::string host;
-  uint16_t port = 0;
-  if (absl::Status s = SplitHostPort(addr, &host, &port); !s.ok()) return s;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot resolve ", addr));
-  }
-  int fd = -1;
-  for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
-    fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-    if (fd < 0) continue;
-    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(res);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot connect to ", addr));
-  SetNoDelay(fd);
-  return fd;
-}
-
 void ServeRawConnection(int fd) {
-  SetNoDelay(fd);
+  SetTcpNoDelay(fd);
   std::string buffer;
   RawHeader h;
-  while (ReadFull(fd, &h, sizeof(h))) {
+  while (ReadFull(fd, &h, sizeof(h)).ok()) {
     if (h.magic != kRawMagic || h.length > kRawMaxBytes) break;
     if (buffer.size() < h.length) buffer.resize(h.length, 'v');
     if (h.op == kRawGet) {
-      if (!SendAll(fd, h, absl::string_view(buffer.data(), h.length))) break;
+      if (!SendRaw(fd, h, absl::string_view(buffer.data(), h.length)).ok()) break;
     } else if (h.op == kRawPut) {
-      if (!ReadFull(fd, buffer.data(), h.length)) break;
-      if (!SendAll(fd, h, {})) break;
+      if (!ReadFull(fd, buffer.data(), h.length).ok()) break;
+      if (!SendRaw(fd, h, {}).ok()) break;
     } else {
       break;
     }
@@ -409,8 +331,11 @@ absl::StatusOr<std::unique_ptr<TargetConnection>> ConnectTarget(TargetKind kind,
       return std::make_unique<MemcachedConnection>(mc, keys);
     }
     case TargetKind::kRawTcp: {
-      absl::StatusOr<int> fd = TcpConnect(addr);
-      if (!fd.ok()) return fd.status();
+      absl::StatusOr<int> fd = ConnectTcp(addr, absl::InfiniteDuration());
+      if (!fd.ok()) {
+        return absl::UnavailableError(
+            absl::StrCat("cannot connect to ", addr, ": ", fd.status().message()));
+      }
       return std::make_unique<RawTcpConnection>(*fd);
     }
   }
@@ -418,27 +343,12 @@ absl::StatusOr<std::unique_ptr<TargetConnection>> ConnectTarget(TargetKind kind,
 }
 
 absl::Status ServeRawTcp(const std::string& listen) {
-  std::string host;
-  uint16_t port = 0;
-  if (absl::Status s = SplitHostPort(listen, &host, &port); !s.ok()) return s;
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  if (inet_pton(AF_INET, host.c_str(), &sa.sin_addr) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--listen=", listen, ": not an IPv4 address"));
+  absl::StatusOr<std::pair<int, std::string>> listening = ListenTcp(listen);
+  if (!listening.ok()) {
+    return absl::UnavailableError(absl::StrCat("rawtcp: ", listening.status().message()));
   }
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 ||
-      ::listen(fd, 128) != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("rawtcp: cannot listen on ", listen, ": ", std::strerror(errno)));
-  }
-  socklen_t len = sizeof(sa);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  std::cout << "kvcache-bench rawtcp: listening on " << host << ":" << ntohs(sa.sin_port)
-            << std::endl;
+  const int fd = listening->first;
+  std::cout << "kvcache-bench rawtcp: listening on " << listening->second << std::endl;
   while (true) {
     const int conn = accept(fd, nullptr, nullptr);
     if (conn < 0) {

@@ -59,6 +59,24 @@ std::string TraceToJsonl(const Trace& trace);
 // The 32-byte keys of a trace's blocks, by the DESIGN.md chaining: each hash id is one
 // uint32 token of a block_size=1 chain under `TraceNamespace()`, so equal ids at the same
 // prefix give equal keys.
+// What a trace's requests got from a cache, counted the same way by the simulation
+// (trace_sim.h) and the live replay (trace_replay.h): a block is a hit only if it and its
+// whole prefix were served.
+struct HitCounts {
+  uint64_t requests = 0;
+  uint64_t block_reads = 0;  // Blocks requests asked for.
+  uint64_t block_hits = 0;   // Of those, served from the cache (whole prefix present).
+  uint64_t ram_hits = 0;     // Hits in the leading run that the Lookup found in RAM.
+  uint64_t disk_hits = 0;    // The other hits (a disk block at or before them; promoted).
+  uint64_t tokens = 0;       // Prompt tokens.
+  uint64_t token_hits = 0;   // Prompt tokens in hit blocks.
+
+  double HitRatio() const { return Ratio(block_hits, block_reads); }
+  double TokenHitRatio() const { return Ratio(token_hits, tokens); }
+  // a / b, or 0 when b is 0.
+  static double Ratio(uint64_t a, uint64_t b) { return b == 0 ? 0.0 : double(a) / double(b); }
+};
+
 struct TraceKeys {
   Key ns;
   std::vector<std::vector<Key>> keys;        // Per request, in chain order.

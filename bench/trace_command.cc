@@ -19,12 +19,12 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/capacity_plan.h"
 #include "bench/commands.h"
+#include "bench/flags.h"
 #include "bench/synthetic_trace.h"
 #include "bench/trace.h"
 #include "bench/trace_replay.h"
@@ -33,7 +33,6 @@
 #include "cachestore/eviction_policy.h"
 #include "client/cache_client.h"
 #include "common/byte_size.h"
-#include "common/cli.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, trace, "", "request trace, JSONL in the Mooncake format");
@@ -54,7 +53,6 @@ ABSL_FLAG(std::string, block_bytes, "64KiB", "payload bytes per block; a comma l
 ABSL_FLAG(std::string, ram_sizes, "", "--plan: RAM sizes, comma separated");
 ABSL_FLAG(std::string, disk_sizes, "0", "--plan: disk sizes, comma separated (0: none)");
 ABSL_FLAG(std::string, eviction, "lru", "eviction policy (see --list-policies)");
-ABSL_FLAG(bool, json, false, "print one JSON object instead of text");
 ABSL_FLAG(std::string, server, "", "replay live against this kvcache-server, host:port");
 ABSL_FLAG(double, speed, 0, "live: 0 = back to back; X = the trace's pace times X");
 ABSL_FLAG(uint64_t, limit_requests, 0, "use only the first N requests; 0: all");
@@ -120,6 +118,14 @@ absl::StatusOr<uint64_t> Blocks(uint64_t blocks, const std::string& bytes, const
   return *b / ChargeOf(*block);
 }
 
+// The hit counters both simulation and replay report, by the same names.
+json HitCountsJson(const HitCounts& r) {
+  return {{"requests", r.requests},         {"block_reads", r.block_reads},
+          {"block_hits", r.block_hits},     {"hit_ratio", r.HitRatio()},
+          {"token_hit_ratio", r.TokenHitRatio()}, {"ram_hits", r.ram_hits},
+          {"disk_hits", r.disk_hits}};
+}
+
 int RunSimulate(const Trace& trace) {
   uint64_t ram = absl::GetFlag(FLAGS_capacity_blocks);
   if (ram == 0) ram = absl::GetFlag(FLAGS_ram_blocks);
@@ -141,17 +147,11 @@ int RunSimulate(const Trace& trace) {
   absl::StatusOr<SimulationResult> r = Simulate(trace, keys, o);
   if (!r.ok()) return Fail(r.status());
   if (absl::GetFlag(FLAGS_json)) {
-    json j = {{"eviction", o.eviction},
+    json j = HitCountsJson(*r);
+    j.update({{"eviction", o.eviction},
               {"ram_blocks", o.ram_blocks},
               {"disk_blocks", o.disk_blocks},
               {"ram_shard_bits", o.ram_shard_bits},
-              {"requests", r->requests},
-              {"block_reads", r->block_reads},
-              {"block_hits", r->block_hits},
-              {"hit_ratio", r->HitRatio()},
-              {"token_hit_ratio", r->TokenHitRatio()},
-              {"ram_hits", r->ram_hits},
-              {"disk_hits", r->disk_hits},
               {"ram_hit_ratio", SimulationResult::Ratio(r->ram_hits, r->block_reads)},
               {"disk_hit_ratio", SimulationResult::Ratio(r->disk_hits, r->block_reads)},
               {"belady_hit_ratio", r->BeladyHitRatio()},
@@ -160,7 +160,7 @@ int RunSimulate(const Trace& trace) {
               {"puts", r->puts},
               {"evictions", r->evictions},
               {"demotions", r->demotions},
-              {"seconds", r->seconds}};
+              {"seconds", r->seconds}});
     std::cout << j.dump() << std::endl;
   } else {
     std::cout << absl::StrFormat(
@@ -220,15 +220,9 @@ int RunReplay(const Trace& trace) {
   absl::StatusOr<ReplayResult> r = ReplayTrace(**client, trace, keys, o);
   if (!r.ok()) return Fail(r.status());
   if (absl::GetFlag(FLAGS_json)) {
-    json j = {{"server", co.target},
+    json j = HitCountsJson(*r);
+    j.update({{"server", co.target},
               {"block_bytes", o.block_bytes},
-              {"requests", r->requests},
-              {"block_reads", r->block_reads},
-              {"block_hits", r->block_hits},
-              {"hit_ratio", r->HitRatio()},
-              {"token_hit_ratio", r->TokenHitRatio()},
-              {"ram_hits", r->ram_hits},
-              {"disk_hits", r->disk_hits},
               {"bytes_read", r->bytes_read},
               {"bytes_written", r->bytes_written},
               {"stored", r->stored},
@@ -239,7 +233,7 @@ int RunReplay(const Trace& trace) {
               {"lookup", LatencyJson(r->lookup)},
               {"get", LatencyJson(r->get)},
               {"put", LatencyJson(r->put)},
-              {"request", LatencyJson(r->request)}};
+              {"request", LatencyJson(r->request)}});
     std::cout << j.dump() << std::endl;
   } else {
     std::cout << absl::StrFormat(
@@ -256,14 +250,24 @@ int RunReplay(const Trace& trace) {
 
 }  // namespace
 
+const bench::FlagSet kTraceFlags = {
+    "trace",
+    "usage: kvcache-bench trace --list-policies\n"
+    "       kvcache-bench trace --simulate --trace=FILE --capacity-blocks=N [--disk-blocks=N]\n"
+    "         [--eviction=NAME] [--json]\n"
+    "       kvcache-bench trace --plan --trace=FILE --ram-sizes=1GiB,4GiB --disk-sizes=0,64GiB\n"
+    "         --block-bytes=2MiB [--eviction=NAME]\n"
+    "       kvcache-bench trace --server=HOST:PORT --trace=FILE --block-bytes=N [--speed=X]\n"
+    "         [--limit-requests=N] [--json]\n"
+    "     (--synthetic [--seed=N] instead of --trace=FILE uses a generated trace)\n",
+    "bench/trace_command.cc", "json"};
+
 int TraceCommand(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "kvcache-bench trace: replay a request trace.\n"
-      "  --list-policies | --simulate --trace=FILE --capacity-blocks=N [--eviction=NAME] "
-      "[--json] | --plan --trace=FILE --ram-sizes=... | --server=HOST:PORT --trace=FILE");
-  std::vector<std::string> rest = ParseFlags(argc, argv);
-  if (rest.size() > 1) {
-    return Fail(absl::InvalidArgumentError("unexpected argument '" + rest[1] + "'"));
+  std::vector<std::string> rest;
+  const int parsed = bench::ParseCommandFlags(argc, argv, kTraceFlags, &rest);
+  if (parsed >= 0) return parsed;
+  if (!rest.empty()) {
+    return Fail(absl::InvalidArgumentError("unexpected argument '" + rest[0] + "'"));
   }
   if (absl::GetFlag(FLAGS_list_policies)) {
     for (const std::string& name : EvictionPolicyNames()) std::cout << name << "\n";

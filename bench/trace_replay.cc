@@ -10,19 +10,6 @@
 namespace kvcache {
 namespace {
 
-LatencySummary Summarize(std::vector<double>& us) {
-  LatencySummary s;
-  s.count = us.size();
-  if (us.empty()) return s;
-  std::sort(us.begin(), us.end());
-  auto at = [&](double q) { return us[std::min(us.size() - 1, size_t(q * us.size()))]; };
-  s.p50_us = at(0.50);
-  s.p90_us = at(0.90);
-  s.p99_us = at(0.99);
-  s.max_us = us.back();
-  return s;
-}
-
 double MicrosSince(absl::Time t) { return absl::ToDoubleMicroseconds(absl::Now() - t); }
 
 }  // namespace
@@ -76,14 +63,8 @@ absl::StatusOr<ReplayResult> ReplayTrace(CacheClient& client, const Trace& trace
     result.block_hits += served;
     for (size_t i = 0; i < served; ++i) result.token_hits += trace.BlockTokens(req, i);
     if (served < chain.size()) {
-      std::vector<CacheBlock> blocks;
-      blocks.reserve(chain.size() - served);
-      for (size_t i = served; i < chain.size(); ++i) {
-        CacheBlock& b = blocks.emplace_back();
-        b.key = chain[i];
-        if (i > 0) b.parent = chain[i - 1];
-        b.payload = payload;
-      }
+      std::vector<CacheBlock> blocks = ChainedBlocks(chain, served);
+      for (CacheBlock& b : blocks) b.payload = payload;
       t = absl::Now();
       absl::StatusOr<CachePutResult> put = client.Put(keys.ns, blocks);
       put_us.push_back(MicrosSince(t));
@@ -99,10 +80,10 @@ absl::StatusOr<ReplayResult> ReplayTrace(CacheClient& client, const Trace& trace
     request_us.push_back(MicrosSince(t0));
   }
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  result.lookup = Summarize(lookup_us);
-  result.get = Summarize(get_us);
-  result.put = Summarize(put_us);
-  result.request = Summarize(request_us);
+  result.lookup = SummarizeLatencies(lookup_us);
+  result.get = SummarizeLatencies(get_us);
+  result.put = SummarizeLatencies(put_us);
+  result.request = SummarizeLatencies(request_us);
   return result;
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "bench/latency.h"
 #include "bench/trace.h"
 #include "client/cache_client.h"
 
@@ -26,29 +27,13 @@ struct ReplayOptions {
   uint64_t limit_requests = 0;
 };
 
-// Latency percentiles of one kind of call, in microseconds.
-struct LatencySummary {
-  uint64_t count = 0;
-  double p50_us = 0, p90_us = 0, p99_us = 0, max_us = 0;
-};
-
-struct ReplayResult {
-  uint64_t requests = 0;
-  uint64_t block_reads = 0;
-  uint64_t block_hits = 0;  // Blocks served by Get (the leading run present).
-  uint64_t ram_hits = 0;    // Of those, within the leading run the server had in RAM.
-  uint64_t disk_hits = 0;   // The other hits (a disk block at or before them).
-  uint64_t tokens = 0;
-  uint64_t token_hits = 0;
+struct ReplayResult : HitCounts {
   uint64_t bytes_read = 0;     // Payload bytes received by Get.
   uint64_t bytes_written = 0;  // Payload bytes sent by Put.
   uint64_t stored = 0, already_present = 0, not_admitted = 0;
   uint64_t errors = 0;  // Failed calls (counted as misses, as a worker would).
   double seconds = 0;
   LatencySummary lookup, get, put, request;
-
-  double HitRatio() const { return block_reads ? double(block_hits) / block_reads : 0; }
-  double TokenHitRatio() const { return tokens ? double(token_hits) / tokens : 0; }
 };
 
 // Replays `trace` (keys from KeysOf) through `client`. Call errors are counted, not fatal.

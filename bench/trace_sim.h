@@ -35,28 +35,18 @@ struct SimulationOptions {
   bool belady = true;
 };
 
-struct SimulationResult {
-  uint64_t requests = 0;
-  uint64_t block_reads = 0;  // Blocks requests asked for.
-  uint64_t block_hits = 0;   // Of those, served from the cache (whole prefix present).
-  uint64_t ram_hits = 0;     // Hits in the leading run that the Lookup found in RAM.
-  uint64_t disk_hits = 0;    // The other hits (a disk block at or before them; promoted).
-  uint64_t tokens = 0;       // Prompt tokens.
-  uint64_t token_hits = 0;   // Prompt tokens in hit blocks.
-  uint64_t puts = 0;         // Blocks stored.
-  uint64_t evictions = 0;    // Both tiers.
-  uint64_t demotions = 0;    // RAM victims written to disk.
+struct SimulationResult : HitCounts {
+  uint64_t puts = 0;       // Blocks stored.
+  uint64_t evictions = 0;  // Both tiers.
+  uint64_t demotions = 0;  // RAM victims written to disk.
   uint64_t belady_hits = 0;
   uint64_t belady_token_hits = 0;
   uint64_t repeat_reads = 0;  // Reads of a block read before: an unbounded cache's hits.
   double seconds = 0;         // Wall time of the cachestore replay.
 
-  double HitRatio() const { return Ratio(block_hits, block_reads); }
-  double TokenHitRatio() const { return Ratio(token_hits, tokens); }
   double BeladyHitRatio() const { return Ratio(belady_hits, block_reads); }
   double BeladyTokenHitRatio() const { return Ratio(belady_hits ? belady_token_hits : 0, tokens); }
   double CeilingHitRatio() const { return Ratio(repeat_reads, block_reads); }
-  static double Ratio(uint64_t a, uint64_t b) { return b == 0 ? 0.0 : double(a) / double(b); }
 };
 
 // Replays `trace` (with its `keys`, from KeysOf) against a tiered store.

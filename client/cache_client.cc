@@ -315,4 +315,16 @@ absl::StatusOr<std::unique_ptr<CacheClient>> NewCacheClient(const CacheClientOpt
   return std::make_unique<GrpcCacheClient>(options);
 }
 
+std::vector<CacheBlock> ChainedBlocks(absl::Span<const Key> chain, size_t first) {
+  std::vector<CacheBlock> blocks;
+  if (first >= chain.size()) return blocks;
+  blocks.reserve(chain.size() - first);
+  for (size_t i = first; i < chain.size(); ++i) {
+    CacheBlock& b = blocks.emplace_back();
+    b.key = chain[i];
+    if (i > 0) b.parent = chain[i - 1];
+  }
+  return blocks;
+}
+
 }  // namespace kvcache

@@ -49,6 +49,12 @@ struct CacheBlock {
   BlockShape shape;
 };
 
+// Blocks for chain[first..], in order, each with its key and its parent (the key before
+// it in the chain; none for chain[0]), payload and shape left for the caller to fill: the
+// list Put takes for the part of a chain that is not cached yet. Empty when first >=
+// chain.size().
+std::vector<CacheBlock> ChainedBlocks(absl::Span<const Key> chain, size_t first);
+
 struct CacheLookup {
   size_t num_present = 0;  // Leading keys stored.
   size_t num_in_ram = 0;   // Of those, leading keys in the server's RAM tier.

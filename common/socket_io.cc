@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace kvcache {
@@ -23,7 +24,7 @@ absl::Status IoError(const char* what) {
 }
 
 // Splits "host:port" (a bracketed IPv6 host allowed).
-bool SplitHostPort(const std::string& address, std::string* host, std::string* port) {
+bool SplitHostPortText(const std::string& address, std::string* host, std::string* port) {
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos) return false;
   *host = address.substr(0, colon);
@@ -39,7 +40,7 @@ using AddrInfo = std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)>;
 // Resolves "host:port" for a stream socket (`passive`: to listen; an empty host is any).
 absl::StatusOr<AddrInfo> Resolve(const std::string& address, bool passive) {
   std::string host, port;
-  if (!SplitHostPort(address, &host, &port)) {
+  if (!SplitHostPortText(address, &host, &port)) {
     return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not host:port"));
   }
   addrinfo hints{};
@@ -56,6 +57,23 @@ absl::StatusOr<AddrInfo> Resolve(const std::string& address, bool passive) {
 }
 
 }  // namespace
+
+absl::Status SplitHostPort(const std::string& address, std::string* host, uint16_t* port) {
+  std::string port_text;
+  uint32_t p = 0;
+  if (!SplitHostPortText(address, host, &port_text) || !absl::SimpleAtoi(port_text, &p) ||
+      p > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("address '", address, "' is not host:port (e.g. 127.0.0.1:6379)"));
+  }
+  *port = static_cast<uint16_t>(p);
+  return absl::OkStatus();
+}
+
+void SetTcpNoDelay(int fd) {
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
 
 absl::Status ReadFull(int fd, void* buf, size_t n) {
   char* p = static_cast<char*>(buf);
@@ -118,8 +136,7 @@ absl::StatusOr<int> ConnectTcp(const std::string& address, absl::Duration timeou
     if (fd < 0) continue;
     SetSocketTimeout(fd, timeout);
     if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-      const int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      SetTcpNoDelay(fd);
       return fd;
     }
     last = IoError("connect");
@@ -152,7 +169,7 @@ absl::StatusOr<std::pair<int, std::string>> ListenTcp(const std::string& address
                              ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
                              : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   std::string host, port;
-  SplitHostPort(address, &host, &port);
+  SplitHostPortText(address, &host, &port);
   const std::string shown_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   return std::make_pair(fd, absl::StrCat(shown_host, ":", bound_port));
 }

@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -20,6 +21,14 @@ absl::Status ReadFull(int fd, void* buf, size_t n);
 // Writes all of `iov` (modified). UNAVAILABLE on error, DEADLINE_EXCEEDED on a timeout.
 absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt);
 absl::Status WriteFull(int fd, const void* buf, size_t n);
+
+// Splits "host:port" into its host (a bracketed IPv6 host loses its brackets; may be empty)
+// and its numeric port. INVALID_ARGUMENT when there is no colon or the port is not a
+// number in [0, 65535].
+absl::Status SplitHostPort(const std::string& address, std::string* host, uint16_t* port);
+
+// Turns on TCP_NODELAY (ConnectTcp does it for the sockets it makes; this is for accepted ones).
+void SetTcpNoDelay(int fd);
 
 // Sets SO_RCVTIMEO and SO_SNDTIMEO (InfiniteDuration: none).
 void SetSocketTimeout(int fd, absl::Duration timeout);

@@ -25,6 +25,7 @@
 # the peers measured in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 ROOT="$(pwd)"
 COMMAND_LINE="$(for v in QUICK REPS CELL_SECONDS SIZES CLIENTS TARGETS STORE_MIB; do
   if [ -n "${!v:-}" ]; then printf '%s=%q ' "$v" "${!v}"; fi; done)scripts/bench_throughput.sh $*"
@@ -56,18 +57,7 @@ log() { echo "bench_throughput: $*" >&2; }
 if [ "${SKIP_SETUP:-0}" != 1 ]; then
   scripts/setup.sh
 fi
-PEERS=(redis-server redis-tools memcached gnuplot-nox iperf3 python3)
-missing=()
-for p in "${PEERS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+apt_install_missing redis-server redis-tools memcached gnuplot-nox iperf3 python3
 # Debian starts the packaged services; we run our own instances on free ports instead.
 for bin in "$BENCH" "$SERVER"; do
   [ -x "$bin" ] || { log "missing $bin (build first, or set BIN_DIR / BENCH)"; exit 1; }
@@ -106,18 +96,6 @@ wait_port() {
   return 1
 }
 
-# Reads "listening on HOST:PORT" from a server's log (up to 20 s).
-listen_addr() {
-  for _ in $(seq 200); do
-    local a
-    a="$(grep -o 'listening on [^ ]*' "$1" 2>/dev/null | head -1 | cut -d' ' -f3)" || true
-    [ -n "$a" ] && { echo "$a"; return 0; }
-    sleep 0.1
-  done
-  log "no 'listening on' line in $1:"; cat "$1" >&2
-  return 1
-}
-
 stop_servers() {
   for name in "${!PID[@]}"; do
     kill "${PID[$name]}" 2>/dev/null || true
@@ -134,7 +112,7 @@ start_servers() {
         "$SERVER" --listen=127.0.0.1:0 --ram-bytes="${STORE_MIB}MiB" --disk-path= \
           --max-block-bytes=8MiB --metrics-listen= >"$WORK/kvcache.log" 2>&1 &
         PID[kvcache]=$!
-        ADDR[kvcache]="$(listen_addr "$WORK/kvcache.log")" ;;
+        ADDR[kvcache]="$(listen_addr "$WORK/kvcache.log" 20)" ;;
       redis)
         port="$(free_port)"
         redis-server --save '' --appendonly no --port "$port" --bind 127.0.0.1 \
@@ -153,7 +131,7 @@ start_servers() {
       rawtcp)
         "$BENCH" throughput --serve-rawtcp --listen=127.0.0.1:0 >"$WORK/rawtcp.log" 2>&1 &
         PID[rawtcp]=$!
-        ADDR[rawtcp]="$(listen_addr "$WORK/rawtcp.log")" ;;
+        ADDR[rawtcp]="$(listen_addr "$WORK/rawtcp.log" 20)" ;;
       *) log "unknown target $t"; exit 2 ;;
     esac
     wait_port "${ADDR[$t]}"

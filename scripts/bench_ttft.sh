@@ -5,7 +5,7 @@
 # Usage: scripts/bench_ttft.sh            env: LENGTHS="512 2048 4096" REPS=3
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/docs_section.sh
+source scripts/lib.sh
 scripts/setup.sh >/dev/null
 BIN="${BUILD_DIR:-build}/bin"
 LENGTHS="${LENGTHS:-512 2048 4096}"
@@ -17,22 +17,18 @@ if [ ! -f "$model/config.json" ]; then
   "$BIN/kvcache-worker" make-model --out="$model" --preset=bench --seed=1
 fi
 
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work_dir
+work="$WORK"
+server_pid=""  # Set when the server starts; lib_cleanup stops it.
+kill_at_exit server_pid
 "$BIN/kvcache-server" --listen=127.0.0.1:0 --ram-bytes=4GiB --disk-path= \
   --metrics-listen= >"$work/server.log" 2>&1 &
+# shellcheck disable=SC2034  # Read at exit, through kill_at_exit.
 server_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/server.log" && break; sleep 0.1; done
-addr="$(grep -o 'listening on [^ ]*' "$work/server.log" | cut -d' ' -f3)"
+addr="$(listen_addr "$work/server.log")"
 
 # A prompt of $1 pseudo-random token ids below 32000, different for each seed $2.
 prompt() { awk -v n="$1" -v s="$2" 'BEGIN { srand(s); for (i = 0; i < n; i++) printf "%s%d", (i ? "," : ""), 1 + int(rand() * 31000) }'; }
-field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | head -1; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 table="$work/table.md"
@@ -46,9 +42,9 @@ for len in $LENGTHS; do
     ids="$(prompt "$len" "$len$rep")"
     gen() { "$BIN/kvcache-worker" generate --model="$model" --cache="$addr" --prompt-ids="$ids" \
               --max-new-tokens=1 --json; }
-    gen | tee "$work/c.json" | field ttft_ms >>"$work/cold"
-    gen | tee "$work/w.json" | field ttft_ms >>"$work/warm"
-    cached="$(field cached_tokens <"$work/w.json")"
+    gen | tee "$work/c.json" | json_field ttft_ms >>"$work/cold"
+    gen | tee "$work/w.json" | json_field ttft_ms >>"$work/warm"
+    cached="$(json_field cached_tokens <"$work/w.json")"
     echo "len $len rep $rep: cold $(tail -1 "$work/cold") ms, warm $(tail -1 "$work/warm") ms, cached $cached" >&2
   done
   cold="$(median <"$work/cold")"

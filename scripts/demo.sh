@@ -4,16 +4,14 @@
 # Usage: scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 scripts/setup.sh
 BIN="${BUILD_DIR:-build}/bin"
 
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work_dir
+work="$WORK"
+server_pid=""  # Set when the server starts; lib_cleanup stops it.
+kill_at_exit server_pid
 
 model="${BUILD_DIR:-build}/models/bench"
 if [ ! -f "$model/config.json" ]; then
@@ -24,23 +22,22 @@ fi
 echo "== starting kvcache-server (256 MiB RAM over a 1 GiB disk tier in $work/data)"
 "$BIN/kvcache-server" --listen=127.0.0.1:0 --ram-bytes=256MiB --disk-path="$work/data" \
   --disk-bytes=1GiB --metrics-listen= >"$work/server.log" 2>&1 &
+# shellcheck disable=SC2034  # Read at exit, through kill_at_exit.
 server_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/server.log" && break; sleep 0.1; done
+addr="$(listen_addr "$work/server.log")"
 cat "$work/server.log"
-addr="$(grep -o 'listening on [^ ]*' "$work/server.log" | cut -d' ' -f3)"
 
 # A long prompt: a shared "system prompt" of about 2,000 byte tokens.
 for i in $(seq 25); do
   echo "Rule $i: answer briefly, cite the cached context, and never recompute a prefix twice."
 done >"$work/prompt.txt"
 
-field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | head -1; }
 for run in cold warm; do
   "$BIN/kvcache-worker" generate --model="$model" --cache="$addr" \
     --prompt-file="$work/prompt.txt" --max-new-tokens=8 --json >"$work/$run.json"
   printf '== %-4s request: prompt %5s tokens, %5s from the cache, time to first token %8.1f ms\n' \
-    "$run" "$(field prompt_tokens <"$work/$run.json")" "$(field cached_tokens <"$work/$run.json")" \
-    "$(field ttft_ms <"$work/$run.json")"
+    "$run" "$(json_field prompt_tokens <"$work/$run.json")" "$(json_field cached_tokens <"$work/$run.json")" \
+    "$(json_field ttft_ms <"$work/$run.json")"
 done
 if cmp -s <(sed 's/.*"tokens": *\[\([^]]*\)\].*/\1/' "$work/cold.json") \
           <(sed 's/.*"tokens": *\[\([^]]*\)\].*/\1/' "$work/warm.json"); then

@@ -4,6 +4,7 @@
 # Usage: scripts/setup.sh            (BUILD_DIR and BUILD_TYPE may be set in the environment)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
@@ -14,17 +15,7 @@ PACKAGES=(
 # scripts/test.sh's second pass builds with Clang (CXX=clang++).
 if [[ "${CXX:-}" == clang* ]]; then PACKAGES+=(clang); fi
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+apt_install_missing "${PACKAGES[@]}"
 
 BUILD_DIR="${BUILD_DIR:-build}"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null

@@ -10,6 +10,7 @@
 #        and gnuplot-nox from Debian when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 TRACE="${1:-../shared/traces/conversation_trace.jsonl}"
 BUILD_DIR="${BUILD_DIR:-build}"
@@ -19,35 +20,13 @@ LIVE="${LIVE:-1}"
 COMMAND="scripts/trace_report.sh${1:+ $1}"
 [ "$BUILD_DIR" = build ] || COMMAND="BUILD_DIR=$BUILD_DIR $COMMAND"
 
-if ! command -v jq >/dev/null || ! command -v gnuplot >/dev/null; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends jq gnuplot-nox
-fi
+apt_install_missing jq gnuplot-nox
 [ -x "$BENCH" ] || BUILD_DIR="$BUILD_DIR" scripts/setup.sh
 [ -f "$TRACE" ] || { echo "trace_report: no trace at $TRACE" >&2; exit 1; }
 
-WORK="$(mktemp -d)"
+make_work_dir
 SERVER_PID=""
-cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# replace_section FILE NAME CONTENT_FILE: rewrites what lies between "<!-- NAME:begin -->"
-# and "<!-- NAME:end -->" in FILE (appending the markers if missing).
-replace_section() {
-  local file="$1" name="$2" content="$3"
-  local begin="<!-- $name:begin -->" end="<!-- $name:end -->"
-  [ -f "$file" ] || printf '# %s\n' "$name" >"$file"
-  grep -qF "$begin" "$file" || printf '\n%s\n%s\n' "$begin" "$end" >>"$file"
-  awk -v b="$begin" -v e="$end" -v c="$content" '
-    $0 == b { print; while ((getline line < c) > 0) print line; skip = 1; next }
-    $0 == e { skip = 0 }
-    !skip { print }' "$file" >"$file.tmp" && mv "$file.tmp" "$file"
-}
+kill_at_exit SERVER_PID
 
 # sim ARGS...: one simulation as JSON.
 sim() { "$BENCH" trace --simulate --json "$@"; }
@@ -184,12 +163,7 @@ start_server() {  # start_server POLICY RAM_BLOCKS DISK_BLOCKS
   "$SERVER" --listen=127.0.0.1:0 --metrics-listen= --ram-bytes=$(($2 * CHARGE)) \
     --ram-shard-bits=0 "${disk_args[@]}" --eviction="$1" >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
-  for _ in $(seq 100); do
-    ADDR="$(grep -o 'listening on [^ ]*' "$WORK/server.log" | awk '{print $3}' || true)"
-    [ -n "$ADDR" ] && return 0
-    sleep 0.1
-  done
-  echo "trace_report: kvcache-server did not start:" >&2; cat "$WORK/server.log" >&2; exit 1
+  ADDR="$(listen_addr "$WORK/server.log")" || exit 1
 }
 stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; }
 

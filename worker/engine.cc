@@ -134,14 +134,10 @@ size_t InferenceEngine::Impl::Publish(absl::Span<const Key> keys, size_t first,
       return 0;
     }
   }
-  std::vector<CacheBlock> blocks;
-  blocks.reserve(keys.size() - first);
+  std::vector<CacheBlock> blocks = ChainedBlocks(keys, first);
   for (size_t i = first; i < keys.size(); ++i) {
-    CacheBlock& b = blocks.emplace_back();
-    b.key = keys[i];
-    if (i > 0) b.parent = keys[i - 1];
-    b.shape = shape_;
-    b.payload = EncodeKvBlock(shape_, cache.page(i));
+    blocks[i - first].shape = shape_;
+    blocks[i - first].payload = EncodeKvBlock(shape_, cache.page(i));
   }
   absl::MutexLock lock(&mu_);
   if (queue_.size() >= options_.max_pending_publishes) {

@@ -4,6 +4,7 @@
 // how fast it was.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -113,6 +114,67 @@ TEST(ThroughputBench, RejectsUnknownFlags) {
       testing::Run({Bin("kvcache-bench"), "throughput", "--target=kvcache", "--bogus=1"});
   EXPECT_EQ(r.exit_status, 2) << r.output;
   EXPECT_NE(r.output.find("unknown flag --bogus"), std::string::npos) << r.output;
+}
+
+TEST_F(ThroughputBenchTest, TextReportsServerCpuOnlyWithItsPid) {
+  const std::vector<std::string> run = {Bin("kvcache-bench"), "throughput", "--target=kvcache",
+                                        "--addr=" + addr_, "--op=put", "--value-bytes=4KiB",
+                                        "--seconds=0.2", "--warmup-seconds=0"};
+  const testing::CommandResult without = testing::Run(run);
+  EXPECT_EQ(without.exit_status, 0) << without.output;
+  EXPECT_NE(without.output.find("client cpu"), std::string::npos) << without.output;
+  EXPECT_EQ(without.output.find("server cpu"), std::string::npos) << without.output;
+
+  // Any readable pid will do: this test's own.
+  std::vector<std::string> with_pid = run;
+  with_pid.push_back("--server-pid=" + std::to_string(getpid()));
+  const testing::CommandResult with = testing::Run(with_pid);
+  EXPECT_EQ(with.exit_status, 0) << with.output;
+  EXPECT_NE(with.output.find("server cpu"), std::string::npos) << with.output;
+}
+
+TEST_F(ThroughputBenchTest, JsonSaysServerCpuIsUnmeasuredWithoutItsPid) {
+  nlohmann::json j = Bench({"--target=kvcache", "--addr=" + addr_, "--op=put",
+                            "--value-bytes=4KiB", "--seconds=0.2", "--warmup-seconds=0"});
+  EXPECT_EQ(j["server_cpu_s"].get<double>(), -1.0);
+  EXPECT_EQ(j["bytes"].get<uint64_t>(), j["ops"].get<uint64_t>() * 4096);
+}
+
+TEST(ThroughputBench, BlockCountsTakeDecimalSuffixes) {
+  EXPECT_EQ(Bench({"--op=index-scale", "--blocks=2K", "--seconds=0.05"})["blocks"], 2000);
+  EXPECT_EQ(Bench({"--op=index-scale", "--blocks=0.002M", "--seconds=0.05"})["blocks"], 2000);
+  EXPECT_EQ(Bench({"--op=index-scale", "--blocks", "1500", "--seconds=0.05"})["blocks"], 1500);
+}
+
+TEST(ThroughputBench, HelpListsEveryFlagWithItsDefault) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{Bin("kvcache-bench"), "throughput", "--help"},
+        std::vector<std::string>{Bin("kvcache-bench"), "--help"}}) {
+    const testing::CommandResult r = testing::Run(args);
+    EXPECT_EQ(r.exit_status, 0) << r.output;
+    EXPECT_NE(r.output.find("kvcache-grpc"), std::string::npos) << r.output;
+    for (const char* flag :
+         {"--target", "--addr", "--op", "--value-bytes", "--clients", "--seconds",
+          "--warmup-seconds", "--keys", "--nonce", "--chain", "--blocks", "--server-pid",
+          "--verify-every", "--json", "--listen", "--serve-rawtcp", "--fill-bytes",
+          "--populate", "--tune-malloc"}) {
+      EXPECT_NE(r.output.find(std::string(flag) + " "), std::string::npos) << flag;
+    }
+    EXPECT_NE(r.output.find("(default: 100000)"), std::string::npos) << r.output;
+  }
+  // The top-level help lists the trace command's flags as well.
+  const testing::CommandResult top = testing::Run({Bin("kvcache-bench"), "--help"});
+  EXPECT_NE(top.output.find("--simulate "), std::string::npos) << top.output;
+}
+
+TEST(ThroughputBench, UsageErrorsExitWithTwo) {
+  for (const char* bad : {"--clients=abc", "--clients=0", "--trace=other-commands-flag",
+                          "--op=scan", "--blocks=lots", "stray"}) {
+    const testing::CommandResult r = testing::Run(
+        {Bin("kvcache-bench"), "throughput", "--target=kvcache", "--addr=127.0.0.1:1", bad});
+    EXPECT_EQ(r.exit_status, 2) << bad << ": " << r.output;
+    EXPECT_NE(r.output.find("usage: kvcache-bench throughput"), std::string::npos) << bad;
+  }
 }
 
 }  // namespace
