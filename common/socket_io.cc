@@ -22,18 +22,6 @@ absl::Status IoError(const char* what) {
   return absl::UnavailableError(absl::StrCat("data channel: ", what, ": ", std::strerror(errno)));
 }
 
-// Splits "host:port" (a bracketed IPv6 host allowed).
-bool SplitHostPort(const std::string& address, std::string* host, std::string* port) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return false;
-  *host = address.substr(0, colon);
-  *port = address.substr(colon + 1);
-  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
-    *host = host->substr(1, host->size() - 2);
-  }
-  return !port->empty();
-}
-
 using AddrInfo = std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)>;
 
 // Resolves "host:port" for a stream socket (`passive`: to listen; an empty host is any).
@@ -56,6 +44,35 @@ absl::StatusOr<AddrInfo> Resolve(const std::string& address, bool passive) {
 }
 
 }  // namespace
+
+bool SplitHostPort(const std::string& address, std::string* host, std::string* port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = address.substr(0, colon);
+  *port = address.substr(colon + 1);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return !port->empty();
+}
+
+std::string ReachableAddress(const std::string& advertised, const std::string& dialled) {
+  std::string host, port;
+  if (!SplitHostPort(advertised, &host, &port)) return advertised;
+  if (!host.empty() && host != "0.0.0.0" && host != "::") return advertised;
+  std::string target = dialled;
+  // gRPC target schemes whose rest is host:port.
+  for (const char* scheme : {"dns:///", "ipv4:", "ipv6:"}) {
+    if (target.rfind(scheme, 0) == 0) target = target.substr(std::string(scheme).size());
+  }
+  std::string dialled_host, dialled_port;
+  if (target.find('/') != std::string::npos || !SplitHostPort(target, &dialled_host, &dialled_port) ||
+      dialled_host.empty()) {
+    return advertised;
+  }
+  const bool v6 = dialled_host.find(':') != std::string::npos;
+  return absl::StrCat(v6 ? "[" : "", dialled_host, v6 ? "]" : "", ":", port);
+}
 
 absl::Status ReadFull(int fd, void* buf, size_t n) {
   char* p = static_cast<char*>(buf);
