@@ -62,6 +62,17 @@ class WorkerEndToEndTest : public ::testing::Test {
   const std::string model_ = dir_.Sub("tiny");
 };
 
+TEST_F(WorkerEndToEndTest, MakeModelIntoAnExistingFolderReplacesTheOldShards) {
+  const std::string dir = dir_.Sub("remade");
+  ASSERT_EQ(Worker({"make-model", "--out=" + dir, "--shards=3", "--seed=1"}).exit_status, 0);
+  CommandResult again = Worker({"make-model", "--out=" + dir, "--seed=2"});
+  ASSERT_EQ(again.exit_status, 0) << again.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/model-00001-of-00003.safetensors"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/model.safetensors"));
+  CommandResult r = Worker({"generate", "--model=" + dir, "--prompt-ids=1,2", "--max-new-tokens=1"});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+}
+
 TEST_F(WorkerEndToEndTest, MakeModelWritesAHuggingFaceFolder) {
   EXPECT_TRUE(std::filesystem::exists(model_ + "/config.json"));
   EXPECT_TRUE(std::filesystem::exists(model_ + "/model.safetensors"));
