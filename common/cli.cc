@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/socket_io.h"
 #include "common/version.h"
@@ -57,6 +58,21 @@ std::string TypeHint(const absl::CommandLineFlag& flag) {
   return "";
 }
 
+// `text` cut into lines of at most `width` characters at spaces, each after `indent`.
+std::string Wrapped(const std::string& text, const std::string& indent, size_t width) {
+  std::string out;
+  std::string line;
+  for (absl::string_view word : absl::StrSplit(text, ' ', absl::SkipEmpty())) {
+    if (!line.empty() && indent.size() + line.size() + 1 + word.size() > width) {
+      absl::StrAppend(&out, indent, line, "\n");
+      line.clear();
+    }
+    absl::StrAppend(&line, line.empty() ? "" : " ", word);
+  }
+  if (!line.empty()) absl::StrAppend(&out, indent, line, "\n");
+  return out;
+}
+
 }  // namespace
 
 std::string FlagsHelp() {
@@ -67,8 +83,8 @@ std::string FlagsHelp() {
   std::string text = absl::StrCat(absl::ProgramUsageMessage(), "\n\nFlags:\n");
   for (const auto& [name, flag] : own) {
     const std::string def = flag->DefaultValue();
-    absl::StrAppend(&text, "  --", name, "=", def.empty() ? "\"\"" : def, "\n      ",
-                    flag->Help(), "\n");
+    absl::StrAppend(&text, "  --", name, "=", def.empty() ? "\"\"" : def, "\n",
+                    Wrapped(flag->Help(), "      ", 96));
   }
   absl::StrAppend(&text,
                   "  --help\n      print this text and exit\n"
