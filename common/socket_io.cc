@@ -174,4 +174,11 @@ absl::StatusOr<std::pair<int, std::string>> ListenTcp(const std::string& address
   return std::make_pair(fd, absl::StrCat(shown_host, ":", bound_port));
 }
 
+absl::Status CheckCanListen(const std::string& address) {
+  absl::StatusOr<std::pair<int, std::string>> probe = ListenTcp(address);
+  if (!probe.ok()) return probe.status();
+  ::close(probe->first);
+  return absl::OkStatus();
+}
+
 }  // namespace kvcache

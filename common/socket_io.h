@@ -40,6 +40,10 @@ absl::StatusOr<int> ConnectTcp(const std::string& address, absl::Duration timeou
 // Listens on "host:port" (port 0: any). Returns the socket and the bound "host:port".
 absl::StatusOr<std::pair<int, std::string>> ListenTcp(const std::string& address);
 
+// Binds "host:port" once and lets it go: UNAVAILABLE, with the reason ("Address already in
+// use"), where a server could not listen. For a plain message before gRPC logs its own.
+absl::Status CheckCanListen(const std::string& address);
+
 }  // namespace kvcache
 
 #endif  // KVCACHE_COMMON_SOCKET_IO_H_

@@ -4,8 +4,6 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
-#include <unistd.h>
-
 #include <exception>
 
 #include "absl/status/status.h"
@@ -33,15 +31,6 @@ std::string HostOf(absl::string_view address) {
   return std::string(colon == absl::string_view::npos ? address : address.substr(0, colon));
 }
 
-// Binds `address` once and lets it go: fails as gRPC would (in use, not local), but with a
-// reason. Port 0 always binds.
-absl::Status ProbeListen(const std::string& address) {
-  absl::StatusOr<std::pair<int, std::string>> probe = ListenTcp(address);
-  if (!probe.ok()) return probe.status();
-  ::close(probe->first);
-  return absl::OkStatus();
-}
-
 class CacheServerImpl final : public CacheServer {
  public:
   CacheServerImpl(const ServerOptions& options, std::unique_ptr<TieredStore> store)
@@ -57,7 +46,7 @@ class CacheServerImpl final : public CacheServer {
 
   absl::Status Start() {
     // A used or foreign address gets a plain reason before gRPC logs its own lines.
-    if (absl::Status s = ProbeListen(options_.listen); !s.ok()) {
+    if (absl::Status s = CheckCanListen(options_.listen); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("--listen: ", s.message()));
     }
     grpc::EnableDefaultHealthCheckService(true);

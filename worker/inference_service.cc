@@ -3,7 +3,6 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -77,9 +76,9 @@ class InferenceServer::Impl {
 
   absl::Status Start(const InferenceServerOptions& options) {
     // A used or foreign address gets a plain reason before gRPC logs its own lines.
-    absl::StatusOr<std::pair<int, std::string>> probe = ListenTcp(options.listen);
-    if (!probe.ok()) return absl::UnavailableError(probe.status().message());
-    ::close(probe->first);
+    if (absl::Status s = CheckCanListen(options.listen); !s.ok()) {
+      return absl::UnavailableError(s.message());
+    }
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
