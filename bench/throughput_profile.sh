@@ -26,7 +26,7 @@ kill_at_exit SP
 
 for size in $SIZES; do
   env ${SERVER_ENV:-} "$BIN_DIR/kvcache-server" --listen=127.0.0.1:0 --ram-bytes="${STORE_MIB}MiB" \
-    --disk-path= --max-block-bytes=8MiB --metrics-listen= >"$OUT/server.log" 2>&1 &
+    --disk-path= --max-block-bytes=8MiB --metrics-listen= --shutdown-grace=0s >"$OUT/server.log" 2>&1 &
   SP=$!
   ADDR="$(listen_addr "$OUT/server.log")"
   env ${CLIENT_ENV:-} "$BIN_DIR/kvcache-bench" throughput --target=kvcache --addr="$ADDR" --op=fill \

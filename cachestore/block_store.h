@@ -163,8 +163,14 @@ struct RamTierOptions {
   std::string eviction = "lru";
 };
 
+// Largest RamTierOptions::num_shard_bits accepted.
+inline constexpr int kMaxRamShardBits = 10;
+
 // INVALID_ARGUMENT for an unknown policy or a bad shard count.
 absl::StatusOr<std::unique_ptr<BlockStore>> NewRamTier(const RamTierOptions& options);
+
+// The number of shards NewRamTier makes for `options` (resolving num_shard_bits = -1).
+int RamTierShards(const RamTierOptions& options);
 
 struct DiskTierOptions {
   // The RocksDB directory; created if missing. Required.

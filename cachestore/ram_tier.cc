@@ -204,9 +204,7 @@ class RamTier final : public BlockStore {
   const size_t mask_;
 };
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<BlockStore>> NewRamTier(const RamTierOptions& options) {
+int ShardBits(const RamTierOptions& options) {
   int bits = options.num_shard_bits;
   if (bits < 0) {
     bits = 0;
@@ -214,9 +212,19 @@ absl::StatusOr<std::unique_ptr<BlockStore>> NewRamTier(const RamTierOptions& opt
       ++bits;
     }
   }
-  if (bits > 10) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("num_shard_bits must be at most 10, got ", options.num_shard_bits));
+  return bits;
+}
+
+}  // namespace
+
+int RamTierShards(const RamTierOptions& options) { return 1 << ShardBits(options); }
+
+absl::StatusOr<std::unique_ptr<BlockStore>> NewRamTier(const RamTierOptions& options) {
+  const int bits = ShardBits(options);
+  if (bits > kMaxRamShardBits) {
+    return absl::InvalidArgumentError(absl::StrCat("num_shard_bits must be at most ",
+                                                   kMaxRamShardBits, ", got ",
+                                                   options.num_shard_bits));
   }
   std::vector<std::unique_ptr<EvictionPolicy>> policies;
   for (int i = 0; i < (1 << bits); ++i) {

@@ -3,11 +3,14 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include <atomic>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/checksum.h"
+#include "common/socket_io.h"
 #include "kvcache/v1/cache.grpc.pb.h"
 #include "client/data_connection.h"
 #include "proto/block_wire.h"
@@ -103,6 +106,7 @@ class GrpcCacheClient final : public CacheClient {
       }
       out.clear();
     }
+    CountFallback();
     return GrpcGet(ns, keys);
   }
 
@@ -123,6 +127,7 @@ class GrpcCacheClient final : public CacheClient {
       }
     }
     // The rest (all of it without a data channel) over gRPC.
+    CountFallback();
     absl::StatusOr<CachePutResult> rest = GrpcPut(ns, blocks.subspan(done));
     if (!rest.ok()) return rest.status();
     result.stored += rest->stored;
@@ -131,7 +136,17 @@ class GrpcCacheClient final : public CacheClient {
     return result;
   }
 
+  uint64_t data_channel_fallbacks() const override {
+    return fallbacks_.load(std::memory_order_relaxed);
+  }
+
  private:
+  void CountFallback() {
+    if (data_offered_.load(std::memory_order_relaxed)) {
+      fallbacks_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
   // A data channel failure that gRPC may still get through (the channel is down or broke);
   // an error the server replied with, or a spent deadline, is the answer.
   static bool FallBackToGrpc(const absl::Status& s) {
@@ -171,8 +186,10 @@ class GrpcCacheClient final : public CacheClient {
         DataChannelFailed();
         return nullptr;
       }
-      address = resp.address();
+      // A server listening on every interface advertises 0.0.0.0: use the host we dialled.
+      address = ReachableAddress(resp.address(), options_.target);
       token = *parsed;
+      data_offered_.store(true, std::memory_order_relaxed);
       absl::MutexLock lock(&data_mu_);
       data_address_ = address;
       data_token_ = token;
@@ -300,6 +317,8 @@ class GrpcCacheClient final : public CacheClient {
   static constexpr size_t kMaxIdleDataConnections = 16;
   static constexpr absl::Duration kDataChannelRetry = absl::Seconds(5);
   absl::Mutex data_mu_;
+  std::atomic<bool> data_offered_{false};  // The server has offered a data channel.
+  std::atomic<uint64_t> fallbacks_{0};
   std::string data_address_ ABSL_GUARDED_BY(data_mu_);  // Empty: not negotiated.
   Key data_token_ ABSL_GUARDED_BY(data_mu_);
   absl::Time data_retry_after_ ABSL_GUARDED_BY(data_mu_) = absl::InfinitePast();

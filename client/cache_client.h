@@ -36,7 +36,9 @@ struct CacheClientOptions {
   int max_message_bytes = 80 << 20;
   // Move Get and Put payloads over the server's bulk data channel (a plain TCP connection
   // negotiated with OpenDataChannel; docs/data-channel.md) when it offers one, falling back
-  // to gRPC Get and Put when it does not or the channel fails. Default: true.
+  // to gRPC Get and Put when it does not or the channel fails (counted: see
+  // data_channel_fallbacks). A channel advertised on an unspecified host (0.0.0.0, ::) is
+  // reached on the host of `target`. Default: true.
   bool use_data_channel = true;
 };
 
@@ -88,6 +90,10 @@ class CacheClient {
   //   DEADLINE_EXCEEDED.
   virtual absl::StatusOr<CachePutResult> Put(const Key& ns,
                                              absl::Span<const CacheBlock> blocks) = 0;
+
+  // Get and Put calls that went over gRPC although the server offers a data channel (it
+  // could not be reached or broke: see docs/data-channel.md). Never blocks.
+  virtual uint64_t data_channel_fallbacks() const { return 0; }
 };
 
 // Makes a client; connects lazily (the first call connects).

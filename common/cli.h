@@ -1,8 +1,21 @@
-// Command-line parsing for kvcache's binaries: Abseil flags, spelled with dashes.
+// Command-line parsing for kvcache's binaries: Abseil flags, spelled with dashes, and the
+// exit statuses every binary shares. The one place that parses a command line.
 //
 // Operators write `--ram-bytes=4MiB`; Abseil flags are declared `ram_bytes`. ParseFlags
-// accepts both spellings (dashes in a flag's name become underscores before parsing), then
-// parses with absl::ParseCommandLine, which exits with a message on an unknown flag.
+// accepts both spellings, `--name=value` and `--name value`, and `--flag` / `--noflag` for
+// booleans. It answers two flags itself and exits:
+//   --help (-h)  the program usage message, then every flag of the program with its default
+//                and its meaning (dash spelling), on stdout; exit status 0.
+//   --version    "<program> <version>" on stdout; exit status 0.
+// A usage error (an unknown flag, a value that does not parse as the flag's type, a flag
+// with no value) prints "<program>: <reason>" and a hint to use --help on stderr, and exits
+// with kExitUsage. A duration given without a unit is told that it needs one.
+//
+// Validation after parsing goes through UsageError: a main checks its flags before calling
+// any library and reports a bad value with UsageError(...); ExitStatusOf then picks the exit
+// status from what failed (the status's usage mark), never from its message text.
+//
+// Thread safety: ParseFlags runs once, at the top of main, before threads start.
 
 #ifndef KVCACHE_COMMON_CLI_H_
 #define KVCACHE_COMMON_CLI_H_
@@ -10,10 +23,37 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
 namespace kvcache {
 
-// Returns the positional arguments (argv[0] first). Call once, at the top of main.
+// Exit statuses of every kvcache binary.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // The work failed (server error, unreachable, I/O).
+inline constexpr int kExitUsage = 2;    // The command line is wrong.
+
+// Parses the flags of argv (see above) and returns the positional arguments, argv[0] first.
+// The program's name in messages is argv[0]'s last path component; the usage text printed by
+// --help is absl::ProgramUsageMessage() (set it with absl::SetProgramUsageMessage first).
 std::vector<std::string> ParseFlags(int argc, char** argv);
+
+// The --help text: the usage message, then each flag of this program (not Abseil's own) as
+// "  --dash-name=DEFAULT" and its help on the next line, sorted by name.
+std::string FlagsHelp();
+
+// INVALID_ARGUMENT marked as a usage error: the command line is wrong.
+absl::Status UsageError(absl::string_view message);
+// Whether `status` came from UsageError (the mark survives copies, not re-wrapping).
+bool IsUsageError(const absl::Status& status);
+// kExitOk for OK, kExitUsage for a usage error, kExitFailure for any other error.
+int ExitStatusOf(const absl::Status& status);
+
+// Checks a listen address flag before it reaches gRPC or a socket: "host:port" with a port
+// in [0, 65535] (0: any free port), and a host this machine can resolve ("0.0.0.0", "[::]",
+// a name or an address literal). Usage errors name `flag`, e.g. "--listen".
+absl::Status CheckListenAddress(absl::string_view flag, absl::string_view value);
 
 }  // namespace kvcache
 

@@ -23,24 +23,12 @@ absl::Status IoError(const char* what) {
   return absl::UnavailableError(absl::StrCat("data channel: ", what, ": ", std::strerror(errno)));
 }
 
-// Splits "host:port" (a bracketed IPv6 host allowed).
-bool SplitHostPortText(const std::string& address, std::string* host, std::string* port) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return false;
-  *host = address.substr(0, colon);
-  *port = address.substr(colon + 1);
-  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
-    *host = host->substr(1, host->size() - 2);
-  }
-  return !port->empty();
-}
-
 using AddrInfo = std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)>;
 
 // Resolves "host:port" for a stream socket (`passive`: to listen; an empty host is any).
 absl::StatusOr<AddrInfo> Resolve(const std::string& address, bool passive) {
   std::string host, port;
-  if (!SplitHostPortText(address, &host, &port)) {
+  if (!SplitHostPort(address, &host, &port)) {
     return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not host:port"));
   }
   addrinfo hints{};
@@ -58,10 +46,39 @@ absl::StatusOr<AddrInfo> Resolve(const std::string& address, bool passive) {
 
 }  // namespace
 
+bool SplitHostPort(const std::string& address, std::string* host, std::string* port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = address.substr(0, colon);
+  *port = address.substr(colon + 1);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return !port->empty();
+}
+
+std::string ReachableAddress(const std::string& advertised, const std::string& dialled) {
+  std::string host, port;
+  if (!SplitHostPort(advertised, &host, &port)) return advertised;
+  if (!host.empty() && host != "0.0.0.0" && host != "::") return advertised;
+  std::string target = dialled;
+  // gRPC target schemes whose rest is host:port.
+  for (const char* scheme : {"dns:///", "ipv4:", "ipv6:"}) {
+    if (target.rfind(scheme, 0) == 0) target = target.substr(std::string(scheme).size());
+  }
+  std::string dialled_host, dialled_port;
+  if (target.find('/') != std::string::npos || !SplitHostPort(target, &dialled_host, &dialled_port) ||
+      dialled_host.empty()) {
+    return advertised;
+  }
+  const bool v6 = dialled_host.find(':') != std::string::npos;
+  return absl::StrCat(v6 ? "[" : "", dialled_host, v6 ? "]" : "", ":", port);
+}
+
 absl::Status SplitHostPort(const std::string& address, std::string* host, uint16_t* port) {
   std::string port_text;
   uint32_t p = 0;
-  if (!SplitHostPortText(address, host, &port_text) || !absl::SimpleAtoi(port_text, &p) ||
+  if (!SplitHostPort(address, host, &port_text) || !absl::SimpleAtoi(port_text, &p) ||
       p > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("address '", address, "' is not host:port (e.g. 127.0.0.1:6379)"));
@@ -169,9 +186,16 @@ absl::StatusOr<std::pair<int, std::string>> ListenTcp(const std::string& address
                              ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
                              : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   std::string host, port;
-  SplitHostPortText(address, &host, &port);
+  SplitHostPort(address, &host, &port);
   const std::string shown_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   return std::make_pair(fd, absl::StrCat(shown_host, ":", bound_port));
+}
+
+absl::Status CheckCanListen(const std::string& address) {
+  absl::StatusOr<std::pair<int, std::string>> probe = ListenTcp(address);
+  if (!probe.ok()) return probe.status();
+  ::close(probe->first);
+  return absl::OkStatus();
 }
 
 }  // namespace kvcache

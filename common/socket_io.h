@@ -33,11 +33,25 @@ void SetTcpNoDelay(int fd);
 // Sets SO_RCVTIMEO and SO_SNDTIMEO (InfiniteDuration: none).
 void SetSocketTimeout(int fd, absl::Duration timeout);
 
+// Splits "host:port" or "[v6]:port" into the host (without brackets) and the port text;
+// false when there is no ':' or the port is empty.
+bool SplitHostPort(const std::string& address, std::string* host, std::string* port);
+
+// The address a client should connect to for a server-advertised `advertised` "host:port":
+// itself, unless its host is unspecified (empty, 0.0.0.0 or ::, as when the server listens
+// on every interface), in which case the host the client dialled (`dialled`, the gRPC
+// target: "host:port", "dns:///host:port", "ipv4:host:port") with the advertised port.
+std::string ReachableAddress(const std::string& advertised, const std::string& dialled);
+
 // Connects a TCP socket to "host:port" (IPv4 or IPv6 literal, or a name), with TCP_NODELAY.
 absl::StatusOr<int> ConnectTcp(const std::string& address, absl::Duration timeout);
 
 // Listens on "host:port" (port 0: any). Returns the socket and the bound "host:port".
 absl::StatusOr<std::pair<int, std::string>> ListenTcp(const std::string& address);
+
+// Binds "host:port" once and lets it go: UNAVAILABLE, with the reason ("Address already in
+// use"), where a server could not listen. For a plain message before gRPC logs its own.
+absl::Status CheckCanListen(const std::string& address);
 
 }  // namespace kvcache
 

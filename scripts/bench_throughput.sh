@@ -109,7 +109,7 @@ start_servers() {
   for t in $TARGETS; do
     case "$t" in
       kvcache)
-        "$SERVER" --listen=127.0.0.1:0 --ram-bytes="${STORE_MIB}MiB" --disk-path= \
+        "$SERVER" --listen=127.0.0.1:0 --ram-bytes="${STORE_MIB}MiB" --disk-path= --shutdown-grace=0s \
           --max-block-bytes=8MiB --metrics-listen= >"$WORK/kvcache.log" 2>&1 &
         PID[kvcache]=$!
         ADDR[kvcache]="$(listen_addr "$WORK/kvcache.log" 20)" ;;

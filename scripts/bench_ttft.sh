@@ -21,7 +21,7 @@ make_work_dir
 work="$WORK"
 server_pid=""  # Set when the server starts; lib_cleanup stops it.
 kill_at_exit server_pid
-"$BIN/kvcache-server" --listen=127.0.0.1:0 --ram-bytes=4GiB --disk-path= \
+"$BIN/kvcache-server" --listen=127.0.0.1:0 --ram-bytes=4GiB --disk-path= --shutdown-grace=0s \
   --metrics-listen= >"$work/server.log" 2>&1 &
 # shellcheck disable=SC2034  # Read at exit, through kill_at_exit.
 server_pid=$!

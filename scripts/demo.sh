@@ -21,7 +21,7 @@ fi
 
 echo "== starting kvcache-server (256 MiB RAM over a 1 GiB disk tier in $work/data)"
 "$BIN/kvcache-server" --listen=127.0.0.1:0 --ram-bytes=256MiB --disk-path="$work/data" \
-  --disk-bytes=1GiB --metrics-listen= >"$work/server.log" 2>&1 &
+  --disk-bytes=1GiB --metrics-listen= --shutdown-grace=1s >"$work/server.log" 2>&1 &
 # shellcheck disable=SC2034  # Read at exit, through kill_at_exit.
 server_pid=$!
 addr="$(listen_addr "$work/server.log")"

@@ -160,7 +160,7 @@ start_server() {  # start_server POLICY RAM_BLOCKS DISK_BLOCKS
     rm -rf "$WORK/disk"
     disk_args=(--disk-path="$WORK/disk" --disk-bytes=$(($3 * CHARGE)))
   fi
-  "$SERVER" --listen=127.0.0.1:0 --metrics-listen= --ram-bytes=$(($2 * CHARGE)) \
+  "$SERVER" --listen=127.0.0.1:0 --metrics-listen= --shutdown-grace=0s --ram-bytes=$(($2 * CHARGE)) \
     --ram-shard-bits=0 "${disk_args[@]}" --eviction="$1" >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   ADDR="$(listen_addr "$WORK/server.log")" || exit 1

@@ -15,28 +15,27 @@
 #include "client/admin_client.h"
 #include "client/cache_client.h"
 #include "common/byte_size.h"
+#include "common/cli.h"
 #include "common/key.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "the kvcache-server, host:port");
-ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "deadline of each call");
-ABSL_FLAG(bool, json, false, "print JSON instead of a table (stats, ls, inspect, config)");
-ABSL_FLAG(std::string, namespace, "", "namespace id, 64 hex digits");
-ABSL_FLAG(std::string, key, "", "block key, 64 hex digits");
-ABSL_FLAG(std::string, parent, "", "parent block key, 64 hex digits (put)");
-ABSL_FLAG(std::string, file, "", "file with the payload to put");
-ABSL_FLAG(std::string, out, "", "file to write a fetched payload to (get)");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
+          "deadline of each call (a unit is required: 10s, 500ms)");
+ABSL_FLAG(bool, json, false,
+          "print JSON instead of text (health, stats, ls, inspect, config)");
+ABSL_FLAG(std::string, namespace, "",
+          "namespace id, 64 hex digits (put, get: required; ls, inspect, evict: optional)");
+ABSL_FLAG(std::string, key, "", "block key, 64 hex digits (put, get, inspect; evict)");
+ABSL_FLAG(std::string, parent, "", "parent block key, 64 hex digits (put, optional)");
+ABSL_FLAG(std::string, file, "", "file with the payload to put (put, required)");
+ABSL_FLAG(std::string, out, "", "file to write a fetched payload to (get, required)");
 ABSL_FLAG(int, limit, 100, "most blocks to list (ls)");
-ABSL_FLAG(std::string, tier, "", "ram, disk or all (flush)");
+ABSL_FLAG(std::string, tier, "", "ram, disk or all (flush, required)");
 
 namespace kvcache {
 namespace {
 
 using json = nlohmann::json;
-
-// A usage error: exit status 2.
-struct UsageError {
-  std::string message;
-};
 
 class Command {
  public:
@@ -52,7 +51,7 @@ class Command {
     if (name == "evict") return Evict();
     if (name == "flush") return Flush();
     if (name == "config") return Config();
-    return absl::InvalidArgumentError(
+    return UsageError(
         absl::StrCat("unknown command '", name,
                      "'; commands: health, stats, put, get, ls, inspect, evict, flush, config"));
   }
@@ -76,10 +75,17 @@ class Command {
     return NewCacheClient(o);
   }
 
+  // A 64-hex-digit flag; a bad value is a usage error.
+  static absl::StatusOr<Key> KeyFlag(const std::string& value, const char* flag) {
+    absl::StatusOr<Key> key = KeyFromHex(value, flag);
+    if (!key.ok()) return UsageError(key.status().message());
+    return key;
+  }
+
   // A required 64-hex-digit flag.
   static absl::StatusOr<Key> HexFlag(const std::string& value, const char* flag) {
-    if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, " is required"));
-    return KeyFromHex(value, flag);
+    if (value.empty()) return UsageError(absl::StrCat(flag, " is required"));
+    return KeyFlag(value, flag);
   }
 
   absl::Status Health() {
@@ -87,7 +93,11 @@ class Command {
     if (!admin.ok()) return admin.status();
     absl::StatusOr<std::string> status = (*admin)->Health();
     if (!status.ok()) return status.status();
-    out_ << *status << "\n";
+    if (absl::GetFlag(FLAGS_json)) {
+      out_ << json{{"status", *status}}.dump(2) << "\n";
+    } else {
+      out_ << *status << "\n";
+    }
     if (*status != "SERVING") return absl::UnavailableError(absl::StrCat("server is ", *status));
     return absl::OkStatus();
   }
@@ -151,12 +161,12 @@ class Command {
     CacheBlock block;
     block.key = *key;
     if (!absl::GetFlag(FLAGS_parent).empty()) {
-      absl::StatusOr<Key> parent = KeyFromHex(absl::GetFlag(FLAGS_parent), "--parent");
+      absl::StatusOr<Key> parent = KeyFlag(absl::GetFlag(FLAGS_parent), "--parent");
       if (!parent.ok()) return parent.status();
       block.parent = *parent;
     }
     const std::string path = absl::GetFlag(FLAGS_file);
-    if (path.empty()) return absl::InvalidArgumentError("--file is required");
+    if (path.empty()) return UsageError("--file is required");
     std::ifstream in(path, std::ios::binary);
     if (!in) return absl::NotFoundError(absl::StrCat("--file: cannot read '", path, "'"));
     block.payload.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -175,7 +185,7 @@ class Command {
     absl::StatusOr<Key> key = HexFlag(absl::GetFlag(FLAGS_key), "--key");
     if (!key.ok()) return key.status();
     const std::string path = absl::GetFlag(FLAGS_out);
-    if (path.empty()) return absl::InvalidArgumentError("--out is required");
+    if (path.empty()) return UsageError("--out is required");
     absl::StatusOr<std::unique_ptr<CacheClient>> cache = Cache();
     if (!cache.ok()) return cache.status();
     absl::StatusOr<std::vector<CacheBlock>> blocks = (*cache)->Get(*ns, {*key});
@@ -223,12 +233,12 @@ class Command {
   absl::Status List() {
     v1::ListBlocksRequest req;
     if (!absl::GetFlag(FLAGS_namespace).empty()) {
-      absl::StatusOr<Key> ns = KeyFromHex(absl::GetFlag(FLAGS_namespace), "--namespace");
+      absl::StatusOr<Key> ns = KeyFlag(absl::GetFlag(FLAGS_namespace), "--namespace");
       if (!ns.ok()) return ns.status();
       req.set_namespace_id(std::string(ns->view()));
     }
     if (absl::GetFlag(FLAGS_limit) <= 0) {
-      return absl::InvalidArgumentError("--limit must be a positive number");
+      return UsageError("--limit must be a positive number");
     }
     req.set_limit(absl::GetFlag(FLAGS_limit));
     absl::StatusOr<AdminClient*> admin = Admin();
@@ -241,11 +251,11 @@ class Command {
       out_ << json{{"blocks", blocks}, {"truncated", r->truncated()}}.dump(2) << "\n";
       return absl::OkStatus();
     }
-    out_ << absl::StrFormat("%-16s %-64s %-4s %10s  %s\n", "namespace", "key", "tier", "size",
+    // Full ids: what ls shows, --namespace and --key take as they are.
+    out_ << absl::StrFormat("%-64s %-64s %-4s %10s  %s\n", "namespace", "key", "tier", "size",
                             "last access");
     for (const v1::BlockInfo& b : r->blocks()) {
-      out_ << absl::StrFormat("%-16s %-64s %-4s %10s  %s\n",
-                              Hex(b.namespace_id()).substr(0, 16) , Hex(b.key()),
+      out_ << absl::StrFormat("%-64s %-64s %-4s %10s  %s\n", Hex(b.namespace_id()), Hex(b.key()),
                               TierName(b.tier()), FormatBytes(b.payload_bytes()),
                               Time(b.last_access_unix_micros()));
     }
@@ -260,7 +270,7 @@ class Command {
     v1::InspectBlockRequest req;
     req.set_key(std::string(key->view()));
     if (!absl::GetFlag(FLAGS_namespace).empty()) {
-      absl::StatusOr<Key> ns = KeyFromHex(absl::GetFlag(FLAGS_namespace), "--namespace");
+      absl::StatusOr<Key> ns = KeyFlag(absl::GetFlag(FLAGS_namespace), "--namespace");
       if (!ns.ok()) return ns.status();
       req.set_namespace_id(std::string(ns->view()));
     }
@@ -295,20 +305,20 @@ class Command {
     const std::string ns_hex = absl::GetFlag(FLAGS_namespace);
     v1::EvictRequest req;
     if (!key_hex.empty()) {
-      absl::StatusOr<Key> key = KeyFromHex(key_hex, "--key");
+      absl::StatusOr<Key> key = KeyFlag(key_hex, "--key");
       if (!key.ok()) return key.status();
       req.set_key(std::string(key->view()));
       if (!ns_hex.empty()) {
-        absl::StatusOr<Key> ns = KeyFromHex(ns_hex, "--namespace");
+        absl::StatusOr<Key> ns = KeyFlag(ns_hex, "--namespace");
         if (!ns.ok()) return ns.status();
         req.set_namespace_id(std::string(ns->view()));
       }
     } else if (!ns_hex.empty()) {
-      absl::StatusOr<Key> ns = KeyFromHex(ns_hex, "--namespace");
+      absl::StatusOr<Key> ns = KeyFlag(ns_hex, "--namespace");
       if (!ns.ok()) return ns.status();
       req.set_namespace_(std::string(ns->view()));
     } else {
-      return absl::InvalidArgumentError("evict needs --key=HEX or --namespace=HEX");
+      return UsageError("evict needs --key=HEX or --namespace=HEX");
     }
     absl::StatusOr<AdminClient*> admin = Admin();
     if (!admin.ok()) return admin.status();
@@ -326,8 +336,7 @@ class Command {
     } else if (tier == "disk") {
       req.set_tier(v1::TIER_DISK);
     } else if (tier != "all") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--tier must be ram, disk or all, got '", tier, "'"));
+      return UsageError(absl::StrCat("--tier must be ram, disk or all, got '", tier, "'"));
     }
     absl::StatusOr<AdminClient*> admin = Admin();
     if (!admin.ok()) return admin.status();
@@ -342,10 +351,19 @@ class Command {
     if (!admin.ok()) return admin.status();
     absl::StatusOr<v1::GetConfigResponse> c = (*admin)->GetConfig();
     if (!c.ok()) return c.status();
-    json j{{"listen", c->listen()},           {"ram_bytes", c->ram_bytes()},
-           {"disk_path", c->disk_path()},     {"disk_bytes", c->disk_bytes()},
-           {"max_block_bytes", c->max_block_bytes()}, {"eviction", c->eviction()},
-           {"metrics_listen", c->metrics_listen()},   {"version", c->version()}};
+    json j{{"listen", c->listen()},
+           {"ram_bytes", c->ram_bytes()},
+           {"ram_shards", c->ram_shards()},
+           {"disk_path", c->disk_path()},
+           {"disk_bytes", c->disk_bytes()},
+           {"max_block_bytes", c->max_block_bytes()},
+           {"eviction", c->eviction()},
+           {"data_listen", c->data_listen()},
+           {"data_advertise", c->data_advertise()},
+           {"metrics_listen", c->metrics_listen()},
+           {"shutdown_grace",
+            absl::FormatDuration(absl::Milliseconds(c->shutdown_grace_ms()))},
+           {"version", c->version()}};
     if (absl::GetFlag(FLAGS_json)) {
       out_ << j.dump(2) << "\n";
     } else {
@@ -361,8 +379,8 @@ class Command {
 }  // namespace
 
 std::string AdminUsage() {
-  return "usage: kvcache-admin [--server=HOST:PORT] COMMAND [flags]\n"
-         "  health                                    gRPC health check (exit 0 if SERVING)\n"
+  return "usage: kvcache-admin [--server=HOST:PORT] [--timeout=10s] COMMAND [flags]\n"
+         "  health [--json]                           gRPC health check (exit 0 if SERVING)\n"
          "  stats [--json]                            per-tier blocks, bytes, hits, ...\n"
          "  put --namespace=HEX --key=HEX --file=PATH [--parent=HEX]\n"
          "  get --namespace=HEX --key=HEX --out=PATH\n"
@@ -371,7 +389,8 @@ std::string AdminUsage() {
          "  evict --key=HEX [--namespace=HEX] | --namespace=HEX\n"
          "  flush --tier=ram|disk|all\n"
          "  config [--json]                           the server's effective configuration\n"
-         "Keys and namespaces are 64 hex digits.";
+         "Keys and namespaces are 64 hex digits. Exit status: 0 on success, 1 when the server\n"
+         "answers with an error or cannot be reached, 2 for a usage error.";
 }
 
 int RunAdminCommand(const std::vector<std::string>& args, std::ostream& out,
@@ -381,15 +400,24 @@ int RunAdminCommand(const std::vector<std::string>& args, std::ostream& out,
         << (args.size() < 2 ? "no command given" : "one command at a time, got '" + args[2] + "'")
         << "\n"
         << AdminUsage() << "\n";
-    return 2;
+    return kExitUsage;
+  }
+  if (absl::GetFlag(FLAGS_timeout) <= absl::ZeroDuration()) {
+    err << "kvcache-admin: --timeout must be more than 0 (e.g. 10s)\n";
+    return kExitUsage;
   }
   Command command(out);
   const absl::Status status = command.Run(args[1]);
-  if (status.ok()) return 0;
-  err << "kvcache-admin: " << status.message() << "\n";
-  return absl::IsInvalidArgument(status) && status.message().find(" to ") == std::string::npos
-             ? 2
-             : 1;
+  if (status.ok()) return kExitOk;
+  err << "kvcache-admin: " << status.message();
+  if (absl::IsUnimplemented(status)) {
+    // A gRPC server without kvcache.v1's services answers with an empty message.
+    err << (status.message().empty() || status.message().back() == ' ' ? "" : ": ")
+        << "UNIMPLEMENTED: the server does not offer this call; is "
+        << absl::GetFlag(FLAGS_server) << " a kvcache-server (and not a kvcache-worker)?";
+  }
+  err << "\n";
+  return ExitStatusOf(status);
 }
 
 }  // namespace kvcache

@@ -3,7 +3,6 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <signal.h>
 
 #include <exception>
 
@@ -11,7 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/byte_size.h"
+#include "common/socket_io.h"
+#include "common/version.h"
 #include "prometheus/exposer.h"
 #include "services/data_channel_server.h"
 #include "services/metrics.h"
@@ -20,7 +22,6 @@
 namespace kvcache {
 namespace {
 
-constexpr char kVersion[] = "0.1.0";
 // Room for framing and metadata on top of the largest payload, and for a Lookup or Get
 // naming the most keys allowed (65536 x 34 bytes).
 constexpr int kMessageOverheadBytes = 4 << 20;
@@ -36,7 +37,7 @@ class CacheServerImpl final : public CacheServer {
       : options_(options), store_(std::move(store)), metrics_(store_.get()) {}
 
   ~CacheServerImpl() override {
-    Shutdown(absl::Seconds(5));
+    Shutdown(absl::ZeroDuration());
     exposer_.reset();
     server_.reset();
     data_.reset();
@@ -44,12 +45,17 @@ class CacheServerImpl final : public CacheServer {
   }
 
   absl::Status Start() {
+    // A used or foreign address gets a plain reason before gRPC logs its own lines.
+    if (absl::Status s = CheckCanListen(options_.listen); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("--listen: ", s.message()));
+    }
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
     if (!options_.data_listen.empty()) {
       absl::StatusOr<std::unique_ptr<DataChannelServer>> data =
-          StartDataChannelServer(options_.data_listen, store_.get(), &metrics_);
+          StartDataChannelServer(options_.data_listen, store_.get(), &metrics_,
+                                 options_.data_advertise);
       if (!data.ok()) {
         return absl::Status(data.status().code(),
                             absl::StrCat("--data-listen: ", data.status().message()));
@@ -64,6 +70,9 @@ class CacheServerImpl final : public CacheServer {
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port);
+    // gRPC sets SO_REUSEPORT by default, so a second server on a used port would start and
+    // take half the connections; a used port must be an error instead.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.SetMaxReceiveMessageSize(max_message);
     builder.SetMaxSendMessageSize(max_message);
     builder.RegisterService(cache_service_.get());
@@ -122,8 +131,11 @@ class CacheServerImpl final : public CacheServer {
     config.set_disk_bytes(options_.store.disk ? options_.store.disk->capacity_bytes : 0);
     config.set_max_block_bytes(options_.store.max_block_bytes);
     config.set_eviction(options_.store.ram.eviction);
-    config.set_version(kVersion);
+    config.set_version(kKvcacheVersion);
     config.set_data_listen(data_address());
+    config.set_data_advertise(data_ ? data_->advertised_address() : "");
+    config.set_ram_shards(static_cast<uint32_t>(RamTierShards(options_.store.ram)));
+    config.set_shutdown_grace_ms(absl::ToInt64Milliseconds(options_.shutdown_grace));
     return config;
   }
 
@@ -131,12 +143,16 @@ class CacheServerImpl final : public CacheServer {
     const TieredStoreOptions& s = options_.store;
     const std::string metrics = metrics_address();
     return absl::StrCat(
-        "kvcache-server ", kVersion, " listening on ", address(), " | ram ",
+        "kvcache-server ", kKvcacheVersion, " listening on ", address(), " | ram ",
         FormatBytes(s.ram.capacity_bytes), " | disk ",
         s.disk ? absl::StrCat(FormatBytes(s.disk->capacity_bytes), " at ", s.disk->path)
                : std::string("off"),
         " | max block ", FormatBytes(s.max_block_bytes), " | eviction ", s.ram.eviction,
-        " | data channel ", data_ ? data_->address() : "off", " | metrics ",
+        " | data channel ", data_ ? data_->address() : "off",
+        data_ && data_->advertised_address() != data_->address()
+            ? absl::StrCat(" (advertised as ", data_->advertised_address(), ")")
+            : "",
+        " | metrics ",
         metrics.empty() ? "off" : "http://" + metrics + "/metrics");
   }
 
@@ -144,8 +160,11 @@ class CacheServerImpl final : public CacheServer {
     absl::MutexLock lock(&shutdown_mu_);
     if (shut_down_ || server_ == nullptr) return;
     shut_down_ = true;
+    // Drain: health says NOT_SERVING while everything still answers, for the whole grace
+    // period (a closed port would read as a crash to a load balancer, not as a drain).
     server_->GetHealthCheckService()->SetServingStatus(false);
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    absl::SleepFor(grace);
+    server_->Shutdown(absl::ToChronoTime(absl::Now()));
     server_->Wait();
     if (data_) data_->Shutdown();
   }
@@ -179,24 +198,6 @@ absl::StatusOr<std::unique_ptr<CacheServer>> StartCacheServer(const ServerOption
   auto server = std::make_unique<CacheServerImpl>(options, *std::move(store));
   if (absl::Status s = server->Start(); !s.ok()) return s;
   return std::unique_ptr<CacheServer>(std::move(server));
-}
-
-void BlockShutdownSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-
-int WaitForShutdownSignal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  int sig = 0;
-  sigwait(&set, &sig);
-  return sig;
 }
 
 }  // namespace kvcache

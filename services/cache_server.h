@@ -1,6 +1,10 @@
 // The kvcache server: the kvcache.v1 CacheService and AdminService over a TieredStore, with
 // gRPC health checking, server reflection and Prometheus metrics. kvcache-server's main
-// only parses flags into ServerOptions and calls Start / WaitForShutdownSignal.
+// only parses and checks flags into ServerOptions, calls StartCacheServer, waits for a
+// termination signal (common/signals.h) and calls Shutdown.
+//
+// Every listener is exclusive: a port another process (or another kvcache-server) already
+// listens on is an error at start, never shared (gRPC's SO_REUSEPORT is turned off).
 //
 // Thread safety: Start returns a running server; Shutdown may be called from any thread,
 // once. The destructor shuts down if needed and closes the store (RocksDB) cleanly.
@@ -25,6 +29,13 @@ struct ServerOptions {
   // The bulk data channel's TCP address ("host:port", port 0: any), empty for none
   // (clients then use gRPC Get and Put). Default: none.
   std::string data_listen;
+  // What OpenDataChannel advertises: empty for the bound data address (clients that get an
+  // unspecified host, 0.0.0.0 or ::, use the host they dialled), "host" for host:<bound
+  // port>, or "host:port" as it is. Default: empty.
+  std::string data_advertise;
+  // The drain period Shutdown will be given, for the configuration readout only.
+  // Default: 10 s.
+  absl::Duration shutdown_grace = absl::Seconds(10);
   // The store: capacities, disk path, block size limit, eviction policy.
   TieredStoreOptions store;
 };
@@ -45,8 +56,11 @@ class CacheServer {
   // One line describing the effective configuration, for the start-up log.
   virtual std::string ConfigSummary() const = 0;
 
-  // Stops taking calls (health turns NOT_SERVING, new calls get UNAVAILABLE), lets in-flight
-  // calls finish for up to `grace`, then cancels the rest. Idempotent.
+  // Drains, then stops: health turns NOT_SERVING at once, while the listeners stay open
+  // and calls are still served for `grace`, so load balancers and Kubernetes see the node
+  // leave and move traffic before anything is refused; then the listeners close, calls
+  // still running are cancelled and new ones fail (UNAVAILABLE). Blocks for `grace`.
+  // Idempotent; concurrent callers wait for the first.
   virtual void Shutdown(absl::Duration grace) = 0;
 
   // The store, for tests and embedding.
@@ -56,13 +70,9 @@ class CacheServer {
 // Opens the store and starts serving.
 //   INVALID_ARGUMENT  bad options (the message names the flag).
 //   INTERNAL          the disk tier could not be opened.
-//   UNAVAILABLE       the listen or metrics address could not be bound.
+//   UNAVAILABLE       the listen, data or metrics address could not be bound (in use, or
+//                     not an address of this machine); the message names the flag.
 absl::StatusOr<std::unique_ptr<CacheServer>> StartCacheServer(const ServerOptions& options);
-
-// Blocks until SIGTERM or SIGINT. Call before starting threads that should not see those
-// signals (it blocks them in the calling thread and its future children).
-void BlockShutdownSignals();
-int WaitForShutdownSignal();
 
 }  // namespace kvcache
 

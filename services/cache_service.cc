@@ -169,7 +169,7 @@ class CacheServiceImpl final : public CacheServiceBase {
                                    "this server runs without a data channel (--data-listen)"));
       return reactor;
     }
-    response->set_address(data_->address());
+    response->set_address(data_->advertised_address());
     response->set_token(std::string(data_->token().view()));
     response->set_protocol_version(data_channel::kVersion);
     reactor->Finish(grpc::Status::OK);
@@ -198,11 +198,13 @@ class CacheServiceImpl final : public CacheServiceBase {
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Get(grpc::CallbackServerContext* ctx,
                                                   const grpc::ByteBuffer* request) override {
+    if (data_ != nullptr) metrics_->CountDataChannelFallback(Rpc::kGet);
     return new GetReactor(store_, metrics_, request);
   }
 
   grpc::ServerReadReactor<v1::PutRequest>* Put(grpc::CallbackServerContext* ctx,
                                                v1::PutResponse* response) override {
+    if (data_ != nullptr) metrics_->CountDataChannelFallback(Rpc::kPut);
     return new PutReactor(store_, metrics_, response);
   }
 

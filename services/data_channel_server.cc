@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <list>
@@ -40,10 +41,11 @@ Key RandomToken() {
 
 class DataChannelServerImpl final : public DataChannelServer {
  public:
-  DataChannelServerImpl(int listen_fd, std::string address, TieredStore* store,
-                        ServerMetrics* metrics)
+  DataChannelServerImpl(int listen_fd, std::string address, std::string advertised,
+                        TieredStore* store, ServerMetrics* metrics)
       : listen_fd_(listen_fd),
         address_(std::move(address)),
+        advertised_(std::move(advertised)),
         token_(RandomToken()),
         store_(store),
         metrics_(metrics) {
@@ -54,6 +56,7 @@ class DataChannelServerImpl final : public DataChannelServer {
   ~DataChannelServerImpl() override { Shutdown(); }
 
   std::string address() const override { return address_; }
+  std::string advertised_address() const override { return advertised_; }
   const Key& token() const override { return token_; }
 
   void Shutdown() override {
@@ -232,6 +235,7 @@ class DataChannelServerImpl final : public DataChannelServer {
 
   const int listen_fd_;
   const std::string address_;
+  const std::string advertised_;
   const Key token_;
   TieredStore* const store_;
   ServerMetrics* const metrics_;
@@ -247,11 +251,26 @@ class DataChannelServerImpl final : public DataChannelServer {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DataChannelServer>> StartDataChannelServer(
-    const std::string& listen, TieredStore* store, ServerMetrics* metrics) {
+    const std::string& listen, TieredStore* store, ServerMetrics* metrics,
+    const std::string& advertise) {
   absl::StatusOr<std::pair<int, std::string>> listener = ListenTcp(listen);
   if (!listener.ok()) return listener.status();
-  return std::make_unique<DataChannelServerImpl>(listener->first, listener->second, store,
-                                                 metrics);
+  std::string advertised = listener->second;
+  if (!advertise.empty()) {
+    std::string host, port;
+    const bool bracketed_v6 = !advertise.empty() && advertise.front() == '[';
+    const bool has_port = bracketed_v6 ? advertise.find("]:") != std::string::npos
+                                       : std::count(advertise.begin(), advertise.end(), ':') == 1;
+    if (has_port) {
+      advertised = advertise;
+    } else {
+      SplitHostPort(listener->second, &host, &port);
+      const bool v6 = !bracketed_v6 && advertise.find(':') != std::string::npos;
+      advertised = absl::StrCat(v6 ? "[" : "", advertise, v6 ? "]" : "", ":", port);
+    }
+  }
+  return std::make_unique<DataChannelServerImpl>(listener->first, listener->second,
+                                                 std::move(advertised), store, metrics);
 }
 
 }  // namespace kvcache

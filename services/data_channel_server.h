@@ -26,7 +26,10 @@ class DataChannelServer {
   DataChannelServer& operator=(const DataChannelServer&) = delete;
   virtual ~DataChannelServer() = default;
 
+  // The bound address, host:port (the chosen port when the listen port was 0).
   virtual std::string address() const = 0;
+  // What OpenDataChannel tells clients to connect to (see StartDataChannelServer).
+  virtual std::string advertised_address() const = 0;
   virtual const Key& token() const = 0;
   virtual void Shutdown() = 0;
 };
@@ -34,11 +37,17 @@ class DataChannelServer {
 // Most connections served at once; more are closed at accept.
 inline constexpr int kMaxDataConnections = 256;
 
+// Listens on `listen` (host:port, port 0: any; never shared with another socket) and
+// advertises `advertise` to clients: empty advertises the bound address (a client that gets
+// an unspecified host, 0.0.0.0 or ::, connects to the host it dialled instead); "host"
+// advertises host:<bound port>; "host:port" is advertised as it is (a port mapped by a
+// container or a Service).
 // REQUIRES: `store` and `metrics` outlive the server.
-//   UNAVAILABLE       `listen` cannot be bound.
+//   UNAVAILABLE       `listen` cannot be bound (in use, or not an address of this machine).
 //   INVALID_ARGUMENT  `listen` is not host:port.
 absl::StatusOr<std::unique_ptr<DataChannelServer>> StartDataChannelServer(
-    const std::string& listen, TieredStore* store, ServerMetrics* metrics);
+    const std::string& listen, TieredStore* store, ServerMetrics* metrics,
+    const std::string& advertise = "");
 
 }  // namespace kvcache
 

@@ -101,6 +101,19 @@ ServerMetrics::ServerMetrics(const TieredStore* store)
           &family.Add({{"rpc", names[r]}, {"status", ok ? "ok" : "error"}}, buckets);
     }
   }
+  auto& fallbacks =
+      prometheus::BuildCounter()
+          .Name("kvcache_data_channel_fallbacks_total")
+          .Help("Get and Put calls served over gRPC while the data channel was on (clients "
+                "that could not reach it, or do not use it).")
+          .Register(*registry_);
+  for (int r = 0; r < static_cast<int>(Rpc::kNumRpcs); ++r) {
+    fallbacks_[r] = &fallbacks.Add({{"rpc", names[r]}});
+  }
+}
+
+void ServerMetrics::CountDataChannelFallback(Rpc rpc) {
+  fallbacks_[static_cast<int>(rpc)]->Increment();
 }
 
 void ServerMetrics::ObserveRpc(Rpc rpc, absl::Duration latency, bool ok) {

@@ -10,6 +10,7 @@
 
 #include "absl/time/time.h"
 #include "cachestore/block_store.h"
+#include "prometheus/counter.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 
@@ -24,6 +25,10 @@ class ServerMetrics {
 
   void ObserveRpc(Rpc rpc, absl::Duration latency, bool ok);
 
+  // A Get or Put served over gRPC while this server offers a data channel: a client that
+  // could not reach the channel (or chose not to use it) fell back to gRPC.
+  void CountDataChannelFallback(Rpc rpc);
+
   // Everything to expose: the RPC histograms and the store's figures.
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   std::shared_ptr<prometheus::Collectable> store_collector() const { return store_collector_; }
@@ -32,6 +37,7 @@ class ServerMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<prometheus::Collectable> store_collector_;
   prometheus::Histogram* latency_[static_cast<int>(Rpc::kNumRpcs)][2];  // [rpc][ok]
+  prometheus::Counter* fallbacks_[static_cast<int>(Rpc::kNumRpcs)];      // Get and Put only.
 };
 
 }  // namespace kvcache

@@ -1,94 +1,155 @@
-// kvcache-server: parses flags, starts the server, waits for SIGTERM/SIGINT, drains.
+// kvcache-server: parses and checks flags, starts the server, waits for SIGTERM/SIGINT,
+// drains. The work is in services/cache_server.h.
 
-#include <cstdio>
+#include <algorithm>
 #include <iostream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "cachestore/block_store.h"
+#include "cachestore/eviction_policy.h"
 #include "common/byte_size.h"
 #include "common/cli.h"
 #include "common/malloc_tuning.h"
+#include "common/signals.h"
 #include "services/cache_server.h"
 
-ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address, host:port (port 0: any free)");
-ABSL_FLAG(std::string, ram_bytes, "512MiB", "RAM tier capacity (e.g. 4MiB, 2GiB)");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "gRPC address, host:port; port 0 picks a free one (printed at start); a port in use "
+          "is an error");
+ABSL_FLAG(std::string, ram_bytes, "512MiB",
+          "RAM tier capacity, never exceeded (e.g. 4MiB, 2GiB; payload + 640 B per block)");
 ABSL_FLAG(std::string, disk_path, "./kvcache-data",
           "RocksDB directory of the disk tier; empty runs RAM only");
-ABSL_FLAG(std::string, disk_bytes, "8GiB", "disk tier capacity");
-ABSL_FLAG(std::string, max_block_bytes, "16MiB", "largest block payload accepted");
+ABSL_FLAG(std::string, disk_bytes, "8GiB", "disk tier capacity; 0 runs RAM only");
+ABSL_FLAG(std::string, max_block_bytes, "16MiB",
+          "largest block payload accepted; larger puts get RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, eviction, "lru",
           "eviction policy of both tiers: lru or prefix-lfu (docs/eviction.md)");
-ABSL_FLAG(int, ram_shard_bits, -1, "log2 of RAM tier shards; -1 picks (64 MiB+ per shard)");
+ABSL_FLAG(int, ram_shard_bits, -1,
+          "log2 of the RAM tier's shards, -1 to 10; -1 picks the most (up to 16) that leave "
+          "64 MiB or more each");
 ABSL_FLAG(std::string, data_listen, "auto",
-          "bulk data channel TCP address, host:port; auto: --listen's host, any free port; "
-          "off: none (clients use gRPC Get/Put)");
+          "bulk data channel TCP address, host:port (docs/data-channel.md); auto: --listen's "
+          "host, any free port; off: none (clients use gRPC Get/Put)");
+ABSL_FLAG(std::string, data_advertise, "",
+          "data channel address told to clients, host or host:port; empty: the bound address "
+          "(clients that get 0.0.0.0 or :: connect to the host they dialled)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Prometheus /metrics address, host:port; empty for none");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
-          "how long in-flight calls may run on after SIGTERM");
+          "drain period after SIGTERM/SIGINT: health answers NOT_SERVING and calls are still "
+          "served for this long, then the server stops (a unit is required: 10s, 500ms)");
 
+namespace kvcache {
 namespace {
 
 int Fail(const absl::Status& status) {
   std::cerr << "kvcache-server: " << status.message() << "\n";
-  return 1;
+  if (IsUsageError(status)) std::cerr << "kvcache-server --help lists the flags\n";
+  return ExitStatusOf(status);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  kvcache::TuneMallocForLargeBuffers();
-  absl::SetProgramUsageMessage(
-      "kvcache-server: the KV-cache block service (kvcache.v1).\n"
-      "  kvcache-server [--listen=127.0.0.1:50051] [--ram-bytes=512MiB] "
-      "[--disk-path=./kvcache-data] [--disk-bytes=8GiB] ...");
-  std::vector<std::string> rest = kvcache::ParseFlags(argc, argv);
-  if (rest.size() > 1) {
-    return Fail(absl::InvalidArgumentError("unexpected argument '" + rest[1] +
-                                           "' (flags are --name=value)"));
-  }
-  kvcache::ServerOptions options;
+// The flags as ServerOptions; every usage error names its flag.
+absl::StatusOr<ServerOptions> OptionsFromFlags() {
+  ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
+  if (absl::Status s = CheckListenAddress("--listen", options.listen); !s.ok()) return s;
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  if (!options.metrics_listen.empty()) {
+    if (absl::Status s = CheckListenAddress("--metrics-listen", options.metrics_listen);
+        !s.ok()) {
+      return s;
+    }
+  }
   const std::string data_listen = absl::GetFlag(FLAGS_data_listen);
   if (data_listen == "auto") {
     options.data_listen = options.listen.substr(0, options.listen.rfind(':')) + ":0";
   } else if (data_listen != "off" && !data_listen.empty()) {
+    if (absl::Status s = CheckListenAddress("--data-listen", data_listen); !s.ok()) return s;
     options.data_listen = data_listen;
   }
-  auto size = [](const std::string& text, const char* flag) {
-    return kvcache::ParseByteSize(text, flag);
+  options.data_advertise = absl::GetFlag(FLAGS_data_advertise);
+  auto size = [](const std::string& text, const char* flag) -> absl::StatusOr<uint64_t> {
+    absl::StatusOr<uint64_t> bytes = ParseByteSize(text, flag);
+    if (!bytes.ok()) return UsageError(bytes.status().message());
+    return bytes;
   };
   absl::StatusOr<uint64_t> ram = size(absl::GetFlag(FLAGS_ram_bytes), "--ram-bytes");
   absl::StatusOr<uint64_t> disk = size(absl::GetFlag(FLAGS_disk_bytes), "--disk-bytes");
   absl::StatusOr<uint64_t> max_block =
       size(absl::GetFlag(FLAGS_max_block_bytes), "--max-block-bytes");
   for (const absl::Status& s : {ram.status(), disk.status(), max_block.status()}) {
-    if (!s.ok()) return Fail(s);
+    if (!s.ok()) return s;
   }
+  if (*ram == 0) return UsageError("--ram-bytes must be more than 0 (e.g. 512MiB)");
+  if (*max_block == 0) return UsageError("--max-block-bytes must be more than 0 (e.g. 16MiB)");
+  const int shard_bits = absl::GetFlag(FLAGS_ram_shard_bits);
+  if (shard_bits < -1 || shard_bits > kMaxRamShardBits) {
+    return UsageError(absl::StrCat("--ram-shard-bits must be in [-1, ", kMaxRamShardBits,
+                                   "], got ", shard_bits));
+  }
+  const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+  if (grace < absl::ZeroDuration()) return UsageError("--shutdown-grace must not be negative");
+  options.shutdown_grace = grace;
   options.store.ram.capacity_bytes = *ram;
-  options.store.ram.num_shard_bits = absl::GetFlag(FLAGS_ram_shard_bits);
+  options.store.ram.num_shard_bits = shard_bits;
   options.store.ram.eviction = absl::GetFlag(FLAGS_eviction);
+  const std::vector<std::string> policies = EvictionPolicyNames();
+  if (std::find(policies.begin(), policies.end(), options.store.ram.eviction) == policies.end()) {
+    return UsageError(absl::StrCat("--eviction: unknown eviction policy '",
+                                   options.store.ram.eviction, "'; known: ",
+                                   absl::StrJoin(policies, ", ")));
+  }
   options.store.max_block_bytes = *max_block;
   const std::string disk_path = absl::GetFlag(FLAGS_disk_path);
   if (!disk_path.empty() && *disk > 0) {
-    kvcache::DiskTierOptions d;
+    DiskTierOptions d;
     d.path = disk_path;
     d.capacity_bytes = *disk;
     d.eviction = options.store.ram.eviction;
     options.store.disk = d;
   }
+  return options;
+}
 
-  kvcache::BlockShutdownSignals();  // Before gRPC starts its threads.
+}  // namespace
+}  // namespace kvcache
+
+int main(int argc, char** argv) {
+  kvcache::TuneMallocForLargeBuffers();
+  absl::SetProgramUsageMessage(
+      "kvcache-server: the KV-cache block service (kvcache.v1), docs/operations.md.\n"
+      "usage: kvcache-server [--listen=HOST:PORT] [--ram-bytes=SIZE] [--disk-path=DIR] "
+      "[--disk-bytes=SIZE]\n"
+      "                      [--max-block-bytes=SIZE] [--eviction=lru|prefix-lfu] "
+      "[--ram-shard-bits=N]\n"
+      "                      [--data-listen=HOST:PORT|auto|off] [--data-advertise=HOST[:PORT]]\n"
+      "                      [--metrics-listen=HOST:PORT] [--shutdown-grace=DURATION]\n"
+      "Exit status: 0 after a clean shutdown, 2 for a usage error, 1 when the server cannot "
+      "start.");
+  std::vector<std::string> rest = kvcache::ParseFlags(argc, argv);
+  if (rest.size() > 1) {
+    return kvcache::Fail(kvcache::UsageError("unexpected argument '" + rest[1] +
+                                             "' (flags are --name=value)"));
+  }
+  absl::StatusOr<kvcache::ServerOptions> options = kvcache::OptionsFromFlags();
+  if (!options.ok()) return kvcache::Fail(options.status());
+
+  kvcache::BlockTerminationSignals();  // Before gRPC starts its threads.
   absl::StatusOr<std::unique_ptr<kvcache::CacheServer>> server =
-      kvcache::StartCacheServer(options);
-  if (!server.ok()) return Fail(server.status());
+      kvcache::StartCacheServer(*options);
+  if (!server.ok()) return kvcache::Fail(server.status());
   std::cout << (*server)->ConfigSummary() << std::endl;
 
-  const int sig = kvcache::WaitForShutdownSignal();
-  std::cout << "kvcache-server: signal " << sig << ", draining in-flight calls" << std::endl;
-  (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
+  const int sig = kvcache::WaitForTerminationSignal();
+  std::cout << "kvcache-server: signal " << sig << ", draining for "
+            << absl::FormatDuration(options->shutdown_grace)
+            << " (health NOT_SERVING, calls still served)" << std::endl;
+  (*server)->Shutdown(options->shutdown_grace);
   server->reset();  // Closes the store.
   std::cout << "kvcache-server: stopped cleanly" << std::endl;
   return 0;

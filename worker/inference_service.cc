@@ -3,9 +3,10 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <signal.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/socket_io.h"
 #include "kvcache/v1/worker.grpc.pb.h"
 #include "proto/grpc_status.h"
 #include "worker/tokenizer.h"
@@ -74,16 +75,25 @@ class InferenceServer::Impl {
   explicit Impl(InferenceEngine* engine) : service_(engine) {}
 
   absl::Status Start(const InferenceServerOptions& options) {
+    // A used or foreign address gets a plain reason before gRPC logs its own lines.
+    if (absl::Status s = CheckCanListen(options.listen); !s.ok()) {
+      return absl::UnavailableError(s.message());
+    }
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+    // gRPC sets SO_REUSEPORT by default: a second worker on a used port would start and take
+    // half the connections. A used port must be an error instead.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.SetMaxReceiveMessageSize(options.max_message_bytes);
     builder.RegisterService(&service_);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port == 0) {
-      return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+      return absl::UnavailableError(absl::StrCat(
+          "cannot listen on ", options.listen,
+          ": the address is in use or not valid for this machine"));
     }
     const std::string host = options.listen.substr(0, options.listen.rfind(':'));
     address_ = absl::StrCat(host, ":", port);
@@ -94,8 +104,10 @@ class InferenceServer::Impl {
   void Shutdown(absl::Duration grace) {
     if (server_ == nullptr || shut_down_) return;
     shut_down_ = true;
+    // Drain: NOT_SERVING while requests are still served, for all of `grace`.
     server_->GetHealthCheckService()->SetServingStatus(false);
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    absl::SleepFor(grace);
+    server_->Shutdown(absl::ToChronoTime(absl::Now()));
     server_->Wait();
   }
 
@@ -121,23 +133,5 @@ InferenceServer::InferenceServer(std::unique_ptr<Impl> impl) : impl_(std::move(i
 InferenceServer::~InferenceServer() { impl_->Shutdown(absl::ZeroDuration()); }
 const std::string& InferenceServer::address() const { return impl_->address(); }
 void InferenceServer::Shutdown(absl::Duration grace) { impl_->Shutdown(grace); }
-
-void BlockTerminationSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-
-int WaitForTerminationSignal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  int sig = 0;
-  sigwait(&set, &sig);
-  return sig;
-}
 
 }  // namespace kvcache

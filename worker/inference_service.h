@@ -32,7 +32,7 @@ struct InferenceServerOptions {
 class InferenceServer final {
  public:
   //   INVALID_ARGUMENT  empty listen address.
-  //   UNAVAILABLE       the address could not be bound.
+  //   UNAVAILABLE       the address could not be bound (in use: never shared, or not local).
   static absl::StatusOr<std::unique_ptr<InferenceServer>> Start(
       InferenceEngine* engine, const InferenceServerOptions& options);
   ~InferenceServer();  // Shuts down (no grace) if still running.
@@ -42,8 +42,10 @@ class InferenceServer final {
   // The bound address, host:port (the chosen port when options.listen had port 0).
   const std::string& address() const;
 
-  // Health goes NOT_SERVING, new calls are refused, and in-flight calls get `grace` to
-  // finish before they are cancelled.
+  // Drains, then stops: health goes NOT_SERVING at once while the listener stays open and
+  // requests are still served for `grace` (load balancers see the node leave instead of a
+  // refused connection); then the listener closes and requests still running are
+  // cancelled. Blocks for `grace`.
   void Shutdown(absl::Duration grace);
 
  private:
@@ -51,12 +53,6 @@ class InferenceServer final {
   explicit InferenceServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// Blocks SIGINT and SIGTERM in the calling thread and the threads it starts later; call
-// first thing in main, before gRPC starts threads.
-void BlockTerminationSignals();
-// Waits for SIGINT or SIGTERM (after BlockTerminationSignals) and returns it.
-int WaitForTerminationSignal();
 
 }  // namespace kvcache
 

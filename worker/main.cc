@@ -1,41 +1,40 @@
-// kvcache-worker: the inference worker's command line. Flag parsing only; the work is in
-// kvcache_worker (worker/*.h).
+// kvcache-worker: the inference worker's command line. Flag parsing, checking and printing
+// only; the work is in kvcache_worker (worker/*.h, the generate operation in
+// worker/generate.h).
 //
-//   kvcache-worker make-model --out=DIR --preset=tiny|bench [--seed=N] [--dtype=f32|f16|bf16]
+//   kvcache-worker make-model --out=DIR [--preset=tiny|bench] [--seed=0] [--dtype=f32|f16|bf16]
+//       [--shards=1]
 //   kvcache-worker generate --model=DIR [--cache=HOST:PORT]
-//       (--prompt-ids=1,2,3 | --prompt-text=TEXT | --prompt-file=PATH) --max-new-tokens=N
-//       [--dump-logits=PATH] [--json] [--block-size=16] [--cache-salt=S]
-//   kvcache-worker serve --model=DIR [--cache=HOST:PORT] [--listen=HOST:PORT]
+//       (--prompt-ids=1,2,3 | --prompt-text=TEXT | --prompt-file=PATH) [--max-new-tokens=16]
+//       [--dump-logits=PATH] [--json] [--block-size=16] [--cache-salt=S] [--cache-timeout-ms=2000]
+//   kvcache-worker serve --model=DIR [--cache=HOST:PORT] [--listen=127.0.0.1:50061]
+//       [--block-size=16] [--cache-salt=S] [--cache-timeout-ms=2000] [--shutdown-grace=10s]
 
 #include <cstdio>
-#include <fstream>
-#include <iostream>
-#include <sstream>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "client/cache_client.h"
 #include "common/cli.h"
 #include "common/malloc_tuning.h"
-#include "nlohmann/json.hpp"
+#include "common/signals.h"
 #include "worker/blas.h"
 #include "worker/engine.h"
+#include "worker/generate.h"
 #include "worker/inference_service.h"
 #include "worker/make_model.h"
 #include "worker/model.h"
-#include "worker/tokenizer.h"
 
-ABSL_FLAG(std::string, out, "", "make-model: folder to write the model into");
+ABSL_FLAG(std::string, out, "", "make-model: folder to write the model into (required)");
 ABSL_FLAG(std::string, preset, "tiny", "make-model: tiny or bench");
 ABSL_FLAG(uint64_t, seed, 0, "make-model: seed of the random weights");
 ABSL_FLAG(std::string, dtype, "f32", "make-model: f32, f16 or bf16");
 ABSL_FLAG(uint32_t, shards, 1, "make-model: number of safetensors files");
-ABSL_FLAG(std::string, model, "", "generate, serve: model folder (config.json + *.safetensors)");
+ABSL_FLAG(std::string, model, "",
+          "generate, serve: model folder, config.json + *.safetensors (required)");
 ABSL_FLAG(std::string, cache, "", "generate, serve: cache server HOST:PORT (empty: no sharing)");
 ABSL_FLAG(std::string, prompt_ids, "", "generate: prompt as token ids, e.g. 1,2,3");
 ABSL_FLAG(std::string, prompt_text, "", "generate: prompt as text (byte-level tokens)");
@@ -45,61 +44,74 @@ ABSL_FLAG(std::string, dump_logits, "", "generate: write the logits rows (LE flo
 ABSL_FLAG(bool, json, false, "generate: print one JSON object");
 ABSL_FLAG(uint32_t, block_size, 16, "generate, serve: tokens per KV page and cache block");
 ABSL_FLAG(std::string, cache_salt, "", "generate, serve: tenant salt of the block namespace");
-ABSL_FLAG(int64_t, cache_timeout_ms, 2000, "generate, serve: deadline of each cache call");
-ABSL_FLAG(std::string, listen, "127.0.0.1:50061", "serve: gRPC address (port 0: any free)");
+ABSL_FLAG(int64_t, cache_timeout_ms, 2000, "generate, serve: deadline of each cache call, ms");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50061",
+          "serve: gRPC address, host:port (port 0: any free; a port in use is an error)");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
-          "serve: how long in-flight requests may run on after SIGTERM");
+          "serve: drain period after SIGTERM/SIGINT: health answers NOT_SERVING and requests "
+          "are still served for this long (a unit is required: 10s, 500ms)");
 
 namespace kvcache {
 namespace {
 
-int Fail(absl::string_view message) {
-  std::fprintf(stderr, "kvcache-worker: %s\n", std::string(message).c_str());
-  return 1;
+// Prints "kvcache-worker: <reason>" and returns the exit status for `status`.
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "kvcache-worker: %s\n", std::string(status.message()).c_str());
+  if (IsUsageError(status)) std::fprintf(stderr, "kvcache-worker --help lists the flags\n");
+  return ExitStatusOf(status);
+}
+
+// `status`'s message after "<flag>: ": a usage error when the value itself is wrong
+// (INVALID_ARGUMENT), else the same code (a file that cannot be read is a failure).
+absl::Status FlagError(absl::string_view flag, const absl::Status& status) {
+  const std::string message = absl::StrCat(flag, ": ", status.message());
+  return absl::IsInvalidArgument(status) ? UsageError(message)
+                                         : absl::Status(status.code(), message);
 }
 
 int MakeModelCommand() {
   const std::string out = absl::GetFlag(FLAGS_out);
-  if (out.empty()) return Fail("--out is required");
+  if (out.empty()) return Fail(UsageError("--out is required"));
   absl::StatusOr<ModelConfig> config = PresetConfig(absl::GetFlag(FLAGS_preset));
-  if (!config.ok()) return Fail(absl::StrCat("--preset: ", config.status().message()));
+  if (!config.ok()) return Fail(FlagError("--preset", config.status()));
   absl::StatusOr<DType> dtype = ParseDType(absl::GetFlag(FLAGS_dtype));
-  if (!dtype.ok()) return Fail(absl::StrCat("--dtype: ", dtype.status().message()));
+  if (!dtype.ok()) return Fail(FlagError("--dtype", dtype.status()));
   MakeModelOptions options;
   options.seed = absl::GetFlag(FLAGS_seed);
   options.dtype = *dtype;
   options.num_shards = absl::GetFlag(FLAGS_shards);
-  if (options.num_shards == 0) return Fail("--shards must be at least 1");
+  if (options.num_shards == 0) return Fail(UsageError("--shards must be at least 1"));
   absl::Status s = WriteRandomModel(out, *config, options);
-  if (!s.ok()) return Fail(absl::StrCat("--out: ", s.message()));
+  if (!s.ok()) return Fail(absl::Status(s.code(), absl::StrCat("--out: ", s.message())));
   std::printf("wrote %s model (%s, seed %llu) to %s\n", absl::GetFlag(FLAGS_preset).c_str(),
               ShortName(*dtype), static_cast<unsigned long long>(options.seed), out.c_str());
-  return 0;
+  return kExitOk;
 }
 
-// The engine of --model, --cache, --block-size, --cache-salt, --cache-timeout-ms; errors name
-// the flag. `client` receives the cache client (which must outlive the engine).
-absl::StatusOr<std::unique_ptr<InferenceEngine>> NewEngine(std::unique_ptr<CacheClient>* client) {
-  const std::string model_dir = absl::GetFlag(FLAGS_model);
-  if (model_dir.empty()) return absl::InvalidArgumentError("--model is required");
-  if (absl::GetFlag(FLAGS_block_size) == 0) {
-    return absl::InvalidArgumentError("--block-size must be > 0");
+// Checks the flags NewEngine uses, before anything is loaded or connected.
+absl::Status CheckEngineFlags() {
+  if (absl::GetFlag(FLAGS_model).empty()) return UsageError("--model is required");
+  if (absl::GetFlag(FLAGS_block_size) == 0) return UsageError("--block-size must be > 0");
+  if (!absl::GetFlag(FLAGS_cache).empty() && absl::GetFlag(FLAGS_cache_timeout_ms) <= 0) {
+    return UsageError("--cache-timeout-ms must be > 0");
   }
-  absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(model_dir);
+  return absl::OkStatus();
+}
+
+// The engine of --model, --cache, --block-size, --cache-salt, --cache-timeout-ms (checked by
+// CheckEngineFlags); errors name the flag. `client` receives the cache client (which must
+// outlive the engine).
+absl::StatusOr<std::unique_ptr<InferenceEngine>> NewEngine(std::unique_ptr<CacheClient>* client) {
+  absl::StatusOr<std::unique_ptr<Model>> model = Model::Load(absl::GetFlag(FLAGS_model));
   if (!model.ok()) {
     return absl::Status(model.status().code(), absl::StrCat("--model: ", model.status().message()));
   }
   if (!absl::GetFlag(FLAGS_cache).empty()) {
-    if (absl::GetFlag(FLAGS_cache_timeout_ms) <= 0) {
-      return absl::InvalidArgumentError("--cache-timeout-ms must be > 0");
-    }
     CacheClientOptions options;
     options.target = absl::GetFlag(FLAGS_cache);
     options.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_cache_timeout_ms));
     absl::StatusOr<std::unique_ptr<CacheClient>> c = NewCacheClient(options);
-    if (!c.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--cache: ", c.status().message()));
-    }
+    if (!c.ok()) return FlagError("--cache", c.status());
     *client = *std::move(c);
   }
   EngineOptions options;
@@ -110,106 +122,101 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> NewEngine(std::unique_ptr<Cache
 }
 
 int ServeCommand() {
+  if (absl::Status s = CheckEngineFlags(); !s.ok()) return Fail(s);
+  if (absl::Status s = CheckListenAddress("--listen", absl::GetFlag(FLAGS_listen)); !s.ok()) {
+    return Fail(s);
+  }
+  const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+  if (grace < absl::ZeroDuration()) return Fail(UsageError("--shutdown-grace must be >= 0"));
   BlockTerminationSignals();  // Before any thread starts: the main thread waits for them.
   std::unique_ptr<CacheClient> client;
   absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = NewEngine(&client);
-  if (!engine.ok()) return Fail(engine.status().message());
+  if (!engine.ok()) return Fail(engine.status());
   InferenceServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   absl::StatusOr<std::unique_ptr<InferenceServer>> server =
       InferenceServer::Start(engine->get(), options);
-  if (!server.ok()) return Fail(absl::StrCat("--listen: ", server.status().message()));
+  if (!server.ok()) {
+    return Fail(absl::Status(server.status().code(),
+                             absl::StrCat("--listen: ", server.status().message())));
+  }
   std::printf("kvcache-worker listening on %s | model %s | cache %s\n",
               (*server)->address().c_str(), absl::GetFlag(FLAGS_model).c_str(),
               client ? absl::GetFlag(FLAGS_cache).c_str() : "none");
   std::fflush(stdout);
   const int sig = WaitForTerminationSignal();
-  std::printf("kvcache-worker: signal %d, shutting down\n", sig);
-  (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
+  std::printf("kvcache-worker: signal %d, draining for %s\n", sig,
+              absl::FormatDuration(grace).c_str());
+  std::fflush(stdout);
+  (*server)->Shutdown(grace);
   (*engine)->WaitForPublishes();
-  return 0;
+  if (client) {
+    std::printf("kvcache-worker: data channel fallbacks to gRPC: %llu\n",
+                static_cast<unsigned long long>(client->data_channel_fallbacks()));
+  }
+  return kExitOk;
 }
 
 int GenerateCommand() {
-  if (absl::GetFlag(FLAGS_model).empty()) return Fail("--model is required");
-  const int prompts = !absl::GetFlag(FLAGS_prompt_ids).empty() +
-                      !absl::GetFlag(FLAGS_prompt_text).empty() +
-                      !absl::GetFlag(FLAGS_prompt_file).empty();
-  if (prompts != 1) {
-    return Fail("give exactly one of --prompt-ids, --prompt-text, --prompt-file");
+  if (absl::Status s = CheckEngineFlags(); !s.ok()) return Fail(s);
+  struct Source {
+    const char* flag;
+    PromptKind kind;
+    std::string value;
+  };
+  std::vector<Source> given;
+  for (Source source : {Source{"--prompt-ids", PromptKind::kTokenIds, absl::GetFlag(FLAGS_prompt_ids)},
+                        Source{"--prompt-text", PromptKind::kText, absl::GetFlag(FLAGS_prompt_text)},
+                        Source{"--prompt-file", PromptKind::kFile, absl::GetFlag(FLAGS_prompt_file)}}) {
+    if (!source.value.empty()) given.push_back(source);
   }
+  if (given.size() != 1) {
+    return Fail(UsageError("give exactly one of --prompt-ids, --prompt-text, --prompt-file"));
+  }
+  const Source& prompt_source = given.front();
   const int64_t max_new = absl::GetFlag(FLAGS_max_new_tokens);
-  if (max_new < 0 || max_new > (1 << 20)) return Fail("--max-new-tokens must be in [0, 2^20]");
+  if (max_new < 0 || max_new > (1 << 20)) {
+    return Fail(UsageError("--max-new-tokens must be in [0, 2^20]"));
+  }
   GenerateRequest request;
   request.max_new_tokens = static_cast<uint32_t>(max_new);
-  request.return_logits = !absl::GetFlag(FLAGS_dump_logits).empty();
-  const std::string prompt_flag = !absl::GetFlag(FLAGS_prompt_ids).empty()    ? "--prompt-ids"
-                                  : !absl::GetFlag(FLAGS_prompt_text).empty() ? "--prompt-text"
-                                                                              : "--prompt-file";
-  if (!absl::GetFlag(FLAGS_prompt_ids).empty()) {
-    absl::StatusOr<std::vector<uint32_t>> ids = ParseTokenIds(absl::GetFlag(FLAGS_prompt_ids));
-    if (!ids.ok()) return Fail(absl::StrCat("--prompt-ids: ", ids.status().message()));
-    request.prompt = *std::move(ids);
-  } else if (!absl::GetFlag(FLAGS_prompt_text).empty()) {
-    request.prompt = TokenizeBytes(absl::GetFlag(FLAGS_prompt_text));
-  } else {
-    std::ifstream in(absl::GetFlag(FLAGS_prompt_file), std::ios::binary);
-    if (!in)
-      return Fail(absl::StrCat("--prompt-file: cannot read ", absl::GetFlag(FLAGS_prompt_file)));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    request.prompt = TokenizeBytes(ss.str());
-    if (request.prompt.empty()) return Fail("--prompt-file: the file is empty");
-  }
+  absl::StatusOr<std::vector<uint32_t>> prompt =
+      LoadPrompt(prompt_source.kind, prompt_source.value);
+  if (!prompt.ok()) return Fail(FlagError(prompt_source.flag, prompt.status()));
+  request.prompt = *std::move(prompt);
 
   std::unique_ptr<CacheClient> client;
   absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = NewEngine(&client);
-  if (!engine.ok()) return Fail(engine.status().message());
-  const uint32_t vocab = (*engine)->model().config().vocab_size;
-
-  absl::StatusOr<GenerateResult> result = (*engine)->Generate(request);
-  if (!result.ok()) {
-    // Request errors are about the prompt or the token budget: name the flag.
-    const std::string message(result.status().message());
-    const bool budget = message.find("max_new_tokens") != std::string::npos;
-    return Fail(absl::StrCat(budget ? "--max-new-tokens" : prompt_flag, ": ", message));
+  if (!engine.ok()) return Fail(engine.status());
+  // The request against the model, each check naming its flag.
+  const ModelConfig& config = (*engine)->model().config();
+  if (absl::Status s = CheckPromptTokens(config, request.prompt); !s.ok()) {
+    return Fail(FlagError(prompt_source.flag, s));
   }
-  (*engine)->WaitForPublishes();  // A one-shot command publishes before it exits.
-
-  if (request.return_logits) {
-    const std::string path = absl::GetFlag(FLAGS_dump_logits);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(result->logits.data()),
-              static_cast<std::streamsize>(result->logits.size() * sizeof(float)));
-    if (!out) return Fail(absl::StrCat("--dump-logits: cannot write ", path));
+  if (absl::Status s = CheckTokenBudget(config, request.prompt.size(), request.max_new_tokens);
+      !s.ok()) {
+    return Fail(FlagError("--max-new-tokens", s));
   }
-  const bool byte_level = vocab >= kByteVocabulary;
+
+  absl::StatusOr<GenerateResult> result =
+      RunGenerate(engine->get(), std::move(request), absl::GetFlag(FLAGS_dump_logits));
+  if (!result.ok()) return Fail(result.status());
   if (absl::GetFlag(FLAGS_json)) {
-    nlohmann::ordered_json j;
-    j["tokens"] = result->tokens;
-    if (byte_level) {
-      // Invalid UTF-8 is replaced rather than failing the dump.
-      j["text"] = DetokenizeBytes(result->tokens);
-    }
-    j["prompt_tokens"] = result->prompt_tokens;
-    j["cached_tokens"] = result->cached_tokens;
-    j["published_blocks"] = result->published_blocks;
-    j["ttft_ms"] = result->ttft_ms;
-    j["total_ms"] = result->total_ms;
-    j["block_size"] = absl::GetFlag(FLAGS_block_size);
-    j["namespace"] = KeyToHex((*engine)->namespace_id());
-    if (!result->cache_note.empty()) j["cache_note"] = result->cache_note;
-    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::printf("%s\n",
+                GenerateResultJson(*result, **engine, absl::GetFlag(FLAGS_block_size)).c_str());
   } else {
-    std::printf("tokens: %s\n", absl::StrJoin(result->tokens, ",").c_str());
-    if (byte_level) std::printf("text: %s\n", DetokenizeBytes(result->tokens).c_str());
-    std::printf("prompt_tokens: %zu cached_tokens: %zu ttft_ms: %.2f total_ms: %.2f\n",
-                result->prompt_tokens, result->cached_tokens, result->ttft_ms, result->total_ms);
+    std::fputs(GenerateResultText(*result, **engine).c_str(), stdout);
     if (!result->cache_note.empty()) {
       std::fprintf(stderr, "kvcache-worker: cache: %s\n", result->cache_note.c_str());
     }
   }
-  return 0;
+  if (client && client->data_channel_fallbacks() > 0) {
+    std::fprintf(stderr,
+                 "kvcache-worker: cache: %llu calls fell back to gRPC: the data channel the "
+                 "server advertises is unreachable (docs/data-channel.md)\n",
+                 static_cast<unsigned long long>(client->data_channel_fallbacks()));
+  }
+  return kExitOk;
 }
 
 }  // namespace
@@ -219,17 +226,25 @@ int main(int argc, char** argv) {
   kvcache::MaybeReexecForBlas(argv);  // Before anything else: see worker/blas.h.
   kvcache::TuneMallocForLargeBuffers();
   absl::SetProgramUsageMessage(
-      "kvcache-worker make-model --out=DIR --preset=tiny|bench [--seed=N] [--dtype=f32|f16|bf16]\n"
-      "kvcache-worker generate --model=DIR [--cache=HOST:PORT] (--prompt-ids=1,2,3 | "
-      "--prompt-text=TEXT | --prompt-file=PATH) --max-new-tokens=N [--dump-logits=PATH] "
-      "[--json] [--block-size=16]\n"
-      "kvcache-worker serve --model=DIR [--cache=HOST:PORT] [--listen=HOST:PORT]");
+      "kvcache-worker: the inference worker (docs/worker.md).\n"
+      "usage: kvcache-worker make-model --out=DIR [--preset=tiny|bench] [--seed=0] "
+      "[--dtype=f32|f16|bf16] [--shards=1]\n"
+      "       kvcache-worker generate --model=DIR [--cache=HOST:PORT]\n"
+      "           (--prompt-ids=1,2,3 | --prompt-text=TEXT | --prompt-file=PATH) "
+      "[--max-new-tokens=16]\n"
+      "           [--dump-logits=PATH] [--json] [--block-size=16] [--cache-salt=S] "
+      "[--cache-timeout-ms=2000]\n"
+      "       kvcache-worker serve --model=DIR [--cache=HOST:PORT] [--listen=127.0.0.1:50061]\n"
+      "           [--block-size=16] [--cache-salt=S] [--cache-timeout-ms=2000] "
+      "[--shutdown-grace=10s]\n"
+      "Exit status: 0 on success, 2 for a usage error, 1 when the work fails.");
   const std::vector<std::string> args = kvcache::ParseFlags(argc, argv);
   if (args.size() != 2) {
-    return kvcache::Fail("expected one subcommand: make-model, generate or serve (see --help)");
+    return kvcache::Fail(kvcache::UsageError(
+        "expected one subcommand: make-model, generate or serve (see --help)"));
   }
   if (args[1] == "make-model") return kvcache::MakeModelCommand();
   if (args[1] == "generate") return kvcache::GenerateCommand();
   if (args[1] == "serve") return kvcache::ServeCommand();
-  return kvcache::Fail(absl::StrCat("unknown subcommand \"", args[1], "\""));
+  return kvcache::Fail(kvcache::UsageError(absl::StrCat("unknown subcommand \"", args[1], "\"")));
 }

@@ -97,6 +97,20 @@ absl::Status WriteRandomModel(const std::string& out_dir, const ModelConfig& con
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) return absl::InternalError(absl::StrCat(out_dir, ": cannot create: ", ec.message()));
+  // A model written before into this folder (another --shards count) must not leave shard
+  // files behind: the loader reads every *.safetensors file of the folder.
+  for (const std::filesystem::directory_entry& entry :
+       std::filesystem::directory_iterator(out_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const bool shard = name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0;
+    if (shard || name == "model.safetensors.index.json") {
+      std::filesystem::remove(entry.path(), ec);
+      if (ec) {
+        return absl::InternalError(
+            absl::StrCat(entry.path().string(), ": cannot remove: ", ec.message()));
+      }
+    }
+  }
 
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size;
   const int64_t q_dim = c.q_dim(), kv_dim = c.kv_dim();

@@ -3,10 +3,17 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <fstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "client/cache_client.h"
+#include "common/socket_io.h"
 #include "gtest/gtest.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
@@ -24,11 +31,14 @@ using testing::TestPayload;
 
 class EndToEndTest : public ::testing::Test {
  protected:
-  // Starts kvcache-server on a free port with a 4 MiB RAM tier over a 64 MiB disk tier.
-  std::unique_ptr<Process> StartServer() {
-    auto server = std::make_unique<Process>(std::vector<std::string>{
-        Bin("kvcache-server"), "--listen=127.0.0.1:0", "--ram-bytes=4MiB",
-        "--disk-path=" + dir_.Sub("data"), "--disk-bytes=64MiB", "--metrics-listen="});
+  // Starts kvcache-server on a free port with a 4 MiB RAM tier over a 64 MiB disk tier;
+  // `extra` flags come last (and win).
+  std::unique_ptr<Process> StartServer(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{Bin("kvcache-server"), "--listen=127.0.0.1:0",
+                                  "--ram-bytes=4MiB", "--disk-path=" + dir_.Sub("data"),
+                                  "--disk-bytes=64MiB", "--metrics-listen="};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto server = std::make_unique<Process>(std::move(argv));
     EXPECT_TRUE(server->started());
     const std::string line = server->WaitForLine("listening on");
     address_ = testing::ListenAddress(line);
@@ -182,7 +192,7 @@ TEST_F(EndToEndTest, StandardHealthCheckAndReflection) {
 }
 
 TEST_F(EndToEndTest, SigtermDrainsAndStopsCleanly) {
-  auto server = StartServer();
+  auto server = StartServer({"--shutdown-grace=1s"});
   ASSERT_EQ(Admin({"put", "--namespace=" + ns_, "--key=" + Hex64(3),
                    "--file=" + WriteFile("p", "payload")}).exit_status, 0);
   server->Kill(SIGTERM);
@@ -196,12 +206,236 @@ TEST_F(EndToEndTest, SigtermDrainsAndStopsCleanly) {
 TEST_F(EndToEndTest, BadServerFlagsExitWithAReason) {
   CommandResult r = testing::Run({Bin("kvcache-server"), "--ram-bytes=lots",
                                   "--disk-path=" + dir_.Sub("d"), "--metrics-listen="});
-  EXPECT_EQ(r.exit_status, 1);
+  EXPECT_EQ(r.exit_status, 2);
   EXPECT_NE(r.output.find("--ram-bytes"), std::string::npos) << r.output;
   r = testing::Run({Bin("kvcache-server"), "--eviction=nope", "--listen=127.0.0.1:0",
                     "--disk-path=" + dir_.Sub("d"), "--metrics-listen="});
-  EXPECT_EQ(r.exit_status, 1);
+  EXPECT_EQ(r.exit_status, 2);
   EXPECT_NE(r.output.find("unknown eviction policy"), std::string::npos) << r.output;
+}
+
+// The first line of `text`.
+std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+// grpc.health.v1 Check against `address`: the status name, or the call's error code name.
+std::string HealthOf(const std::string& address) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  grpc::Status s = health->Check(&ctx, req, &resp);
+  if (!s.ok()) return "error " + std::to_string(s.error_code()) + ": " + s.error_message();
+  return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+}
+
+// The body of GET http://address/metrics.
+std::string HttpGetMetrics(const std::string& address) {
+  absl::StatusOr<int> fd = ConnectTcp(address, absl::Seconds(5));
+  if (!fd.ok()) return "";
+  const std::string request = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+  if (!WriteFull(*fd, request.data(), request.size()).ok()) return "";
+  std::string response;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(*fd, buf, sizeof(buf))) > 0;) response.append(buf, n);
+  ::close(*fd);
+  return response;
+}
+
+TEST_F(EndToEndTest, ASecondServerOnAUsedPortFailsToStart) {
+  auto first = StartServer();
+  CommandResult second = testing::Run({Bin("kvcache-server"), "--listen=" + address_,
+                                       "--disk-path=", "--metrics-listen="});
+  EXPECT_EQ(second.exit_status, 1) << second.output;
+  EXPECT_NE(second.output.find("--listen"), std::string::npos) << second.output;
+  EXPECT_NE(second.output.find("in use"), std::string::npos) << second.output;
+  EXPECT_EQ(second.output.find("listening on"), std::string::npos) << second.output;
+  // The data channel's port is not shared either.
+  CommandResult config = Admin({"config", "--json"});
+  ASSERT_EQ(config.exit_status, 0) << config.output;
+  const std::string data = nlohmann::json::parse(config.output)["data_listen"];
+  CommandResult data_clash =
+      testing::Run({Bin("kvcache-server"), "--listen=127.0.0.1:0", "--data-listen=" + data,
+                    "--disk-path=", "--metrics-listen="});
+  EXPECT_EQ(data_clash.exit_status, 1) << data_clash.output;
+  EXPECT_NE(data_clash.output.find("--data-listen"), std::string::npos) << data_clash.output;
+  EXPECT_EQ(Admin({"health"}).exit_status, 0);
+}
+
+TEST_F(EndToEndTest, HelpListsEveryFlagWithItsDefaultAndVersionPrintsTheVersion) {
+  struct Program {
+    std::string name;
+    std::vector<std::string> flags;  // As --help must show them: --name=default.
+  };
+  const Program programs[] = {
+      {"kvcache-server",
+       {"--listen=127.0.0.1:50051", "--ram-bytes=512MiB", "--ram-shard-bits=-1",
+        "--disk-path=./kvcache-data", "--disk-bytes=8GiB", "--max-block-bytes=16MiB",
+        "--eviction=lru", "--data-listen=auto", "--data-advertise=\"\"", "--metrics-listen=127.0.0.1:9464",
+        "--shutdown-grace=10s"}},
+      {"kvcache-admin",
+       {"--server=127.0.0.1:50051", "--timeout=10s", "--json=false", "--namespace=\"\"",
+        "--key=\"\"", "--parent=\"\"", "--file=\"\"", "--out=\"\"", "--limit=100",
+        "--tier=\"\""}},
+  };
+  for (const Program& p : programs) {
+    CommandResult help = testing::Run({Bin(p.name), "--help"});
+    EXPECT_EQ(help.exit_status, 0) << help.output;
+    for (const std::string& flag : p.flags) {
+      EXPECT_NE(help.output.find("  " + flag), std::string::npos) << p.name << " " << flag
+                                                                  << "\n" << help.output;
+    }
+    // Dash spellings only.
+    for (size_t at = help.output.find("\n  --"); at != std::string::npos;
+         at = help.output.find("\n  --", at + 1)) {
+      const std::string line = help.output.substr(at + 1, help.output.find('\n', at + 1) - at - 1);
+      EXPECT_EQ(line.substr(0, line.find('=')).find('_'), std::string::npos) << line;
+    }
+    EXPECT_EQ(help.output.find("No flags matched"), std::string::npos) << help.output;
+    CommandResult version = testing::Run({Bin(p.name), "--version"});
+    EXPECT_EQ(version.exit_status, 0);
+    EXPECT_EQ(FirstLine(version.output), p.name + " 0.1.0") << version.output;
+  }
+}
+
+TEST_F(EndToEndTest, UsageErrorsExitTwoAndNameTheFlag) {
+  auto server = StartServer();
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected;  // In the first line of output.
+  };
+  const Case admin_cases[] = {
+      {{"ls", "--limit=abc"}, "--limit=abc"},
+      {{"ls", "--frobnicate"}, "unknown flag --frobnicate"},
+      {{"--timeout=2", "stats"}, "needs a unit"},
+      {{"ls", "--namespace=abc"}, "--namespace"},
+      {{"frobnicate"}, "unknown command"},
+  };
+  for (const Case& c : admin_cases) {
+    CommandResult r = Admin(c.args);
+    EXPECT_EQ(r.exit_status, 2) << r.output;
+    EXPECT_NE(FirstLine(r.output).find(c.expected), std::string::npos) << r.output;
+  }
+  const std::string disk = "--disk-path=" + dir_.Sub("d");
+  const Case server_cases[] = {
+      {{"--listen=notanaddr"}, "--listen"},
+      {{"--listen=127.0.0.1"}, "--listen"},
+      {{"--listen=no.such.host.invalid:5000"}, "--listen"},
+      {{"--listen=127.0.0.1:0", "--ram-bytes=0"}, "--ram-bytes"},
+      {{"--listen=127.0.0.1:0", "--ram-shard-bits=40"}, "--ram-shard-bits"},
+      {{"--listen=127.0.0.1:0", "--shutdown-grace=2"}, "needs a unit"},
+      {{"--listen=127.0.0.1:0", "--data-listen=nope"}, "--data-listen"},
+      {{"--listen=127.0.0.1:0", "--bogus"}, "unknown flag --bogus"},
+  };
+  for (const Case& c : server_cases) {
+    std::vector<std::string> argv{Bin("kvcache-server"), disk, "--metrics-listen="};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    CommandResult r = testing::Run(argv);
+    EXPECT_EQ(r.exit_status, 2) << r.output;
+    // Our reason comes first: no gRPC log line before it.
+    EXPECT_EQ(FirstLine(r.output).rfind("kvcache-server: ", 0), 0u) << r.output;
+    EXPECT_NE(FirstLine(r.output).find(c.expected), std::string::npos) << r.output;
+  }
+}
+
+TEST_F(EndToEndTest, HealthAnswersNotServingWhileDraining) {
+  auto server = StartServer({"--shutdown-grace=3s"});
+  EXPECT_EQ(HealthOf(address_), "SERVING");
+  const auto sent = std::chrono::steady_clock::now();
+  server->Kill(SIGTERM);
+  ASSERT_NE(server->WaitForLine("draining"), "") << server->output();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(HealthOf(address_), "NOT_SERVING");
+  // Still serving calls while load balancers move away.
+  EXPECT_EQ(Admin({"stats"}).exit_status, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(HealthOf(address_), "NOT_SERVING");
+  EXPECT_EQ(server->Wait(), 0) << server->output();
+  EXPECT_GE(std::chrono::steady_clock::now() - sent, std::chrono::seconds(3));
+  EXPECT_NE(HealthOf(address_).rfind("error", 0), std::string::npos);
+}
+
+TEST_F(EndToEndTest, DataChannelOnEveryInterfaceIsReachedOnTheDialledHost) {
+  auto server = StartServer({"--listen=0.0.0.0:0"});
+  const std::string port = address_.substr(address_.rfind(':') + 1);
+  CommandResult config = Admin({"config", "--json"});
+  // The server was reached on 0.0.0.0 here; dial 127.0.0.1 like a remote client would.
+  CacheClientOptions o;
+  o.target = "127.0.0.1:" + port;
+  o.timeout = absl::Seconds(5);
+  absl::StatusOr<std::unique_ptr<CacheClient>> client = NewCacheClient(o);
+  ASSERT_TRUE(client.ok());
+  CacheBlock block;
+  block.key = testing::TestKey(1);
+  block.payload = TestPayload(64 << 10, 1);
+  Key ns = testing::TestKey(99);
+  ASSERT_TRUE((*client)->Put(ns, {block}).ok());
+  absl::StatusOr<std::vector<CacheBlock>> got = (*client)->Get(ns, {block.key});
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ(got->front().payload, block.payload);
+  EXPECT_EQ((*client)->data_channel_fallbacks(), 0u);
+  ASSERT_EQ(config.exit_status, 0) << config.output;
+  EXPECT_EQ(nlohmann::json::parse(config.output)["data_listen"].get<std::string>().rfind(
+                "0.0.0.0:", 0),
+            0u)
+      << config.output;
+}
+
+TEST_F(EndToEndTest, FallbacksToGrpcAreCountedByClientAndServer) {
+  // A data channel advertised where nothing listens (port 1): every call falls back.
+  auto server = StartServer({"--data-advertise=127.0.0.1:1", "--metrics-listen=127.0.0.1:0"});
+  const std::string first = server->output();
+  const std::string marker = "metrics http://";
+  const size_t at = first.find(marker);
+  ASSERT_NE(at, std::string::npos) << first;
+  const std::string metrics =
+      first.substr(at + marker.size(), first.find("/metrics", at) - at - marker.size());
+  CacheClientOptions o;
+  o.target = address_;
+  o.timeout = absl::Seconds(5);
+  absl::StatusOr<std::unique_ptr<CacheClient>> client = NewCacheClient(o);
+  ASSERT_TRUE(client.ok());
+  CacheBlock block;
+  block.key = testing::TestKey(1);
+  block.payload = TestPayload(4096, 1);
+  Key ns = testing::TestKey(99);
+  ASSERT_TRUE((*client)->Put(ns, {block}).ok());
+  absl::StatusOr<std::vector<CacheBlock>> got = (*client)->Get(ns, {block.key});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->size(), 1u);
+  EXPECT_EQ((*client)->data_channel_fallbacks(), 2u);
+  const std::string body = HttpGetMetrics(metrics);
+  EXPECT_NE(body.find("kvcache_data_channel_fallbacks_total{rpc=\"Put\"} 1"), std::string::npos)
+      << body;
+  EXPECT_NE(body.find("kvcache_data_channel_fallbacks_total{rpc=\"Get\"} 1"), std::string::npos)
+      << body;
+}
+
+TEST_F(EndToEndTest, WhatAdminShowsIsWhatItAccepts) {
+  auto server = StartServer({"--ram-shard-bits=2", "--shutdown-grace=1s"});
+  ASSERT_EQ(Admin({"put", "--namespace=" + ns_, "--key=" + Hex64(7),
+                   "--file=" + WriteFile("p", "payload")}).exit_status, 0);
+  // ls shows full namespace ids, which --namespace takes back.
+  CommandResult ls = Admin({"ls"});
+  ASSERT_EQ(ls.exit_status, 0) << ls.output;
+  EXPECT_NE(ls.output.find(ns_ + " " + Hex64(7)), std::string::npos) << ls.output;
+  CommandResult ls_ns = Admin({"ls", "--namespace=" + ns_});
+  EXPECT_EQ(ls_ns.exit_status, 0) << ls_ns.output;
+  EXPECT_NE(ls_ns.output.find("1 blocks"), std::string::npos) << ls_ns.output;
+
+  CommandResult config = Admin({"config", "--json"});
+  ASSERT_EQ(config.exit_status, 0) << config.output;
+  nlohmann::json c = nlohmann::json::parse(config.output);
+  EXPECT_EQ(c["ram_shards"], 4);
+  EXPECT_EQ(c["shutdown_grace"], "1s");
+  EXPECT_FALSE(c["data_listen"].get<std::string>().empty());
+  EXPECT_TRUE(c.contains("data_advertise"));
+
+  CommandResult health = Admin({"health", "--json"});
+  ASSERT_EQ(health.exit_status, 0) << health.output;
+  EXPECT_EQ(nlohmann::json::parse(health.output)["status"], "SERVING");
 }
 
 }  // namespace

@@ -41,13 +41,15 @@ class ServeTest : public ::testing::Test {
     prompt_.resize(300);
   }
 
-  std::unique_ptr<Process> StartWorker(const std::string& cache) {
+  std::unique_ptr<Process> StartWorker(const std::string& cache,
+                                       const std::string& grace = "1s") {
     std::vector<std::string> argv = {Bin("kvcache-worker"), "serve", "--model=" + model_,
-                                     "--listen=127.0.0.1:0", "--shutdown-grace=1s"};
+                                     "--listen=127.0.0.1:0", "--shutdown-grace=" + grace};
     if (!cache.empty()) argv.push_back("--cache=" + cache);
     auto worker = std::make_unique<Process>(argv);
     const std::string address = testing::ListenAddress(worker->WaitForLine("listening on"));
     EXPECT_FALSE(address.empty()) << worker->output();
+    address_ = address;
     channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
     stub_ = pb::InferenceService::NewStub(channel_);
     return worker;
@@ -89,6 +91,7 @@ class ServeTest : public ::testing::Test {
   TempDir dir_;
   const std::string model_ = dir_.Sub("tiny");
   std::string prompt_;
+  std::string address_;  // Of the last worker started.
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::InferenceService::Stub> stub_;
 };
@@ -166,6 +169,79 @@ TEST_F(ServeTest, SharesPrefixesThroughTheCacheUnderConcurrentRequests) {
   EXPECT_EQ(down.tokens, want);
   EXPECT_EQ(down.stats.cached_tokens(), 0u);
   EXPECT_FALSE(down.stats.cache_note().empty());
+}
+
+// grpc.health.v1 Check: the status name, or "error" and the call's code.
+std::string HealthOf(const std::string& address) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  grpc::Status s = stub->Check(&ctx, req, &resp);
+  if (!s.ok()) return "error " + std::to_string(s.error_code());
+  return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+}
+
+TEST_F(ServeTest, ASecondWorkerOnAUsedPortFailsToStart) {
+  auto first = StartWorker("");
+  CommandResult second = testing::Run(
+      {Bin("kvcache-worker"), "serve", "--model=" + model_, "--listen=" + address_});
+  EXPECT_EQ(second.exit_status, 1) << second.output;
+  EXPECT_NE(second.output.find("--listen"), std::string::npos) << second.output;
+  EXPECT_NE(second.output.find("in use"), std::string::npos) << second.output;
+  EXPECT_EQ(second.output.find("listening on"), std::string::npos) << second.output;
+  EXPECT_EQ(HealthOf(address_), "SERVING");
+}
+
+TEST_F(ServeTest, HealthAnswersNotServingWhileDraining) {
+  auto worker = StartWorker("", "3s");
+  EXPECT_EQ(HealthOf(address_), "SERVING");
+  worker->Kill(SIGTERM);
+  ASSERT_NE(worker->WaitForLine("draining"), "") << worker->output();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(HealthOf(address_), "NOT_SERVING");
+  // Requests are still served while load balancers move away.
+  const Streamed r = Generate("drain", 2);
+  EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(worker->Wait(), 0) << worker->output();
+  EXPECT_EQ(HealthOf(address_).rfind("error", 0), 0u);
+}
+
+TEST_F(ServeTest, AdminPointedAtAWorkerSaysWhy) {
+  auto worker = StartWorker("");
+  CommandResult r = testing::Run({Bin("kvcache-admin"), "--server=" + address_, "stats"});
+  EXPECT_EQ(r.exit_status, 1) << r.output;
+  EXPECT_NE(r.output.find("UNIMPLEMENTED"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("kvcache-server"), std::string::npos) << r.output;
+}
+
+TEST_F(ServeTest, WorkerHelpListsEveryFlagAndBadFlagsAreUsageErrors) {
+  CommandResult help = testing::Run({Bin("kvcache-worker"), "--help"});
+  EXPECT_EQ(help.exit_status, 0) << help.output;
+  for (const char* flag :
+       {"--out=\"\"", "--preset=tiny", "--seed=0", "--dtype=f32", "--shards=1", "--model=\"\"",
+        "--cache=\"\"", "--prompt-ids=\"\"", "--prompt-text=\"\"", "--prompt-file=\"\"",
+        "--max-new-tokens=16", "--dump-logits=\"\"", "--json=false", "--block-size=16",
+        "--cache-salt=\"\"", "--cache-timeout-ms=2000", "--listen=127.0.0.1:50061",
+        "--shutdown-grace=10s"}) {
+    EXPECT_NE(help.output.find(std::string("  ") + flag), std::string::npos) << flag;
+  }
+  CommandResult version = testing::Run({Bin("kvcache-worker"), "--version"});
+  EXPECT_EQ(version.exit_status, 0);
+  EXPECT_EQ(version.output, "kvcache-worker 0.1.0\n");
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"serve", "--model=" + model_, "--listen=127.0.0.1"},
+        std::vector<std::string>{"serve", "--model=" + model_, "--listen=notanaddr"},
+        std::vector<std::string>{"serve", "--model=" + model_, "--shutdown-grace=3"},
+        std::vector<std::string>{"generate", "--model=" + model_, "--max-new-tokens=x"},
+        std::vector<std::string>{"serve", "--bogus"}}) {
+    args.insert(args.begin(), Bin("kvcache-worker"));
+    CommandResult r = testing::Run(args);
+    EXPECT_EQ(r.exit_status, 2) << r.output;
+    EXPECT_EQ(r.output.rfind("kvcache-worker: ", 0), 0u) << r.output;
+  }
 }
 
 }  // namespace

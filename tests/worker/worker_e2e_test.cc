@@ -50,16 +50,28 @@ class WorkerEndToEndTest : public ::testing::Test {
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
 
-  // Expects exit status 1 and a one-line reason containing `flag`.
-  static void ExpectFlagError(std::vector<std::string> args, const std::string& flag) {
+  // Expects `status` (2: a usage error, 1: the work failed) and a reason containing `flag`.
+  static void ExpectFlagError(std::vector<std::string> args, const std::string& flag,
+                              int status = 2) {
     CommandResult r = Worker(std::move(args));
-    EXPECT_EQ(r.exit_status, 1) << r.output;
+    EXPECT_EQ(r.exit_status, status) << r.output;
     EXPECT_NE(r.output.find(flag), std::string::npos) << r.output;
   }
 
   TempDir dir_;
   const std::string model_ = dir_.Sub("tiny");
 };
+
+TEST_F(WorkerEndToEndTest, MakeModelIntoAnExistingFolderReplacesTheOldShards) {
+  const std::string dir = dir_.Sub("remade");
+  ASSERT_EQ(Worker({"make-model", "--out=" + dir, "--shards=3", "--seed=1"}).exit_status, 0);
+  CommandResult again = Worker({"make-model", "--out=" + dir, "--seed=2"});
+  ASSERT_EQ(again.exit_status, 0) << again.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/model-00001-of-00003.safetensors"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/model.safetensors"));
+  CommandResult r = Worker({"generate", "--model=" + dir, "--prompt-ids=1,2", "--max-new-tokens=1"});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+}
 
 TEST_F(WorkerEndToEndTest, MakeModelWritesAHuggingFaceFolder) {
   EXPECT_TRUE(std::filesystem::exists(model_ + "/config.json"));
@@ -118,13 +130,13 @@ TEST_F(WorkerEndToEndTest, PromptFlagsAgree) {
 
 TEST_F(WorkerEndToEndTest, ErrorsNameTheFlag) {
   ExpectFlagError({"generate", "--prompt-ids=1", "--max-new-tokens=1"}, "--model");
-  ExpectFlagError({"generate", "--model=" + dir_.Sub("nope"), "--prompt-ids=1"}, "--model");
+  ExpectFlagError({"generate", "--model=" + dir_.Sub("nope"), "--prompt-ids=1"}, "--model", 1);
   ExpectFlagError({"generate", "--model=" + model_, "--prompt-ids=1,x"}, "--prompt-ids");
   ExpectFlagError({"generate", "--model=" + model_, "--prompt-ids=1,999"}, "--prompt-ids");
   ExpectFlagError({"generate", "--model=" + model_, "--prompt-ids=1", "--prompt-text=a"},
                   "--prompt-text");
   ExpectFlagError({"generate", "--model=" + model_, "--prompt-file=" + dir_.Sub("none")},
-                  "--prompt-file");
+                  "--prompt-file", 1);
   ExpectFlagError({"generate", "--model=" + model_, "--prompt-ids=1", "--max-new-tokens=5000"},
                   "--max-new-tokens");
   ExpectFlagError({"make-model", "--out=" + dir_.Sub("x"), "--preset=huge"}, "--preset");
