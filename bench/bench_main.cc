@@ -19,7 +19,7 @@ struct Command {
   const char* name;
   const char* help;
   int (*run)(int argc, char** argv);
-  const kvcache::bench::FlagSet* flags;
+  const kvcache::FlagScope* flags;
 };
 
 constexpr Command kCommands[] = {
@@ -38,8 +38,7 @@ void Usage(std::ostream& out) {
 void Help() {
   Usage(std::cout);
   for (const Command& c : kCommands) {
-    std::cout << "\nkvcache-bench " << c.name << " flags:\n";
-    kvcache::bench::PrintFlags(std::cout, *c.flags);
+    std::cout << "\nkvcache-bench " << c.name << ": " << kvcache::FlagsHelp(*c.flags);
   }
 }
 

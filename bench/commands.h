@@ -2,8 +2,8 @@
 // its flags, and is listed once in bench_main.cc's kCommands.
 //
 // A subcommand gets argv without the subcommand's name (argv[0] is "kvcache-bench NAME")
-// and parses it with bench::ParseCommandFlags (bench/flags.h), which accepts only the flags
-// of its FlagSet. Abseil flags are global to the binary: a flag name means the same thing
+// and parses it with kvcache::ParseFlags (common/cli.h) under its own FlagScope, which
+// accepts only the subcommand's flags. Abseil flags are global to the binary: a flag name means the same thing
 // in every subcommand, so a flag two subcommands need is defined once in bench/flags.cc
 // (--json) rather than declared again.
 
@@ -11,11 +11,12 @@
 #define KVCACHE_BENCH_COMMANDS_H_
 
 #include "bench/flags.h"
+#include "common/cli.h"
 
 namespace kvcache {
 
 // The flags of `trace` (kvcache-bench trace --help lists them).
-extern const bench::FlagSet kTraceFlags;
+extern const FlagScope kTraceFlags;
 
 // `kvcache-bench trace`: trace simulation, live replay, capacity planning.
 int TraceCommand(int argc, char** argv);

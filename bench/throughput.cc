@@ -578,8 +578,7 @@ int RunLookup(const Options& o) {
 
 }  // namespace
 
-const FlagSet kThroughputFlags = {
-    "throughput",
+const FlagScope kThroughputFlags = {
     "usage: kvcache-bench throughput --target=kvcache|kvcache-grpc|redis|memcached|rawtcp\n"
     "         --addr=HOST:PORT --op=get|put|lookup --value-bytes=256KiB --clients=4\n"
     "         --seconds=3 [--json] [--warmup-seconds=0.5] [--keys=N] [--verify-every=32]\n"
@@ -595,10 +594,9 @@ const FlagSet kThroughputFlags = {
 int RunThroughput(int argc, char** argv) {
   std::vector<char*> args(argv, argv + argc);
   if (args.size() > 1 && std::strcmp(args[1], "throughput") == 0) args.erase(args.begin() + 1);
-  std::vector<std::string> positional;
-  const int parsed =
-      ParseCommandFlags(static_cast<int>(args.size()), args.data(), kThroughputFlags, &positional);
-  if (parsed >= 0) return parsed;
+  std::vector<std::string> positional =
+      ParseFlags(static_cast<int>(args.size()), args.data(), kThroughputFlags);
+  positional.erase(positional.begin());  // The program's name.
   auto usage_error = [](absl::string_view what) {
     std::cerr << "kvcache-bench throughput: " << what << "\n" << kThroughputFlags.usage;
     return 2;

@@ -29,12 +29,13 @@
 #define KVCACHE_BENCH_THROUGHPUT_H_
 
 #include "bench/flags.h"
+#include "common/cli.h"
 
 namespace kvcache {
 namespace bench {
 
 // The flags of `throughput` (kvcache-bench throughput --help lists them).
-extern const FlagSet kThroughputFlags;
+extern const FlagScope kThroughputFlags;
 
 // The `throughput` subcommand. `argv` may start with the program name and the word
 // "throughput"; the rest are its flags (see above). Returns the exit status: 0 on

@@ -250,8 +250,7 @@ int RunReplay(const Trace& trace) {
 
 }  // namespace
 
-const bench::FlagSet kTraceFlags = {
-    "trace",
+const FlagScope kTraceFlags = {
     "usage: kvcache-bench trace --list-policies\n"
     "       kvcache-bench trace --simulate --trace=FILE --capacity-blocks=N [--disk-blocks=N]\n"
     "         [--eviction=NAME] [--json]\n"
@@ -263,9 +262,8 @@ const bench::FlagSet kTraceFlags = {
     "bench/trace_command.cc", "json"};
 
 int TraceCommand(int argc, char** argv) {
-  std::vector<std::string> rest;
-  const int parsed = bench::ParseCommandFlags(argc, argv, kTraceFlags, &rest);
-  if (parsed >= 0) return parsed;
+  std::vector<std::string> rest = ParseFlags(argc, argv, kTraceFlags);
+  rest.erase(rest.begin());  // The program's name.
   if (!rest.empty()) {
     return Fail(absl::InvalidArgumentError("unexpected argument '" + rest[0] + "'"));
   }

@@ -34,14 +34,26 @@ std::string ProgramName(const char* argv0) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-// Flags this program defines (Abseil's own, like --flagfile, are not offered).
-bool IsOwnFlag(const absl::CommandLineFlag& flag) {
-  return !absl::StrContains(flag.Filename(), "absl/");
+// Whether `flag` is one `scope` accepts. Abseil's own flags, like --flagfile, never are.
+bool InScope(const absl::CommandLineFlag& flag, const FlagScope& scope) {
+  if (absl::StrContains(flag.Filename(), "absl/")) return false;
+  if (scope.source == nullptr || absl::EndsWith(flag.Filename(), scope.source)) return true;
+  for (absl::string_view name : absl::StrSplit(scope.shared, ',', absl::SkipEmpty())) {
+    if (flag.Name() == name) return true;
+  }
+  return false;
 }
 
-[[noreturn]] void ExitUsage(const std::string& program, const std::string& message) {
-  std::fprintf(stderr, "%s: %s\n%s --help lists the flags\n", program.c_str(), message.c_str(),
-               program.c_str());
+std::string UsageOf(const FlagScope& scope) {
+  return scope.usage != nullptr ? scope.usage : std::string(absl::ProgramUsageMessage());
+}
+
+[[noreturn]] void ExitUsage(const std::string& program, const FlagScope& scope,
+                            const std::string& message) {
+  std::string usage = scope.usage != nullptr ? scope.usage : "";
+  if (!usage.empty() && usage.back() != '\n') usage += '\n';
+  std::fprintf(stderr, "%s: %s\n%s%s --help lists the flags\n", program.c_str(),
+               message.c_str(), usage.c_str(), program.c_str());
   std::exit(kExitUsage);
 }
 
@@ -75,12 +87,14 @@ std::string Wrapped(const std::string& text, const std::string& indent, size_t w
 
 }  // namespace
 
-std::string FlagsHelp() {
+std::string FlagsHelp(const FlagScope& scope) {
   std::map<std::string, absl::CommandLineFlag*> own;
   for (const auto& [name, flag] : absl::GetAllFlags()) {
-    if (IsOwnFlag(*flag)) own[Dashed(name)] = flag;
+    if (InScope(*flag, scope)) own[Dashed(name)] = flag;
   }
-  std::string text = absl::StrCat(absl::ProgramUsageMessage(), "\n\nFlags:\n");
+  std::string text = UsageOf(scope);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  absl::StrAppend(&text, "\n\nFlags:\n");
   for (const auto& [name, flag] : own) {
     const std::string def = flag->DefaultValue();
     absl::StrAppend(&text, "  --", name, "=", def.empty() ? "\"\"" : def, "\n",
@@ -94,7 +108,7 @@ std::string FlagsHelp() {
   return text;
 }
 
-std::vector<std::string> ParseFlags(int argc, char** argv) {
+std::vector<std::string> ParseFlags(int argc, char** argv, const FlagScope& scope) {
   const std::string program = ProgramName(argc > 0 ? argv[0] : nullptr);
   std::vector<std::string> positional;
   if (argc > 0) positional.push_back(argv[0]);
@@ -116,7 +130,7 @@ std::vector<std::string> ParseFlags(int argc, char** argv) {
     std::string value = has_value ? body.substr(eq + 1) : "";
     const std::string shown = "--" + Dashed(name);
     if (name == "help" || name == "h" || name == "helpfull" || name == "helpshort") {
-      std::fputs(FlagsHelp().c_str(), stdout);
+      std::fputs(FlagsHelp(scope).c_str(), stdout);
       std::exit(kExitOk);
     }
     if (name == "version") {
@@ -124,27 +138,27 @@ std::vector<std::string> ParseFlags(int argc, char** argv) {
       std::exit(kExitOk);
     }
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-    if (flag != nullptr && !IsOwnFlag(*flag)) flag = nullptr;
+    if (flag != nullptr && !InScope(*flag, scope)) flag = nullptr;
     bool negated = false;
     if (flag == nullptr && absl::StartsWith(name, "no")) {
       absl::CommandLineFlag* positive = absl::FindCommandLineFlag(name.substr(2));
-      if (positive != nullptr && IsOwnFlag(*positive) && positive->IsOfType<bool>()) {
+      if (positive != nullptr && InScope(*positive, scope) && positive->IsOfType<bool>()) {
         flag = positive;
         negated = true;
       }
     }
-    if (flag == nullptr) ExitUsage(program, absl::StrCat("unknown flag ", shown));
+    if (flag == nullptr) ExitUsage(program, scope, absl::StrCat("unknown flag ", shown));
     if (flag->IsOfType<bool>()) {
-      if (negated && has_value) ExitUsage(program, shown + " takes no value");
+      if (negated && has_value) ExitUsage(program, scope, shown + " takes no value");
       if (!has_value) value = negated ? "false" : "true";
     } else if (!has_value) {
-      if (i + 1 >= argc) ExitUsage(program, shown + " needs a value: " + shown + "=VALUE");
+      if (i + 1 >= argc) ExitUsage(program, scope, shown + " needs a value: " + shown + "=VALUE");
       value = argv[++i];
     }
     std::string error;
     if (!flag->ParseFrom(value, &error)) {
       std::string hint = TypeHint(*flag);
-      ExitUsage(program, absl::StrCat(shown, "=", value, " is not valid",
+      ExitUsage(program, scope, absl::StrCat(shown, "=", value, " is not valid",
                                       hint.empty() ? "" : ": ", hint));
     }
   }

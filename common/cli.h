@@ -34,14 +34,29 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;  // The work failed (server error, unreachable, I/O).
 inline constexpr int kExitUsage = 2;    // The command line is wrong.
 
-// Parses the flags of argv (see above) and returns the positional arguments, argv[0] first.
-// The program's name in messages is argv[0]'s last path component; the usage text printed by
-// --help is absl::ProgramUsageMessage() (set it with absl::SetProgramUsageMessage first).
-std::vector<std::string> ParseFlags(int argc, char** argv);
+// The flags a command accepts, and its usage text. The default scope is the whole program:
+// every flag it defines, and absl::ProgramUsageMessage() (set it with
+// absl::SetProgramUsageMessage first). A binary with subcommands (kvcache-bench) gives each
+// subcommand a scope of its own, so that one subcommand rejects another's flags.
+struct FlagScope {
+  // The usage lines --help prints first and a usage error repeats. Default: nullptr, the
+  // program's usage message.
+  const char* usage = nullptr;
+  // Only flags defined in a source file whose path ends with this ("bench/trace_command.cc"),
+  // plus those named in `shared`. Default: nullptr, every flag of the program.
+  const char* source = nullptr;
+  // Flags accepted besides `source`'s, comma separated ("json"). Default: none.
+  const char* shared = "";
+};
 
-// The --help text: the usage message, then each flag of this program (not Abseil's own) as
+// Parses the flags of argv (see above) and returns the positional arguments, argv[0] first.
+// The program's name in messages is argv[0]'s last path component ("kvcache-bench trace"
+// when a dispatcher passes that as argv[0]).
+std::vector<std::string> ParseFlags(int argc, char** argv, const FlagScope& scope = FlagScope());
+
+// The --help text: the usage message, then each flag in `scope` (never Abseil's own) as
 // "  --dash-name=DEFAULT" and its help on the next line, sorted by name.
-std::string FlagsHelp();
+std::string FlagsHelp(const FlagScope& scope = FlagScope());
 
 // INVALID_ARGUMENT marked as a usage error: the command line is wrong.
 absl::Status UsageError(absl::string_view message);
