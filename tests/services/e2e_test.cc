@@ -106,7 +106,8 @@ TEST_F(EndToEndTest, BlockPushedToDiskSurvivesKill9ByteIdentical) {
   EXPECT_GE(s["disk"]["blocks"].get<uint64_t>(), 1u);
   EXPECT_EQ(s["disk"]["hits"].get<uint64_t>(), 1u);
   for (const char* field : {"blocks", "bytes", "capacity_bytes", "hits", "misses", "evictions",
-                            "demotions", "promotions", "checksum_failures"}) {
+                            "demotions", "promotions", "checksum_failures", "write_errors",
+                            "demotion_failures"}) {
     EXPECT_TRUE(s["ram"].contains(field)) << field;
     EXPECT_TRUE(s["disk"].contains(field)) << field;
   }
