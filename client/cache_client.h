@@ -60,8 +60,8 @@ struct CacheClientOptions {
   // How often a DNS target is re-resolved; nodes that appear are used, nodes that disappear
   // are dropped. Default: 30 s.
   absl::Duration resolve_interval = absl::Seconds(30);
-  // How often each node's grpc.health.v1 status is checked (a closed breaker's node), and
-  // the deadline of a check. Default: 1 s.
+  // How often each node's grpc.health.v1 status is checked while its breaker is closed
+  // (a check's deadline is `timeout`). Default: 1 s.
   absl::Duration health_check_interval = absl::Seconds(1);
   // Consecutive failed calls (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN, or a failed
   // health check) that open a node's circuit breaker: the node is then skipped (its blocks

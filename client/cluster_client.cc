@@ -105,12 +105,9 @@ class Executor {
 // Runs `tasks` in parallel and waits for all of them or `deadline`, whichever comes first.
 // A task not done by then is abandoned: it still runs to its end (its captures must own what
 // it reads), and its result is dropped (nullopt here).
-//
-// With `inline_last`, the last task runs on the calling thread (one thread hand-off fewer);
-// only for tasks that bound themselves by `deadline` (a single node RPC under that deadline).
 template <typename R>
 std::vector<std::optional<R>> RunAll(Executor* executor, std::vector<std::function<R()>> tasks,
-                                     absl::Time deadline, bool inline_last = false) {
+                                     absl::Time deadline) {
   struct State {
     absl::Mutex mu;
     size_t remaining ABSL_GUARDED_BY(mu) = 0;
@@ -123,7 +120,6 @@ std::vector<std::optional<R>> RunAll(Executor* executor, std::vector<std::functi
     state->remaining = tasks.size();
     state->results.resize(tasks.size());
   }
-  const size_t pooled = inline_last && !tasks.empty() ? tasks.size() - 1 : tasks.size();
   for (size_t i = 0; i < tasks.size(); ++i) {
     auto run = [state, i, task = std::move(tasks[i])] {
       R result = task();
@@ -131,9 +127,7 @@ std::vector<std::optional<R>> RunAll(Executor* executor, std::vector<std::functi
       if (!state->abandoned) state->results[i] = std::move(result);
       --state->remaining;
     };
-    if (i == pooled) {
-      run();
-    } else if (!executor->Submit(run)) {
+    if (!executor->Submit(run)) {
       absl::MutexLock lock(&state->mu);
       --state->remaining;
     }
@@ -167,9 +161,9 @@ class Node {
       : address_(address), options_(WithTarget(options, address)) {
     grpc::ChannelArguments args;
     // Probes should see a restarted node soon, not after gRPC's reconnect backoff (which
-    // grows to 2 minutes).
+    // grows to 2 minutes). Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also uses it as the
+    // connect timeout, and a busy node's handshake can take longer than a short one.
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     health_ = health::Health::NewStub(
@@ -202,6 +196,7 @@ class Node {
     }
     failures_.fetch_add(1, std::memory_order_relaxed);
     absl::MutexLock lock(&mu_);
+    last_error_ = s.ToString();
     healthy_ = false;
     ++consecutive_failures_;
     if (breaker_ == Breaker::kClosed && consecutive_failures_ >= options_.breaker_failures) {
@@ -231,14 +226,19 @@ class Node {
     health::HealthCheckRequest req;
     health::HealthCheckResponse resp;
     grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(
-        absl::Now() + std::min(options_.timeout, options_.health_check_interval)));
+    // The calls' deadline: a check must not be stricter than the calls it stands for.
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
     const grpc::Status s = health_->Check(&ctx, req, &resp);
     const bool serving = s.ok() && resp.status() == health::HealthCheckResponse::SERVING;
     if (!serving) failures_.fetch_add(1, std::memory_order_relaxed);
     absl::MutexLock lock(&mu_);
     check_in_flight_ = false;
     healthy_ = serving;
+    if (!serving) {
+      last_error_ = absl::StrCat(
+          "health: ", s.ok() ? health::HealthCheckResponse::ServingStatus_Name(resp.status())
+                             : s.error_message());
+    }
     if (breaker_ == Breaker::kHalfOpen) {
       if (serving) {
         // Back in use, over a fresh client: the old one's channel may sit in gRPC's
@@ -269,6 +269,7 @@ class Node {
       absl::MutexLock lock(&mu_);
       s.breaker = BreakerName(breaker_);
       s.healthy = healthy_;
+      s.last_error = last_error_;
     }
     s.lookups = lookups.load(std::memory_order_relaxed);
     s.gets = gets.load(std::memory_order_relaxed);
@@ -312,6 +313,7 @@ class Node {
   std::shared_ptr<CacheClient> client_ ABSL_GUARDED_BY(mu_);
   Breaker breaker_ ABSL_GUARDED_BY(mu_) = Breaker::kClosed;
   bool healthy_ ABSL_GUARDED_BY(mu_) = true;
+  std::string last_error_ ABSL_GUARDED_BY(mu_);
   int consecutive_failures_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Duration backoff_ ABSL_GUARDED_BY(mu_);
   absl::Time retry_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
@@ -405,14 +407,13 @@ class ClusterClientImpl final : public ClusterCacheClient {
           return r;
         });
       }
-      // A Lookup is one RPC under the node client's deadline (`timeout`, as ours): the
-      // calling thread can make one of them itself.
       std::vector<std::optional<absl::StatusOr<CacheLookup>>> results =
-          RunAll(executor_.get(), std::move(tasks), deadline, /*inline_last=*/true);
+          RunAll(executor_.get(), std::move(tasks), deadline);
       for (size_t a = 0; a < asked.size(); ++a) {
         const std::vector<size_t>& idx = asked[a].second;
         if (!results[a] || !results[a]->ok()) {
           if (results[a] && IsCallerError(results[a]->status())) return results[a]->status();
+          if (!results[a]) NoAnswerInTime(view, asked[a].first);
           for (size_t i : idx) ++next[i];  // Failed or too slow: vouches for nothing.
           continue;
         }
@@ -490,6 +491,7 @@ class ClusterClientImpl final : public ClusterCacheClient {
         const std::vector<size_t>& idx = asked[a].second;
         if (!results[a] || !results[a]->ok()) {
           if (results[a] && IsCallerError(results[a]->status())) return results[a]->status();
+          if (!results[a]) NoAnswerInTime(view, asked[a].first);
           for (size_t i : idx) ++next[i];  // Failed or too slow: the next replica.
           continue;
         }
@@ -555,6 +557,7 @@ class ClusterClientImpl final : public ClusterCacheClient {
     absl::Status failure;
     for (size_t a = 0; a < asked.size(); ++a) {
       if (!results[a]) {
+        NoAnswerInTime(view, asked[a]);
         failure = absl::DeadlineExceededError(
             absl::StrCat("Put to ", view.members->names[asked[a]], ": no answer in time"));
         continue;
@@ -604,6 +607,13 @@ class ClusterClientImpl final : public ClusterCacheClient {
   // counted until the next window drops the cold ones.
   static constexpr size_t kMaxTrackedBlocks = 1 << 16;
   static constexpr absl::Duration kBackgroundTick = absl::Milliseconds(50);
+
+  // A node call abandoned at the deadline counts against the node now, not when it ends (a
+  // node client's call may take longer than one deadline), so the next call skips the node.
+  static void NoAnswerInTime(const View& view, size_t node) {
+    view.members->nodes[node]->RecordOutcome(
+        absl::DeadlineExceededError("no answer within the deadline"));
+  }
 
   // One group per node of the keys in [first, limit) not yet done, each asked of its current
   // candidate, in chain order: one call per node per round.

@@ -47,6 +47,7 @@ struct ClusterNodeStats {
   uint64_t failures = 0;      // Calls and health checks that failed.
   uint64_t breaker_opens = 0;
   uint64_t replication_dropped = 0;  // Background writes to it dropped (queue full).
+  std::string last_error;  // The last failure (call or health check), for operators.
 };
 
 class ClusterCacheClient : public CacheClient {
