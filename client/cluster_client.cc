@@ -19,11 +19,14 @@
 #include "absl/synchronization/mutex.h"
 #include "client/rendezvous.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "kvcache/v1/cache.grpc.pb.h"
+#include "proto/grpc_status.h"
 
 namespace kvcache {
 namespace {
 
 namespace health = ::grpc::health::v1;
+namespace pb = ::kvcache::v1;
 
 // An error that is the caller's (a bad request): returned as is. Any other error is the
 // node's (down, frozen, broken): a miss, and a mark against the node.
@@ -166,14 +169,24 @@ class Node {
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    health_ = health::Health::NewStub(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    args.SetMaxReceiveMessageSize(options.max_message_bytes);
+    args.SetMaxSendMessageSize(options.max_message_bytes);
+    // The control channel: health checks and the cluster's own (asynchronous) Lookups.
+    std::shared_ptr<grpc::Channel> channel =
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    health_ = health::Health::NewStub(channel);
+    stub_ = pb::CacheService::NewStub(channel);
     absl::MutexLock lock(&mu_);
     client_ = MakeClient();
     backoff_ = options_.breaker_initial_backoff;
   }
 
   const std::string& address() const { return address_; }
+  // For asynchronous Lookups on the control channel. Null when the breaker is not closed.
+  pb::CacheService::Stub* UsableStub() const {
+    absl::MutexLock lock(&mu_);
+    return breaker_ == Breaker::kClosed ? stub_.get() : nullptr;
+  }
 
   // The node's client, or null when its breaker is not closed (the node is skipped).
   std::shared_ptr<CacheClient> UsableClient() const {
@@ -308,6 +321,7 @@ class Node {
   const std::string address_;
   const CacheClientOptions options_;
   std::unique_ptr<health::Health::Stub> health_;
+  std::unique_ptr<pb::CacheService::Stub> stub_;
 
   mutable absl::Mutex mu_;
   std::shared_ptr<CacheClient> client_ ABSL_GUARDED_BY(mu_);
@@ -393,22 +407,13 @@ class ClusterClientImpl final : public ClusterCacheClient {
       if (round > 0 && absl::Now() >= deadline) break;
       std::vector<std::pair<size_t, std::vector<size_t>>> asked = Group(first, limit, present,
                                                                         candidates, next);
-      std::vector<std::function<absl::StatusOr<CacheLookup>()>> tasks;
+      std::vector<std::vector<Key>> subs;
       for (const auto& [node, idx] : asked) {
-        std::vector<Key> sub;
+        std::vector<Key>& sub = subs.emplace_back();
         for (size_t i : idx) sub.push_back(keys[i]);
-        tasks.push_back([node = view.members->nodes[node], ns, sub = std::move(sub)]()
-                            -> absl::StatusOr<CacheLookup> {
-          std::shared_ptr<CacheClient> client = node->UsableClient();
-          if (!client) return absl::UnavailableError("breaker open");
-          node->lookups.fetch_add(1, std::memory_order_relaxed);
-          absl::StatusOr<CacheLookup> r = client->Lookup(ns, sub);
-          node->RecordOutcome(r.status());
-          return r;
-        });
       }
       std::vector<std::optional<absl::StatusOr<CacheLookup>>> results =
-          RunAll(executor_.get(), std::move(tasks), deadline);
+          LookupAll(view, ns, asked, subs, deadline);
       for (size_t a = 0; a < asked.size(); ++a) {
         const std::vector<size_t>& idx = asked[a].second;
         if (!results[a] || !results[a]->ok()) {
@@ -607,6 +612,86 @@ class ClusterClientImpl final : public ClusterCacheClient {
   // counted until the next window drops the cold ones.
   static constexpr size_t kMaxTrackedBlocks = 1 << 16;
   static constexpr absl::Duration kBackgroundTick = absl::Milliseconds(50);
+
+  // One Lookup per asked node, all in flight at once on one completion queue that this
+  // thread drives: no thread hand-off, so a fan-out costs about the slowest round trip.
+  // nullopt for a node that did not answer by `deadline` (its call is cancelled).
+  static std::vector<std::optional<absl::StatusOr<CacheLookup>>> LookupAll(
+      const View& view, const Key& ns,
+      const std::vector<std::pair<size_t, std::vector<size_t>>>& asked,
+      const std::vector<std::vector<Key>>& subs, absl::Time deadline) {
+    struct Call {
+      grpc::ClientContext ctx;
+      pb::LookupResponse resp;
+      grpc::Status status;
+      std::unique_ptr<grpc::ClientAsyncResponseReader<pb::LookupResponse>> rpc;
+      bool done = false;
+    };
+    std::vector<std::optional<absl::StatusOr<CacheLookup>>> out(asked.size());
+    std::vector<std::unique_ptr<Call>> calls(asked.size());
+    grpc::CompletionQueue cq;
+    size_t pending = 0;
+    for (size_t a = 0; a < asked.size(); ++a) {
+      Node* node = view.members->nodes[asked[a].first].get();
+      pb::CacheService::Stub* stub = node->UsableStub();
+      if (!stub) {
+        out[a] = absl::UnavailableError("breaker open");
+        continue;
+      }
+      pb::LookupRequest req;
+      req.set_namespace_id(std::string(ns.view()));
+      for (const Key& k : subs[a]) req.add_keys(std::string(k.view()));
+      auto call = std::make_unique<Call>();
+      call->ctx.set_deadline(absl::ToChronoTime(deadline));
+      call->rpc = stub->AsyncLookup(&call->ctx, req, &cq);
+      call->rpc->Finish(&call->resp, &call->status, reinterpret_cast<void*>(a));
+      node->lookups.fetch_add(1, std::memory_order_relaxed);
+      calls[a] = std::move(call);
+      ++pending;
+    }
+    bool cancelled = false;
+    while (pending > 0) {
+      void* tag = nullptr;
+      bool ok = false;
+      const grpc::CompletionQueue::NextStatus st = cq.AsyncNext(
+          &tag, &ok, absl::ToChronoTime(cancelled ? absl::InfiniteFuture() : deadline));
+      if (st == grpc::CompletionQueue::GOT_EVENT) {
+        calls[reinterpret_cast<size_t>(tag)]->done = true;
+        --pending;
+      } else if (st == grpc::CompletionQueue::TIMEOUT && !cancelled) {
+        // gRPC ends them at the deadline itself; this only makes sure.
+        for (auto& c : calls) {
+          if (c && !c->done) c->ctx.TryCancel();
+        }
+        cancelled = true;
+      } else {
+        break;  // Shut down: cannot happen before Shutdown below.
+      }
+    }
+    cq.Shutdown();
+    void* tag;
+    bool ok;
+    while (cq.Next(&tag, &ok)) {
+    }
+    for (size_t a = 0; a < asked.size(); ++a) {
+      Call* c = calls[a].get();
+      if (!c) continue;
+      Node* node = view.members->nodes[asked[a].first].get();
+      if (c->status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+          c->status.error_code() == grpc::StatusCode::CANCELLED) {
+        continue;  // No answer in time: nullopt, charged by the caller.
+      }
+      absl::Status s = FromGrpcStatus(c->status);
+      node->RecordOutcome(s);
+      if (!s.ok()) {
+        out[a] = absl::Status(s.code(), absl::StrCat("Lookup to ", node->address(), ": ",
+                                                     s.message()));
+      } else {
+        out[a] = CacheLookup{c->resp.num_present(), c->resp.num_in_ram()};
+      }
+    }
+    return out;
+  }
 
   // A node call abandoned at the deadline counts against the node now, not when it ends (a
   // node client's call may take longer than one deadline), so the next call skips the node.

@@ -16,7 +16,8 @@
 //
 // Thread safety: safe to use from many threads at once. Background work (health checks,
 // DNS re-resolution, replication) runs on the client's own threads, which the destructor
-// stops (waiting at most about one `timeout` for node calls in flight).
+// stops, waiting for the node calls in flight (a call abandoned on a frozen node may take up
+// to two `timeout`s to end: the node client's data channel negotiation, then its gRPC call).
 
 #ifndef KVCACHE_CLIENT_CLUSTER_CLIENT_H_
 #define KVCACHE_CLIENT_CLUSTER_CLIENT_H_
