@@ -53,6 +53,10 @@ struct CacheClientOptions {
 
   // --- Cluster only (ignored for a single node) ---
 
+  // Deadline of a cluster Lookup (all its node calls). Lookups are small and come first in
+  // a request, so a short deadline bounds what a frozen node costs the request that finds it
+  // out (its breaker then opens and later calls skip it). Default: 250 ms.
+  absl::Duration lookup_timeout = absl::Milliseconds(250);
   // Replication factor R: each block is written to the R first live nodes of its rendezvous
   // order (the first synchronously, the others in the background) and read from any of them.
   // Default: 1.

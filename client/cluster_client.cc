@@ -386,7 +386,7 @@ class ClusterClientImpl final : public ClusterCacheClient {
 
   absl::StatusOr<CacheLookup> Lookup(const Key& ns, absl::Span<const Key> keys) override {
     if (keys.empty()) return absl::InvalidArgumentError("Lookup: no keys");
-    const absl::Time deadline = absl::Now() + options_.timeout;
+    const absl::Time deadline = absl::Now() + options_.lookup_timeout;
     const View view = TakeView();
     const size_t n = keys.size();
     // Each key is asked of its first live owner; only a key that owner lacks (or a node that
@@ -940,6 +940,9 @@ absl::StatusOr<std::unique_ptr<ClusterCacheClient>> NewClusterCacheClient(
   if (options.replicas < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("cache client: replicas must be at least 1, not ", options.replicas));
+  }
+  if (options.lookup_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("cache client: lookup_timeout must be positive");
   }
   if (options.hot_window <= absl::ZeroDuration() || options.hot_extra_replicas < 0) {
     return absl::InvalidArgumentError(

@@ -9,8 +9,9 @@
 // replica only for a block that an owner missed or could not serve; Put writes each block
 // to its first live owner before returning and to the other R-1 owners in the background.
 //
-// Failure: a node's calls are bounded by `CacheClientOptions::timeout`; every client call
-// returns by then (node calls that have not answered are abandoned and count as misses).
+// Failure: a node's calls are bounded by `CacheClientOptions::timeout` (Lookups by
+// `lookup_timeout`); every client call returns by then (node calls that have not answered are
+// abandoned and count as misses).
 // Lookup and Get never fail because of a node (a node failure is a shorter prefix); Put
 // fails (UNAVAILABLE) only when no block could be written anywhere.
 //

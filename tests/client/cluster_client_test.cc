@@ -168,6 +168,7 @@ class ClusterClientTest : public ::testing::Test {
     CacheClientOptions o;
     o.target = absl::StrJoin(addresses, ",");
     o.timeout = kTimeout;
+    o.lookup_timeout = kTimeout;
     o.replicas = replicas;
     o.health_check_interval = absl::Milliseconds(100);
     o.breaker_initial_backoff = absl::Milliseconds(100);
@@ -537,6 +538,7 @@ TEST_F(ClusterClientTest, PrintsLookupLatencyOverA2msNetwork) {
   auto options = [&](const std::vector<std::string>& addresses) {
     CacheClientOptions o = Options(addresses);
     o.timeout = absl::Seconds(10);
+    o.lookup_timeout = absl::Seconds(10);
     return o;
   };
   std::unique_ptr<CacheClient> one = *NewCacheClient(options({proxied[0]}));

@@ -26,6 +26,8 @@ using testing::RelativeError;
 using testing::TempDir;
 
 constexpr absl::Duration kTimeout = absl::Seconds(1);
+// Generous for a loaded 2-core test machine; the default is 250 ms.
+constexpr absl::Duration kLookupTimeout = absl::Milliseconds(400);
 
 class ClusterWorkerTest : public ::testing::Test {
  protected:
@@ -46,6 +48,7 @@ class ClusterWorkerTest : public ::testing::Test {
     CacheClientOptions o;
     o.target = absl::StrJoin(addresses, ",");
     o.timeout = kTimeout;
+    o.lookup_timeout = kLookupTimeout;
     o.health_check_interval = absl::Milliseconds(100);
     return *NewClusterCacheClient(o);
   }
@@ -110,9 +113,9 @@ TEST_F(ClusterWorkerTest, NodeDownOrFrozenCostsARecomputeNotAFailure) {
     std::printf("[ figure ] request %d with a frozen node: %zu cached tokens, TTFT %.1f ms, "
                 "total %s\n",
                 i, r.cached_tokens, r.ttft_ms, absl::FormatDuration(absl::Now() - start).c_str());
-    // About one deadline at most (the first request finds the node out), with room for a
-    // busy machine; never a failure.
-    EXPECT_LE(r.ttft_ms, absl::ToDoubleMilliseconds(kTimeout) + 1500);
+    // About one Lookup deadline at most (the first request finds the node out), with room
+    // for a busy machine; never a failure.
+    EXPECT_LE(r.ttft_ms, absl::ToDoubleMilliseconds(kLookupTimeout) + 1000);
   }
   // And a node shut down: still identical output.
   servers_[1]->Shutdown(absl::ZeroDuration());
