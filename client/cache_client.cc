@@ -12,7 +12,9 @@
 #include "common/checksum.h"
 #include "common/socket_io.h"
 #include "kvcache/v1/cache.grpc.pb.h"
+#include "client/cluster_client.h"
 #include "client/data_connection.h"
+#include "client/rendezvous.h"
 #include "proto/block_wire.h"
 #include "proto/grpc_status.h"
 
@@ -327,11 +329,20 @@ class GrpcCacheClient final : public CacheClient {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CacheClient>> NewCacheClient(const CacheClientOptions& options) {
+absl::StatusOr<std::unique_ptr<CacheClient>> NewNodeCacheClient(const CacheClientOptions& options) {
   if (options.target.empty()) {
     return absl::InvalidArgumentError("cache client: target (host:port) is empty");
   }
   return std::make_unique<GrpcCacheClient>(options);
+}
+
+absl::StatusOr<std::unique_ptr<CacheClient>> NewCacheClient(const CacheClientOptions& options) {
+  // Several nodes or a DNS name: the cluster client (client/cluster_client.h); one address:
+  // this node client, exactly as before.
+  absl::StatusOr<ClusterTarget> target = ParseClusterTarget(options.target);
+  if (target.ok() && target->is_cluster()) return NewClusterCacheClient(options);
+  if (!target.ok() && options.target.find(',') != std::string::npos) return target.status();
+  return NewNodeCacheClient(options);
 }
 
 std::vector<CacheBlock> ChainedBlocks(absl::Span<const Key> chain, size_t first) {
