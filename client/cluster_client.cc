@@ -259,6 +259,7 @@ class Node {
         breaker_ = Breaker::kClosed;
         consecutive_failures_ = 0;
         backoff_ = options_.breaker_initial_backoff;
+        if (client_ != nullptr) retired_fallbacks_ += client_->data_channel_fallbacks();
         client_ = MakeClient();
       } else {
         backoff_ = std::min(backoff_ * 2, options_.breaker_max_backoff);
@@ -273,6 +274,12 @@ class Node {
                ++consecutive_failures_ >= options_.breaker_failures) {
       OpenLocked();
     }
+  }
+
+  // Data-channel fallbacks of this node's clients, the replaced ones included.
+  uint64_t DataChannelFallbacks() const {
+    absl::MutexLock lock(&mu_);
+    return retired_fallbacks_ + (client_ != nullptr ? client_->data_channel_fallbacks() : 0);
   }
 
   ClusterNodeStats Stats() const {
@@ -325,6 +332,7 @@ class Node {
 
   mutable absl::Mutex mu_;
   std::shared_ptr<CacheClient> client_ ABSL_GUARDED_BY(mu_);
+  uint64_t retired_fallbacks_ ABSL_GUARDED_BY(mu_) = 0;  // Of clients replaced since.
   Breaker breaker_ ABSL_GUARDED_BY(mu_) = Breaker::kClosed;
   bool healthy_ ABSL_GUARDED_BY(mu_) = true;
   std::string last_error_ ABSL_GUARDED_BY(mu_);
@@ -593,6 +601,14 @@ class ClusterClientImpl final : public ClusterCacheClient {
       out.push_back(node->Stats());
     }
     return out;
+  }
+
+  uint64_t data_channel_fallbacks() const override {
+    uint64_t total = 0;
+    for (const std::shared_ptr<Node>& node : TakeView().members->nodes) {
+      total += node->DataChannelFallbacks();
+    }
+    return total;
   }
 
   size_t NumHotBlocks() const override {

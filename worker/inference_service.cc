@@ -38,6 +38,7 @@ class Service final : public pb::InferenceService::Service {
                           "set prompt_ids or prompt_text (not empty)");
     }
     r.max_new_tokens = request->max_new_tokens();
+    r.return_logits = request->return_logits();
     bool client_gone = false;
     r.on_token = [&](uint32_t token) {
       pb::GenerateResponse message;
@@ -60,6 +61,7 @@ class Service final : public pb::InferenceService::Service {
     stats->set_total_ms(result->total_ms);
     stats->set_published_blocks(static_cast<uint32_t>(result->published_blocks));
     stats->set_cache_note(result->cache_note);
+    last.mutable_logits()->Add(result->logits.begin(), result->logits.end());
     writer->Write(last);
     return grpc::Status::OK;
   }

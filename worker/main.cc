@@ -10,6 +10,7 @@
 //   kvcache-worker serve --model=DIR [--cache=HOST:PORT] [--listen=127.0.0.1:50061]
 //       [--block-size=16] [--cache-salt=S] [--cache-timeout-ms=2000] [--shutdown-grace=10s]
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -45,6 +46,9 @@ ABSL_FLAG(bool, json, false, "generate: print one JSON object");
 ABSL_FLAG(uint32_t, block_size, 16, "generate, serve: tokens per KV page and cache block");
 ABSL_FLAG(std::string, cache_salt, "", "generate, serve: tenant salt of the block namespace");
 ABSL_FLAG(int64_t, cache_timeout_ms, 2000, "generate, serve: deadline of each cache call, ms");
+ABSL_FLAG(int, replicas, 1,
+          "generate, serve: copies of each block when --cache names several nodes "
+          "(host:port,host:port or dns:///name:port); docs/cluster.md");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50061",
           "serve: gRPC address, host:port (port 0: any free; a port in use is an error)");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
@@ -95,6 +99,7 @@ absl::Status CheckEngineFlags() {
   if (!absl::GetFlag(FLAGS_cache).empty() && absl::GetFlag(FLAGS_cache_timeout_ms) <= 0) {
     return UsageError("--cache-timeout-ms must be > 0");
   }
+  if (absl::GetFlag(FLAGS_replicas) < 1) return UsageError("--replicas must be >= 1");
   return absl::OkStatus();
 }
 
@@ -110,6 +115,9 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> NewEngine(std::unique_ptr<Cache
     CacheClientOptions options;
     options.target = absl::GetFlag(FLAGS_cache);
     options.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_cache_timeout_ms));
+    // A cluster's Lookup (the first call of every request) never waits longer than a call.
+    options.lookup_timeout = std::min(options.lookup_timeout, options.timeout);
+    options.replicas = absl::GetFlag(FLAGS_replicas);
     absl::StatusOr<std::unique_ptr<CacheClient>> c = NewCacheClient(options);
     if (!c.ok()) return FlagError("--cache", c.status());
     *client = *std::move(c);
