@@ -10,6 +10,7 @@
 #include "common/checksum.h"
 #include "kvcache/v1/cache.grpc.pb.h"
 #include "client/data_connection.h"
+#include "proto/block_proto.h"
 #include "proto/block_wire.h"
 #include "proto/grpc_status.h"
 
@@ -17,20 +18,6 @@ namespace kvcache {
 namespace {
 
 namespace pb = ::kvcache::v1;
-
-void FillShape(const BlockShape& s, pb::BlockShape* out) {
-  out->set_format_version(s.format_version);
-  out->set_dtype(static_cast<pb::DType>(s.dtype));
-  out->set_num_layers(s.num_layers);
-  out->set_num_kv_heads(s.num_kv_heads);
-  out->set_head_dim(s.head_dim);
-  out->set_num_tokens(s.num_tokens);
-}
-
-BlockShape ShapeOf(const pb::BlockShape& s) {
-  return BlockShape{s.format_version(), static_cast<uint32_t>(s.dtype()), s.num_layers(),
-                    s.num_kv_heads(), s.head_dim(), s.num_tokens()};
-}
 
 // Prefixes the server's message with what failed, keeping the code.
 absl::Status CallError(const grpc::Status& s, absl::string_view rpc, absl::string_view target) {
@@ -226,7 +213,7 @@ class GrpcCacheClient final : public CacheClient {
       }
       block.payload = std::move(*b->mutable_payload());
       block.checksum = b->checksum();
-      block.shape = ShapeOf(b->shape());
+      block.shape = ShapeFromProto(b->shape());
       out.push_back(std::move(block));
     }
     if (!intact) {
@@ -253,10 +240,8 @@ class GrpcCacheClient final : public CacheClient {
       bool first = true;
       for (const CacheBlock& block : blocks) {
         pb::Block header;
-        header.set_key(std::string(block.key.view()));
-        if (block.parent) header.set_parent_key(std::string(block.parent->view()));
-        header.set_checksum(PayloadChecksum(block.payload));
-        FillShape(block.shape, header.mutable_shape());
+        FillBlockHeader(block.key, block.parent, PayloadChecksum(block.payload), block.shape,
+                        &header);
         grpc::ByteBuffer message =
             EncodePutRequest(first ? ns.view() : absl::string_view(), header, block.payload,
                              &SliceTracker::Release, SliceTracker::Acquire(tracker));
