@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/call_util_internal.h"
-#include "client/data_connection.h"
+#include "client/data_connection_internal.h"
 #include "common/checksum.h"
 #include "kvcache/v1/cache.grpc.pb.h"
 #include "proto/block_proto.h"

@@ -1,4 +1,4 @@
-#include "client/data_connection.h"
+#include "client/data_connection_internal.h"
 
 #include <unistd.h>
 

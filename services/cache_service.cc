@@ -15,7 +15,7 @@
 #include "proto/block_wire.h"
 #include "proto/grpc_status.h"
 #include "common/data_channel_wire.h"
-#include "services/convert.h"
+#include "services/convert_internal.h"
 #include "services/data_channel_server.h"
 #include "services/services.h"
 

@@ -1,4 +1,4 @@
-#include "services/convert.h"
+#include "services/convert_internal.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"

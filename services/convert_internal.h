@@ -2,8 +2,8 @@
 // validation that turns bad input into INVALID_ARGUMENT / RESOURCE_EXHAUSTED. Internal to
 // services/.
 
-#ifndef KVCACHE_SERVICES_CONVERT_H_
-#define KVCACHE_SERVICES_CONVERT_H_
+#ifndef KVCACHE_SERVICES_CONVERT_INTERNAL_H_
+#define KVCACHE_SERVICES_CONVERT_INTERNAL_H_
 
 #include <vector>
 
@@ -34,4 +34,4 @@ void FillTierStats(const TierStats& stats, v1::TierStats* out);
 
 }  // namespace kvcache
 
-#endif  // KVCACHE_SERVICES_CONVERT_H_
+#endif  // KVCACHE_SERVICES_CONVERT_INTERNAL_H_
