@@ -283,8 +283,12 @@ class GrpcCacheClient final : public CacheClient {
     tracker->WaitForAll();
     if (!s.ok()) return CallError(s, "Put", options_.target);
     pb::PutResponse resp;
-    grpc::ProtoBufferReader reader(&response);
-    if (!got_response || !resp.ParseFromZeroCopyStream(&reader)) {
+    bool parsed = false;
+    if (got_response) {
+      grpc::ProtoBufferReader reader(&response);
+      parsed = resp.ParseFromZeroCopyStream(&reader);
+    }
+    if (!parsed) {
       return absl::InternalError(absl::StrCat("Put to ", options_.target,
                                               ": unreadable response"));
     }
