@@ -10,13 +10,9 @@
 // go through RocksDB's WAL; without sync a write survives a crash of the process, not of the
 // machine.
 //
-// Meta record, little-endian, 82 bytes:
-//   u8 version (=1) | u8 flags (bit 0: has parent) | parent key [32] | u64 checksum |
-//   u32 shape[6] (format_version, dtype, layers, kv heads, head dim, tokens) |
-//   u64 payload bytes | i64 written (unix micros)
+// The meta record's layout and its codec: cachestore/meta_record_internal.h.
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -29,9 +25,9 @@
 #include "cachestore/block_store.h"
 #include "cachestore/disk_tier_internal.h"
 #include "cachestore/eviction_policy.h"
+#include "cachestore/meta_record_internal.h"
 #include "common/byte_size.h"
 #include "common/checksum.h"
-#include "common/little_endian.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
@@ -39,81 +35,10 @@
 namespace kvcache {
 namespace {
 
-constexpr uint8_t kMetaVersion = 1;
-constexpr size_t kMetaRecordBytes = 1 + 1 + kKeyBytes + 8 + 6 * 4 + 8 + 8;
-constexpr size_t kDbKeyBytes = 2 * kKeyBytes;
+using internal::DbKey;
+using internal::MetaRecord;
 constexpr char kMetaCf[] = "meta";
 constexpr char kBlocksCf[] = "blocks";
-
-std::string DbKey(const BlockId& id) {
-  std::string k;
-  k.reserve(kDbKeyBytes);
-  k.append(id.ns.view().data(), kKeyBytes);
-  k.append(id.key.view().data(), kKeyBytes);
-  return k;
-}
-
-template <typename T>
-void PutLe(std::string* out, T v) {
-  char bytes[sizeof(T)];
-  PutLittleEndian(bytes, v);
-  out->append(bytes, sizeof(T));
-}
-
-struct MetaRecord {
-  BlockMeta meta;
-  uint64_t payload_bytes = 0;
-  int64_t written_unix_micros = 0;
-};
-
-std::string EncodeMeta(const MetaRecord& r) {
-  std::string out;
-  out.reserve(kMetaRecordBytes);
-  out.push_back(static_cast<char>(kMetaVersion));
-  out.push_back(r.meta.parent ? 1 : 0);
-  Key parent = r.meta.parent.value_or(Key{});
-  out.append(parent.view().data(), kKeyBytes);
-  PutLe<uint64_t>(&out, r.meta.checksum);
-  const BlockShape& s = r.meta.shape;
-  for (uint32_t v : {s.format_version, s.dtype, s.num_layers, s.num_kv_heads, s.head_dim,
-                     s.num_tokens}) {
-    PutLe<uint32_t>(&out, v);
-  }
-  PutLe<uint64_t>(&out, r.payload_bytes);
-  PutLe<uint64_t>(&out, static_cast<uint64_t>(r.written_unix_micros));
-  return out;
-}
-
-std::optional<MetaRecord> DecodeMeta(rocksdb::Slice db_key, rocksdb::Slice value) {
-  if (db_key.size() != kDbKeyBytes || value.size() != kMetaRecordBytes ||
-      static_cast<uint8_t>(value[0]) != kMetaVersion) {
-    return std::nullopt;
-  }
-  MetaRecord r;
-  std::memcpy(r.meta.id.ns.bytes.data(), db_key.data(), kKeyBytes);
-  std::memcpy(r.meta.id.key.bytes.data(), db_key.data() + kKeyBytes, kKeyBytes);
-  const char* p = value.data() + 1;
-  const bool has_parent = (*p++ & 1) != 0;
-  if (has_parent) {
-    Key parent;
-    std::memcpy(parent.bytes.data(), p, kKeyBytes);
-    r.meta.parent = parent;
-  }
-  p += kKeyBytes;
-  r.meta.checksum = GetLittleEndian<uint64_t>(p);
-  p += 8;
-  uint32_t* fields[] = {&r.meta.shape.format_version, &r.meta.shape.dtype,
-                        &r.meta.shape.num_layers,     &r.meta.shape.num_kv_heads,
-                        &r.meta.shape.head_dim,       &r.meta.shape.num_tokens};
-  for (uint32_t* f : fields) {
-    *f = GetLittleEndian<uint32_t>(p);
-    p += 4;
-  }
-  r.payload_bytes = GetLittleEndian<uint64_t>(p);
-  p += 8;
-  r.written_unix_micros = static_cast<int64_t>(GetLittleEndian<uint64_t>(p));
-  return r;
-}
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -151,8 +76,10 @@ class DiskTier final : public BlockStore {
     {
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_cf()));
       for (it->SeekToFirst(); it->Valid(); it->Next()) {
-        std::optional<MetaRecord> r = DecodeMeta(it->key(), it->value());
-        if (r) {
+        absl::StatusOr<MetaRecord> r = internal::DecodeMetaRecord(
+            absl::string_view(it->key().data(), it->key().size()),
+            absl::string_view(it->value().data(), it->value().size()));
+        if (r.ok()) {
           records.push_back(*std::move(r));
         } else {
           bad_keys.push_back(it->key().ToString());
@@ -213,7 +140,8 @@ class DiskTier final : public BlockStore {
       ++stats_.inserts;
     }
     const Record record{id,
-                        EncodeMeta(MetaRecord{block->meta, block->payload.size(), now}),
+                        internal::EncodeMetaRecord(
+                            MetaRecord{block->meta, block->payload.size(), now}),
                         block->payload};
     const absl::Status written = Commit(std::move(victims), &record, "writing a block");
 

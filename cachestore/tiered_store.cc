@@ -24,11 +24,10 @@ class TieredStoreImpl final : public TieredStore {
       : options_(options), ram_(std::move(ram)), disk_(std::move(disk)) {}
 
   absl::StatusOr<PutOutcome> Put(BlockPtr block, std::vector<Evicted>* evicted) override {
-    if (block->payload.size() > options_.max_block_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "block ", KeyToHex(block->meta.id.key), " payload is ",
-          FormatBytes(block->payload.size()), ", over the server's limit of ",
-          FormatBytes(options_.max_block_bytes), " (--max-block-bytes)"));
+    if (absl::Status s = CheckBlockSize(block->meta.id.key, block->payload.size(),
+                                        options_.max_block_bytes);
+        !s.ok()) {
+      return s;
     }
     // The checksum is checked once, by the tier that stores the block (hashing a 4 MiB
     // payload twice was a quarter of the server's time per Put).

@@ -3,10 +3,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
+#include "client/call_util_internal.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "kvcache/v1/cache.grpc.pb.h"
-#include "proto/grpc_status.h"
 
 namespace kvcache {
 namespace {
@@ -65,12 +64,11 @@ class GrpcAdminClient final : public AdminClient {
   }
 
   absl::Status Error(const grpc::Status& s, absl::string_view rpc) const {
-    absl::Status st = FromGrpcStatus(s);
-    return absl::Status(st.code(), absl::StrCat(rpc, " to ", options_.target, ": ", st.message()));
+    return internal::CallError(s, rpc, options_.target);
   }
 
   void SetDeadline(grpc::ClientContext* ctx) const {
-    ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+    internal::SetDeadline(ctx, options_.timeout);
   }
 
   const AdminClientOptions options_;

@@ -1,5 +1,6 @@
 #include "client/cache_client.h"
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
@@ -9,38 +10,40 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "client/call_util_internal.h"
+#include "client/cluster_client.h"
+#include "client/data_connection_internal.h"
+#include "client/rendezvous.h"
 #include "common/checksum.h"
 #include "common/socket_io.h"
 #include "kvcache/v1/cache.grpc.pb.h"
-#include "client/cluster_client.h"
-#include "client/data_connection.h"
-#include "client/rendezvous.h"
+#include "proto/block_proto.h"
 #include "proto/block_wire.h"
-#include "proto/grpc_status.h"
 
 namespace kvcache {
 namespace {
 
 namespace pb = ::kvcache::v1;
 
-void FillShape(const BlockShape& s, pb::BlockShape* out) {
-  out->set_format_version(s.format_version);
-  out->set_dtype(static_cast<pb::DType>(s.dtype));
-  out->set_num_layers(s.num_layers);
-  out->set_num_kv_heads(s.num_kv_heads);
-  out->set_head_dim(s.head_dim);
-  out->set_num_tokens(s.num_tokens);
+using internal::CallError;
+
+// CacheService methods called through the generic stub (by full name, "/<service>/<method>"),
+// so that their messages can be ByteBuffers built without copying payloads (block_wire.h).
+constexpr absl::string_view kPutMethod = "Put";
+
+std::string MethodPath(absl::string_view method) {
+  return absl::StrCat("/", pb::CacheService::service_full_name(), "/", method);
 }
 
-BlockShape ShapeOf(const pb::BlockShape& s) {
-  return BlockShape{s.format_version(), static_cast<uint32_t>(s.dtype()), s.num_layers(),
-                    s.num_kv_heads(), s.head_dim(), s.num_tokens()};
-}
-
-// Prefixes the server's message with what failed, keeping the code.
-absl::Status CallError(const grpc::Status& s, absl::string_view rpc, absl::string_view target) {
-  absl::Status st = FromGrpcStatus(s);
-  return absl::Status(st.code(), absl::StrCat(rpc, " to ", target, ": ", st.message()));
+// Starts one operation on `cq` with `start(tag)` and waits for it to complete: whether it
+// succeeded. One operation at a time is in flight on `cq`.
+template <typename Start>
+bool Await(grpc::CompletionQueue* cq, Start start) {
+  int op;
+  start(static_cast<void*>(&op));
+  void* tag = nullptr;
+  bool ok = false;
+  return cq->Next(&tag, &ok) && ok && tag == &op;
 }
 
 // Counts the payload slices gRPC still references during a zero-copy Put, so that Put
@@ -80,8 +83,8 @@ class GrpcCacheClient final : public CacheClient {
         channel_(grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(),
                                            ChannelArgs(options))),
         stub_(pb::CacheService::NewStub(channel_)),
-        put_method_("/kvcache.v1.CacheService/Put", grpc::internal::RpcMethod::CLIENT_STREAMING,
-                    channel_) {}
+        generic_stub_(channel_),
+        put_method_(MethodPath(kPutMethod)) {}
 
   absl::StatusOr<CacheLookup> Lookup(const Key& ns, absl::Span<const Key> keys) override {
     pb::LookupRequest req;
@@ -156,8 +159,7 @@ class GrpcCacheClient final : public CacheClient {
   }
 
   absl::Status Annotate(const absl::Status& s, absl::string_view rpc) const {
-    return absl::Status(s.code(),
-                        absl::StrCat(rpc, " to ", options_.target, " (data channel): ", s.message()));
+    return CallError(s, rpc, absl::StrCat(options_.target, " (data channel)"));
   }
 
   // A pooled or new data connection; null when there is no data channel (not offered, off,
@@ -245,7 +247,7 @@ class GrpcCacheClient final : public CacheClient {
       }
       block.payload = std::move(*b->mutable_payload());
       block.checksum = b->checksum();
-      block.shape = ShapeOf(b->shape());
+      block.shape = ShapeFromProto(b->shape());
       out.push_back(std::move(block));
     }
     if (!intact) {
@@ -258,38 +260,62 @@ class GrpcCacheClient final : public CacheClient {
     return out;
   }
 
-  // One message per block, each sent without copying its payload (see block_wire.h).
+  // One message per block, each sent without copying its payload (see block_wire.h), on a
+  // client stream of the generic stub. Each operation is waited for before the next, as a
+  // synchronous ClientWriter would; the initial metadata rides on the first message and the
+  // half-close on the last, which saves two waits per call.
   absl::StatusOr<CachePutResult> GrpcPut(const Key& ns, absl::Span<const CacheBlock> blocks) {
     auto tracker = std::make_shared<SliceTracker>();
     grpc::ByteBuffer response;
+    bool got_response = false;
     grpc::Status s;
     {
-      grpc::ClientContext ctx;
-      SetDeadline(&ctx);
-      std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
-          grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
-              channel_.get(), put_method_, &ctx, &response));
-      bool first = true;
-      for (const CacheBlock& block : blocks) {
-        pb::Block header;
-        header.set_key(std::string(block.key.view()));
-        if (block.parent) header.set_parent_key(std::string(block.parent->view()));
-        header.set_checksum(PayloadChecksum(block.payload));
-        FillShape(block.shape, header.mutable_shape());
-        grpc::ByteBuffer message =
-            EncodePutRequest(first ? ns.view() : absl::string_view(), header, block.payload,
-                             &SliceTracker::Release, SliceTracker::Acquire(tracker));
-        first = false;
-        if (!writer->Write(message)) break;  // The server ended the call; Finish says why.
+      grpc::CompletionQueue cq;
+      {
+        grpc::ClientContext ctx;
+        SetDeadline(&ctx);
+        ctx.set_initial_metadata_corked(true);
+        std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
+            generic_stub_.PrepareCall(&ctx, put_method_, &cq);
+        call->StartCall(nullptr);  // Corked: no operation, nothing to wait for.
+        bool ok = true;
+        bool first = true;
+        for (size_t i = 0; ok && i < blocks.size(); ++i) {
+          const CacheBlock& block = blocks[i];
+          pb::Block header;
+          FillBlockHeader(block.key, block.parent, PayloadChecksum(block.payload), block.shape,
+                          &header);
+          const grpc::ByteBuffer message =
+              EncodePutRequest(first ? ns.view() : absl::string_view(), header, block.payload,
+                               &SliceTracker::Release, SliceTracker::Acquire(tracker));
+          first = false;
+          // A failed write means the server ended the call; Finish says why.
+          if (i + 1 < blocks.size()) {
+            ok = Await(&cq, [&](void* tag) { call->Write(message, tag); });
+          } else {
+            ok = Await(&cq,
+                       [&](void* tag) { call->WriteLast(message, grpc::WriteOptions(), tag); });
+          }
+        }
+        if (blocks.empty()) Await(&cq, [&](void* tag) { call->WritesDone(tag); });
+        got_response = Await(&cq, [&](void* tag) { call->Read(&response, tag); });
+        Await(&cq, [&](void* tag) { call->Finish(&s, tag); });
       }
-      writer->WritesDone();
-      s = writer->Finish();
+      cq.Shutdown();
+      void* tag;
+      bool ok;
+      while (cq.Next(&tag, &ok)) {
+      }
     }  // The call is gone: gRPC drops its last references to the payloads.
     tracker->WaitForAll();
     if (!s.ok()) return CallError(s, "Put", options_.target);
     pb::PutResponse resp;
-    if (!grpc::GenericDeserialize<grpc::ProtoBufferReader, pb::PutResponse>(&response, &resp)
-             .ok()) {
+    bool parsed = false;
+    if (got_response) {
+      grpc::ProtoBufferReader reader(&response);
+      parsed = resp.ParseFromZeroCopyStream(&reader);
+    }
+    if (!parsed) {
       return absl::InternalError(absl::StrCat("Put to ", options_.target,
                                               ": unreadable response"));
     }
@@ -308,13 +334,14 @@ class GrpcCacheClient final : public CacheClient {
   }
 
   void SetDeadline(grpc::ClientContext* ctx) const {
-    ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+    internal::SetDeadline(ctx, options_.timeout);
   }
 
   const CacheClientOptions options_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<pb::CacheService::Stub> stub_;
-  const grpc::internal::RpcMethod put_method_;
+  grpc::GenericStub generic_stub_;  // Thread safe.
+  const std::string put_method_;
 
   static constexpr size_t kMaxIdleDataConnections = 16;
   static constexpr absl::Duration kDataChannelRetry = absl::Seconds(5);

@@ -1,4 +1,4 @@
-#include "client/data_connection.h"
+#include "client/data_connection_internal.h"
 
 #include <unistd.h>
 
@@ -20,9 +20,7 @@ absl::StatusOr<std::unique_ptr<DataConnection>> DataConnection::Open(const std::
   if (!fd.ok()) return fd.status();
   std::unique_ptr<DataConnection> conn(new DataConnection(*fd));
   char hello[dc::kHelloBytes];
-  std::memcpy(hello, dc::kMagic, 4);
-  dc::PutU32(hello + 4, dc::kVersion);
-  std::memcpy(hello + 8, token.bytes.data(), kKeyBytes);
+  dc::EncodeHello(token, hello);
   char accepted = 1;
   absl::Status s = WriteFull(*fd, hello, sizeof(hello));
   if (s.ok()) s = ReadFull(*fd, &accepted, 1);
@@ -40,17 +38,17 @@ absl::Status DataConnection::Transport(absl::Status s) {
 }
 
 absl::Status DataConnection::ReadError() {
-  char head[5];
-  if (absl::Status s = Transport(ReadFull(fd_, head, sizeof(head))); !s.ok()) return s;
-  const uint32_t len = dc::GetU32(head + 1);
-  if (len > (1u << 20)) return Transport(absl::InternalError("data channel: bad error reply"));
-  std::string message(len, '\0');
-  if (absl::Status s = Transport(ReadFull(fd_, message.data(), len)); !s.ok()) return s;
-  auto code = static_cast<absl::StatusCode>(static_cast<uint8_t>(head[0]));
-  if (code == absl::StatusCode::kOk) code = absl::StatusCode::kInternal;
+  char raw[dc::kErrorHeadBytes];
+  if (absl::Status s = Transport(ReadFull(fd_, raw, sizeof(raw))); !s.ok()) return s;
+  absl::StatusOr<dc::ErrorHead> head = dc::DecodeErrorHead(absl::string_view(raw, sizeof(raw)));
+  if (!head.ok()) return Transport(absl::InternalError(head.status().message()));
+  std::string message(head->message_bytes, '\0');
+  if (absl::Status s = Transport(ReadFull(fd_, message.data(), message.size())); !s.ok()) {
+    return s;
+  }
   // The server may close after an error it could not read past: start afresh next time.
   broken_ = true;
-  return absl::Status(code, message);
+  return absl::Status(head->code, message);
 }
 
 absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
@@ -79,7 +77,10 @@ absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
     }
     char head[dc::kBlockHeaderBytes];
     if (absl::Status s = Transport(ReadFull(fd_, head, sizeof(head))); !s.ok()) return s;
-    const dc::BlockHeader h = dc::DecodeBlockHeader(head);
+    absl::StatusOr<dc::BlockHeader> header =
+        dc::DecodeBlockHeader(absl::string_view(head, sizeof(head)));
+    if (!header.ok()) return Transport(absl::InternalError(header.status().message()));
+    const dc::BlockHeader& h = *header;
     if (h.key != keys[i] || h.payload_bytes > (uint64_t{1} << 36)) {
       return Transport(absl::InternalError("data channel: block out of order"));
     }
@@ -121,9 +122,9 @@ absl::Status DataConnection::Put(const Key& ns, const CacheBlock& block, absl::D
   char outcome;
   if (kind != dc::kStored) return Transport(absl::InternalError("data channel: unexpected reply"));
   if (absl::Status s = Transport(ReadFull(fd_, &outcome, 1)); !s.ok()) return s;
-  switch (outcome) {
-    case 0: ++result->stored; break;
-    case 1: ++result->already_present; break;
+  switch (static_cast<uint8_t>(outcome)) {
+    case dc::kOutcomeStored: ++result->stored; break;
+    case dc::kOutcomeAlreadyPresent: ++result->already_present; break;
     default: ++result->not_admitted; break;
   }
   return absl::OkStatus();

@@ -1,10 +1,21 @@
-// The shape of the K/V tensors a block payload holds (mirrors kvcache.v1.BlockShape).
+// The shape of the K/V tensors a block payload holds (mirrors kvcache.v1.BlockShape), and
+// its one binary encoding, used inside every kvcache binary format that carries a shape (the
+// disk tier's meta record, the data channel's block header, the worker's KV block header).
 // Opaque to the cache; workers use it to check that a fetched block fits their model.
+//
+// Also the one block-size check: every path that accepts a payload (gRPC Put, the data
+// channel, the store itself) refuses an oversized one with the same status and message.
+//
+// Thread safety: plain values and pure functions.
 
 #ifndef KVCACHE_COMMON_BLOCK_SHAPE_H_
 #define KVCACHE_COMMON_BLOCK_SHAPE_H_
 
+#include <cstddef>
 #include <cstdint>
+
+#include "absl/status/status.h"
+#include "common/key.h"
 
 namespace kvcache {
 
@@ -21,7 +32,22 @@ struct BlockShape {
            a.num_layers == b.num_layers && a.num_kv_heads == b.num_kv_heads &&
            a.head_dim == b.head_dim && a.num_tokens == b.num_tokens;
   }
+  friend bool operator!=(const BlockShape& a, const BlockShape& b) { return !(a == b); }
 };
+
+// Binary form: six u32, little-endian, in field order (format_version, dtype, num_layers,
+// num_kv_heads, head_dim, num_tokens).
+inline constexpr size_t kBlockShapeBytes = 6 * 4;
+
+// REQUIRES: `out` has kBlockShapeBytes.
+void EncodeBlockShape(const BlockShape& shape, char* out);
+// REQUIRES: `in` has kBlockShapeBytes. Every bit pattern is a shape (the cache does not
+// interpret it), so this cannot fail; the enclosing format checks its own length.
+BlockShape DecodeBlockShape(const char* in);
+
+// RESOURCE_EXHAUSTED when a payload of `payload_bytes` is over the server's
+// `max_block_bytes` (--max-block-bytes); the message names the block and both sizes.
+absl::Status CheckBlockSize(const Key& key, uint64_t payload_bytes, uint64_t max_block_bytes);
 
 }  // namespace kvcache
 

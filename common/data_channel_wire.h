@@ -1,5 +1,6 @@
-// The kvcache data channel's wire format (docs/data-channel.md), shared by the server and
-// the client. All integers little-endian.
+// The kvcache data channel's wire format (docs/data-channel.md): the one codec of its
+// frames, shared by the server (services/data_channel_server.cc) and the client
+// (client/data_connection.cc). All integers little-endian.
 //
 //   hello     client -> server: "KVDC" | u32 version (1) | token[32]
 //             server -> client: u8 0 (accepted); the server closes on a bad hello
@@ -15,15 +16,19 @@
 //
 // After a kError the server closes the connection if it could not read the request whole
 // (a bad op, an oversized payload); otherwise the connection stays usable.
+//
+// Thread safety: constants and pure functions.
 
 #ifndef KVCACHE_COMMON_DATA_CHANNEL_WIRE_H_
 #define KVCACHE_COMMON_DATA_CHANNEL_WIRE_H_
 
 #include <cstdint>
-#include <cstring>
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/block_shape.h"
 #include "common/key.h"
 #include "common/little_endian.h"
@@ -34,11 +39,28 @@ namespace data_channel {
 inline constexpr char kMagic[4] = {'K', 'V', 'D', 'C'};
 inline constexpr uint32_t kVersion = 1;
 inline constexpr size_t kHelloBytes = 4 + 4 + kKeyBytes;
-inline constexpr size_t kBlockHeaderBytes = 32 + 32 + 1 + 8 + 24 + 8;
+inline constexpr size_t kBlockHeaderBytes = 32 + 32 + 1 + 8 + kBlockShapeBytes + 8;
+inline constexpr size_t kErrorHeadBytes = 1 + 4;  // ErrorBody without its message.
+inline constexpr uint32_t kMaxErrorMessageBytes = 1 << 20;
 inline constexpr uint32_t kMaxKeysPerGet = 65536;
 
 enum Op : uint8_t { kGet = 1, kPut = 2 };
 enum Reply : uint8_t { kBlock = 1, kEnd = 2, kStored = 3, kError = 4 };
+// The byte after kStored.
+enum PutOutcomeByte : uint8_t {
+  kOutcomeStored = 0,
+  kOutcomeAlreadyPresent = 1,
+  kOutcomeNotAdmitted = 2,
+};
+
+inline void PutU32(char* p, uint32_t v) { PutLittleEndian(p, v); }
+inline uint32_t GetU32(const char* p) { return GetLittleEndian<uint32_t>(p); }
+
+// REQUIRES: `out` has kHelloBytes.
+void EncodeHello(const Key& token, char* out);
+// The token of a hello.
+//   INVALID_ARGUMENT  not kHelloBytes long, not "KVDC", or another version.
+absl::StatusOr<Key> DecodeHello(absl::string_view in);
 
 struct BlockHeader {
   Key key;
@@ -48,39 +70,20 @@ struct BlockHeader {
   uint64_t payload_bytes = 0;
 };
 
-inline void PutU32(char* p, uint32_t v) { PutLittleEndian(p, v); }
-inline void PutU64(char* p, uint64_t v) { PutLittleEndian(p, v); }
-inline uint32_t GetU32(const char* p) { return GetLittleEndian<uint32_t>(p); }
-inline uint64_t GetU64(const char* p) { return GetLittleEndian<uint64_t>(p); }
-
 // REQUIRES: `out` has kBlockHeaderBytes.
-inline void EncodeBlockHeader(const BlockHeader& h, char* out) {
-  std::memcpy(out, h.key.bytes.data(), kKeyBytes);
-  const Key parent = h.parent.value_or(Key{});
-  std::memcpy(out + 32, parent.bytes.data(), kKeyBytes);
-  out[64] = h.parent ? 1 : 0;
-  PutU64(out + 65, h.checksum);
-  const uint32_t shape[6] = {h.shape.format_version, h.shape.dtype,    h.shape.num_layers,
-                             h.shape.num_kv_heads,   h.shape.head_dim, h.shape.num_tokens};
-  for (int i = 0; i < 6; ++i) PutU32(out + 73 + 4 * i, shape[i]);
-  PutU64(out + 97, h.payload_bytes);
-}
+void EncodeBlockHeader(const BlockHeader& h, char* out);
+//   INVALID_ARGUMENT  not kBlockHeaderBytes long, or a has_parent byte other than 0 or 1.
+absl::StatusOr<BlockHeader> DecodeBlockHeader(absl::string_view in);
 
-inline BlockHeader DecodeBlockHeader(const char* in) {
-  BlockHeader h;
-  std::memcpy(h.key.bytes.data(), in, kKeyBytes);
-  if (in[64] != 0) {
-    Key parent;
-    std::memcpy(parent.bytes.data(), in + 32, kKeyBytes);
-    h.parent = parent;
-  }
-  h.checksum = GetU64(in + 65);
-  uint32_t* shape[6] = {&h.shape.format_version, &h.shape.dtype,    &h.shape.num_layers,
-                        &h.shape.num_kv_heads,   &h.shape.head_dim, &h.shape.num_tokens};
-  for (int i = 0; i < 6; ++i) *shape[i] = GetU32(in + 73 + 4 * i);
-  h.payload_bytes = GetU64(in + 97);
-  return h;
-}
+// The whole error reply: u8 kError | ErrorBody. A message over kMaxErrorMessageBytes is cut.
+std::string EncodeErrorReply(const absl::Status& error);
+
+struct ErrorHead {
+  absl::StatusCode code = absl::StatusCode::kInternal;  // Never kOk: read as INTERNAL.
+  uint32_t message_bytes = 0;
+};
+//   INVALID_ARGUMENT  not kErrorHeadBytes long, or a message over kMaxErrorMessageBytes.
+absl::StatusOr<ErrorHead> DecodeErrorHead(absl::string_view in);
 
 }  // namespace data_channel
 }  // namespace kvcache

@@ -8,7 +8,7 @@
 #include "absl/time/clock.h"
 #include "kvcache/v1/cache.grpc.pb.h"
 #include "proto/grpc_status.h"
-#include "services/convert.h"
+#include "services/convert_internal.h"
 #include "services/services.h"
 
 namespace kvcache {

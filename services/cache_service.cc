@@ -15,7 +15,7 @@
 #include "proto/block_wire.h"
 #include "proto/grpc_status.h"
 #include "common/data_channel_wire.h"
-#include "services/convert.h"
+#include "services/convert_internal.h"
 #include "services/data_channel_server.h"
 #include "services/services.h"
 
@@ -118,9 +118,8 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
       if (!ns.ok()) return ns.status();
       ns_ = *ns;
     }
-    const uint64_t max_bytes = store_->options().max_block_bytes;
     for (v1::Block& pb : *request_.mutable_blocks()) {
-      absl::StatusOr<BlockPtr> block = TakeBlock(*ns_, &pb, max_bytes);
+      absl::StatusOr<BlockPtr> block = TakeBlock(*ns_, &pb);  // The store checks the size.
       if (!block.ok()) return block.status();
       absl::StatusOr<PutOutcome> outcome = store_->Put(*std::move(block));
       if (!outcome.ok()) return outcome.status();

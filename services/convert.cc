@@ -1,8 +1,8 @@
-#include "services/convert.h"
+#include "services/convert_internal.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "common/byte_size.h"
+#include "proto/block_proto.h"
 
 namespace kvcache {
 
@@ -30,7 +30,7 @@ absl::StatusOr<std::vector<Key>> ParseKeys(
   return keys;
 }
 
-absl::StatusOr<BlockPtr> TakeBlock(const Key& ns, v1::Block* pb, uint64_t max_block_bytes) {
+absl::StatusOr<BlockPtr> TakeBlock(const Key& ns, v1::Block* pb) {
   auto block = std::make_shared<Block>();
   absl::StatusOr<Key> key = KeyFromBytes(pb->key(), "block.key");
   if (!key.ok()) return key.status();
@@ -40,47 +40,27 @@ absl::StatusOr<BlockPtr> TakeBlock(const Key& ns, v1::Block* pb, uint64_t max_bl
     if (!parent.ok()) return parent.status();
     block->meta.parent = *parent;
   }
-  if (pb->payload().size() > max_block_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "block ", KeyToHex(*key), " payload is ", FormatBytes(pb->payload().size()),
-        ", over the server's limit of ", FormatBytes(max_block_bytes), " (--max-block-bytes)"));
-  }
   block->meta.checksum = pb->checksum();
-  const v1::BlockShape& s = pb->shape();
-  block->meta.shape = BlockShape{s.format_version(), static_cast<uint32_t>(s.dtype()),
-                                 s.num_layers(),     s.num_kv_heads(),
-                                 s.head_dim(),       s.num_tokens()};
+  block->meta.shape = ShapeFromProto(pb->shape());
   block->payload = std::move(*pb->mutable_payload());
   return block;
 }
 
 void FillBlockHeader(const Block& block, v1::Block* out) {
-  out->set_key(std::string(block.meta.id.key.view()));
-  if (block.meta.parent) out->set_parent_key(std::string(block.meta.parent->view()));
-  out->set_checksum(block.meta.checksum);
-  const BlockShape& s = block.meta.shape;
-  v1::BlockShape* shape = out->mutable_shape();
-  shape->set_format_version(s.format_version);
-  shape->set_dtype(static_cast<v1::DType>(s.dtype));
-  shape->set_num_layers(s.num_layers);
-  shape->set_num_kv_heads(s.num_kv_heads);
-  shape->set_head_dim(s.head_dim);
-  shape->set_num_tokens(s.num_tokens);
+  const BlockMeta& m = block.meta;
+  FillBlockHeader(m.id.key, m.parent, m.checksum, m.shape, out);
 }
 
 void FillBlockInfo(const BlockInfo& info, v1::BlockInfo* out) {
-  Block header;
-  header.meta = info.meta;
-  v1::Block b;
-  FillBlockHeader(header, &b);
-  out->set_namespace_id(std::string(info.meta.id.ns.view()));
-  out->set_key(b.key());
-  out->set_parent_key(b.parent_key());
+  const BlockMeta& m = info.meta;
+  out->set_namespace_id(std::string(m.id.ns.view()));
+  out->set_key(std::string(m.id.key.view()));
+  if (m.parent) out->set_parent_key(std::string(m.parent->view()));
   out->set_tier(info.tier == TierId::kRam ? v1::TIER_RAM : v1::TIER_DISK);
   out->set_on_disk(info.on_disk);
   out->set_payload_bytes(info.payload_bytes);
-  out->set_checksum(info.meta.checksum);
-  *out->mutable_shape() = b.shape();
+  out->set_checksum(m.checksum);
+  ShapeToProto(m.shape, out->mutable_shape());
   out->set_last_access_unix_micros(info.last_access_unix_micros);
 }
 

@@ -18,7 +18,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "common/byte_size.h"
 #include "common/data_channel_wire.h"
 #include "common/socket_io.h"
 
@@ -134,10 +133,9 @@ class DataChannelServerImpl final : public DataChannelServer {
     SetSocketTimeout(fd, kIoTimeout);
     char hello[dc::kHelloBytes];
     if (absl::Status s = ReadFull(fd, hello, sizeof(hello)); !s.ok()) return s;
-    if (std::memcmp(hello, dc::kMagic, 4) != 0 || dc::GetU32(hello + 4) != dc::kVersion ||
-        std::memcmp(hello + 8, token_.bytes.data(), kKeyBytes) != 0) {
-      return absl::PermissionDeniedError("bad hello");  // Closed without an answer.
-    }
+    absl::StatusOr<Key> token = dc::DecodeHello(absl::string_view(hello, sizeof(hello)));
+    if (!token.ok()) return token.status();  // Closed without an answer.
+    if (*token != token_) return absl::PermissionDeniedError("bad hello token");
     const char ok = 0;
     return WriteFull(fd, &ok, 1);
   }
@@ -199,15 +197,18 @@ class DataChannelServerImpl final : public DataChannelServer {
     const absl::Time start = absl::Now();
     char head[dc::kBlockHeaderBytes];
     if (absl::Status s = ReadFull(fd, head, sizeof(head)); !s.ok()) return s;
-    const dc::BlockHeader h = dc::DecodeBlockHeader(head);
-    const uint64_t max_bytes = store_->options().max_block_bytes;
-    if (h.payload_bytes > max_bytes) {
-      absl::Status big = absl::ResourceExhaustedError(absl::StrCat(
-          "block ", KeyToHex(h.key), " payload is ", FormatBytes(h.payload_bytes),
-          ", over the server's limit of ", FormatBytes(max_bytes), " (--max-block-bytes)"));
-      SendError(fd, big).IgnoreError();  // Closing anyway.
-      return big;  // Its payload is not read: the connection cannot go on.
+    absl::StatusOr<dc::BlockHeader> header =
+        dc::DecodeBlockHeader(absl::string_view(head, sizeof(head)));
+    if (header.ok()) {
+      absl::Status size = CheckBlockSize(header->key, header->payload_bytes,
+                                         store_->options().max_block_bytes);
+      if (!size.ok()) header = size;
     }
+    if (!header.ok()) {
+      SendError(fd, header.status()).IgnoreError();  // Closing anyway.
+      return header.status();  // Its payload is not read: the connection cannot go on.
+    }
+    const dc::BlockHeader& h = *header;
     auto block = std::make_shared<Block>();
     block->meta = BlockMeta{BlockId{ns, h.key}, h.parent, h.checksum, h.shape};
     block->payload.resize(h.payload_bytes);
@@ -215,21 +216,22 @@ class DataChannelServerImpl final : public DataChannelServer {
     absl::StatusOr<PutOutcome> outcome = store_->Put(std::move(block));
     metrics_->ObserveRpc(Rpc::kPut, absl::Now() - start, outcome.ok());
     if (!outcome.ok()) return SendError(fd, outcome.status());  // Read whole: go on.
-    const char reply[2] = {dc::kStored, static_cast<char>(*outcome == PutOutcome::kStored ? 0
-                                                          : *outcome == PutOutcome::kAlreadyPresent
-                                                              ? 1
-                                                              : 2)};
+    const char reply[2] = {dc::kStored, static_cast<char>(OutcomeByte(*outcome))};
     return WriteFull(fd, reply, 2);
+  }
+
+  static dc::PutOutcomeByte OutcomeByte(PutOutcome outcome) {
+    switch (outcome) {
+      case PutOutcome::kStored: return dc::kOutcomeStored;
+      case PutOutcome::kAlreadyPresent: return dc::kOutcomeAlreadyPresent;
+      case PutOutcome::kNotAdmitted: break;
+    }
+    return dc::kOutcomeNotAdmitted;
   }
 
   // Sends an error reply; returns the write's status.
   static absl::Status SendError(int fd, const absl::Status& error) {
-    const std::string message(error.message());
-    std::string frame(1 + 1 + 4, '\0');
-    frame[0] = dc::kError;
-    frame[1] = static_cast<char>(error.code());
-    dc::PutU32(frame.data() + 2, static_cast<uint32_t>(message.size()));
-    frame += message;
+    const std::string frame = dc::EncodeErrorReply(error);
     return WriteFull(fd, frame.data(), frame.size());
   }
 

@@ -3,18 +3,19 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/little_endian.h"
 
 namespace kvcache {
 namespace {
 
 constexpr char kMagic[4] = {'K', 'V', 'B', '1'};
+constexpr size_t kShapeAt = 4;
+constexpr size_t kReservedAt = kShapeAt + kBlockShapeBytes;
+static_assert(kReservedAt + 4 == kKvBlockHeaderBytes);
 
-void PutU32(char* p, uint32_t v) { std::memcpy(p, &v, 4); }  // Little-endian host.
-uint32_t GetU32(const char* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+// The data is float32 in the host's byte order, which the format fixes as little-endian.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "KV block data is little-endian f32: a big-endian host must swap it");
 
 }  // namespace
 
@@ -36,13 +37,8 @@ size_t KvBlockFloats(const BlockShape& s) {
 std::string EncodeKvBlock(const BlockShape& shape, absl::Span<const float> page) {
   std::string out(kKvBlockHeaderBytes + page.size() * sizeof(float), '\0');
   std::memcpy(&out[0], kMagic, 4);
-  PutU32(&out[4], shape.format_version);
-  PutU32(&out[8], shape.dtype);
-  PutU32(&out[12], shape.num_layers);
-  PutU32(&out[16], shape.num_kv_heads);
-  PutU32(&out[20], shape.head_dim);
-  PutU32(&out[24], shape.num_tokens);
-  PutU32(&out[28], 0);
+  EncodeBlockShape(shape, &out[kShapeAt]);
+  PutLittleEndian<uint32_t>(&out[kReservedAt], 0);
   std::memcpy(&out[kKvBlockHeaderBytes], page.data(), page.size() * sizeof(float));
   return out;
 }
@@ -57,17 +53,18 @@ absl::Status DecodeKvBlock(absl::string_view payload, const BlockShape& expected
     return absl::InvalidArgumentError("KV block has a bad magic (not a kvcache KV block)");
   }
   const char* p = payload.data();
+  const BlockShape got = DecodeBlockShape(p + kShapeAt);
   struct Field {
     const char* name;
     uint32_t got, want;
   };
   const Field fields[] = {
-      {"format_version", GetU32(p + 4), expected.format_version},
-      {"dtype", GetU32(p + 8), expected.dtype},
-      {"num_layers", GetU32(p + 12), expected.num_layers},
-      {"num_kv_heads", GetU32(p + 16), expected.num_kv_heads},
-      {"head_dim", GetU32(p + 20), expected.head_dim},
-      {"num_tokens", GetU32(p + 24), expected.num_tokens},
+      {"format_version", got.format_version, expected.format_version},
+      {"dtype", got.dtype, expected.dtype},
+      {"num_layers", got.num_layers, expected.num_layers},
+      {"num_kv_heads", got.num_kv_heads, expected.num_kv_heads},
+      {"head_dim", got.head_dim, expected.head_dim},
+      {"num_tokens", got.num_tokens, expected.num_tokens},
   };
   for (const Field& f : fields) {
     if (f.got != f.want) {

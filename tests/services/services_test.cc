@@ -476,6 +476,34 @@ TEST_F(ServicesTest, DataChannelAndGrpcCarryTheSameBlocks) {
   EXPECT_EQ(client_->Get(ns_, KeysOf(b))->size(), 3u);
 }
 
+// The client's gRPC Put stream (generic stub, zero-copy messages): counts, a bad block in
+// the middle of a stream, and an empty batch.
+TEST_F(ServicesTest, GrpcPutStreamsCountsAndStopsAtABadBlock) {
+  auto grpc_only = NewClient(/*data_channel=*/false);
+  std::vector<CacheBlock> chain = Chain(4, 100 << 10, 700);
+  absl::StatusOr<CachePutResult> first = grpc_only->Put(ns_, {chain[0], chain[1]});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->stored, 2u);
+  absl::StatusOr<CachePutResult> again = grpc_only->Put(ns_, chain);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->already_present, 2u);
+  EXPECT_EQ(again->stored, 2u);
+
+  std::vector<CacheBlock> bad = Chain(3, 1000, 800);
+  bad[1].payload = TestPayload(kMaxBlockBytes + 1, 801);
+  absl::StatusOr<CachePutResult> put = grpc_only->Put(ns_, bad);
+  EXPECT_TRUE(absl::IsResourceExhausted(put.status())) << put.status();
+  EXPECT_NE(put.status().message().find("Put to " + server_->address() + ": "),
+            std::string::npos)
+      << put.status();
+  EXPECT_NE(put.status().message().find("--max-block-bytes"), std::string::npos);
+  EXPECT_EQ(client_->Lookup(ns_, KeysOf(bad))->num_present, 1u);  // The block before it.
+
+  absl::StatusOr<CachePutResult> none = grpc_only->Put(ns_, {});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->stored + none->already_present + none->not_admitted, 0u);
+}
+
 TEST_F(ServicesTest, ClientsFallBackToGrpcWithoutADataChannel) {
   StartServer(/*metrics=*/false, /*data_channel=*/false);
   client_ = NewClient();

@@ -64,31 +64,23 @@ TEST_F(KvBlockTest, RejectsOtherShapes) {
   std::vector<float> out(page_.size());
   struct Case {
     const char* field;
-    BlockShape shape;
+    uint32_t BlockShape::*member;
+    uint32_t value;
   };
-  std::vector<Case> cases;
-  BlockShape s = shape_;
-  s.num_layers = 4;
-  cases.push_back({"num_layers", s});
-  s = shape_;
-  s.num_kv_heads = 4;
-  cases.push_back({"num_kv_heads", s});
-  s = shape_;
-  s.head_dim = 8;
-  cases.push_back({"head_dim", s});
-  s = shape_;
-  s.num_tokens = 32;
-  cases.push_back({"num_tokens", s});
-  s = shape_;
-  s.dtype = 3;
-  cases.push_back({"dtype", s});
-  s = shape_;
-  s.format_version = 2;
-  cases.push_back({"format_version", s});
+  const Case cases[] = {
+      {"num_layers", &BlockShape::num_layers, 4},
+      {"num_kv_heads", &BlockShape::num_kv_heads, 4},
+      {"head_dim", &BlockShape::head_dim, 8},
+      {"num_tokens", &BlockShape::num_tokens, 32},
+      {"dtype", &BlockShape::dtype, 3},
+      {"format_version", &BlockShape::format_version, 2},
+  };
   for (const Case& c : cases) {
     // A block written with another shape, read by this model...
-    std::vector<float> other(KvBlockFloats(c.shape), 1.0f);
-    absl::Status st = DecodeKvBlock(EncodeKvBlock(c.shape, other), shape_, absl::MakeSpan(out));
+    BlockShape shape = shape_;
+    shape.*c.member = c.value;
+    std::vector<float> other(KvBlockFloats(shape), 1.0f);
+    absl::Status st = DecodeKvBlock(EncodeKvBlock(shape, other), shape_, absl::MakeSpan(out));
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.field;
     EXPECT_NE(st.message().find(c.field), std::string::npos) << st.message();
   }
@@ -97,7 +89,9 @@ TEST_F(KvBlockTest, RejectsOtherShapes) {
 TEST_F(KvBlockTest, RejectsCorruptPayloads) {
   std::vector<float> out(page_.size());
   const std::string good = EncodeKvBlock(shape_, page_);
-  EXPECT_FALSE(DecodeKvBlock(good.substr(0, 20), shape_, absl::MakeSpan(out)).ok());
+  absl::Status truncated = DecodeKvBlock(good.substr(0, 20), shape_, absl::MakeSpan(out));
+  EXPECT_EQ(truncated.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(truncated.message().find("shorter than its header"), std::string::npos) << truncated;
   EXPECT_FALSE(DecodeKvBlock(good.substr(0, good.size() - 4), shape_, absl::MakeSpan(out)).ok());
   EXPECT_FALSE(DecodeKvBlock(good + "x", shape_, absl::MakeSpan(out)).ok());
   std::string bad_magic = good;

@@ -5,8 +5,8 @@
 // Thread safety: one caller at a time. Once broken() (a transport failure, or an error reply
 // after which the server may close) the connection must be dropped.
 
-#ifndef KVCACHE_CLIENT_DATA_CONNECTION_H_
-#define KVCACHE_CLIENT_DATA_CONNECTION_H_
+#ifndef KVCACHE_CLIENT_DATA_CONNECTION_INTERNAL_H_
+#define KVCACHE_CLIENT_DATA_CONNECTION_INTERNAL_H_
 
 #include <memory>
 #include <string>
@@ -53,4 +53,4 @@ class DataConnection final {
 
 }  // namespace kvcache
 
-#endif  // KVCACHE_CLIENT_DATA_CONNECTION_H_
+#endif  // KVCACHE_CLIENT_DATA_CONNECTION_INTERNAL_H_

@@ -2,8 +2,8 @@
 // validation that turns bad input into INVALID_ARGUMENT / RESOURCE_EXHAUSTED. Internal to
 // services/.
 
-#ifndef KVCACHE_SERVICES_CONVERT_H_
-#define KVCACHE_SERVICES_CONVERT_H_
+#ifndef KVCACHE_SERVICES_CONVERT_INTERNAL_H_
+#define KVCACHE_SERVICES_CONVERT_INTERNAL_H_
 
 #include <vector>
 
@@ -23,9 +23,9 @@ absl::StatusOr<Key> ParseNamespace(const std::string& raw);
 // more than kMaxKeysPerCall.
 absl::StatusOr<std::vector<Key>> ParseKeys(const google::protobuf::RepeatedPtrField<std::string>& raw);
 
-// Takes the payload out of `block` (leaving it empty). Checks key and parent lengths and the
-// size limit (RESOURCE_EXHAUSTED); the store checks the checksum.
-absl::StatusOr<BlockPtr> TakeBlock(const Key& ns, v1::Block* block, uint64_t max_block_bytes);
+// Takes the payload out of `block` (leaving it empty). Checks key and parent lengths
+// (INVALID_ARGUMENT); the store checks the size limit and the checksum.
+absl::StatusOr<BlockPtr> TakeBlock(const Key& ns, v1::Block* block);
 
 // Fills everything but the payload.
 void FillBlockHeader(const Block& block, v1::Block* out);
@@ -34,4 +34,4 @@ void FillTierStats(const TierStats& stats, v1::TierStats* out);
 
 }  // namespace kvcache
 
-#endif  // KVCACHE_SERVICES_CONVERT_H_
+#endif  // KVCACHE_SERVICES_CONVERT_INTERNAL_H_

@@ -1,0 +1,33 @@
+// Helpers shared by the client library's gRPC clients (CacheClient, AdminClient). Internal
+// to client/: not part of any public header, not for callers of the library.
+//
+// Thread safety: pure functions.
+
+#ifndef KVCACHE_CLIENT_CALL_UTIL_INTERNAL_H_
+#define KVCACHE_CLIENT_CALL_UTIL_INTERNAL_H_
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace kvcache {
+namespace internal {
+
+// `error` with what failed in front of its message, "<rpc> to <target>: <message>"; the
+// code is kept. OK stays OK.
+absl::Status CallError(const absl::Status& error, absl::string_view rpc,
+                       absl::string_view target);
+// The same for a gRPC status (code mapped by FromGrpcStatus).
+absl::Status CallError(const grpc::Status& error, absl::string_view rpc,
+                       absl::string_view target);
+
+// Sets `ctx`'s deadline `timeout` from now.
+void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout);
+
+}  // namespace internal
+}  // namespace kvcache
+
+#endif  // KVCACHE_CLIENT_CALL_UTIL_INTERNAL_H_
