@@ -11,6 +11,7 @@ PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   libssl-dev libxxhash-dev libopenblas-dev nlohmann-json3-dev libhiredis-dev libmemcached-dev
+  python3-yaml
 )
 # scripts/test.sh's second pass builds with Clang (CXX=clang++).
 if [[ "${CXX:-}" == clang* ]]; then PACKAGES+=(clang); fi
