@@ -279,6 +279,25 @@ TEST_F(AdminClusterTest, HealthIsOneLinePerNode) {
   EXPECT_EQ(Json(j)["nodes"].size(), 3u);
 }
 
+TEST_F(AdminClusterTest, ADrainingNodeShowsNotServingWithItsFigures) {
+  PutBlocks();
+  servers_[2]->Kill(SIGTERM);  // Drains for the default 10 s: health NOT_SERVING, calls served.
+  ASSERT_NE(servers_[2]->WaitForLine("draining"), "") << servers_[2]->output();
+  CommandResult health = Admin({"health"});
+  EXPECT_EQ(health.exit_status, 1) << health.output;
+  EXPECT_NE(health.output.find(addresses_[2] + " NOT_SERVING\n"), std::string::npos)
+      << health.output;
+  EXPECT_NE(health.output.find("1 of 3 nodes are not SERVING"), std::string::npos)
+      << health.output;
+  CommandResult r = Admin({"cluster", "--json"});
+  ASSERT_EQ(r.exit_status, 0) << r.output;
+  const json j = Json(r);
+  EXPECT_EQ(j["nodes"][2]["health"], "NOT_SERVING");
+  EXPECT_FALSE(j["nodes"][2]["blocks"].is_null());
+  EXPECT_EQ(j["answered"], 3);
+  EXPECT_EQ(j["blocks"], kBlocks);
+}
+
 TEST_F(AdminClusterTest, AKilledNodeIsARowWithItsErrorNotAFailedCommand) {
   PutBlocks();
   servers_[1]->Kill(SIGKILL);
