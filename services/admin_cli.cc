@@ -2,35 +2,42 @@
 
 #include <fstream>
 #include <iterator>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "client/admin_client.h"
 #include "client/cache_client.h"
+#include "client/cluster_client.h"
+#include "client/rendezvous.h"
 #include "common/byte_size.h"
 #include "common/cli.h"
 #include "common/key.h"
+#include "services/admin_cluster.h"
+#include "services/admin_format.h"
 
-ABSL_FLAG(std::string, server, "127.0.0.1:50051", "the kvcache-server, host:port");
+ABSL_FLAG(std::string, server, "127.0.0.1:50051",
+          "the kvcache-server, host:port; or a cluster: host:port,host:port,... or "
+          "dns:///name:port");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
           "deadline of each call (a unit is required: 10s, 500ms)");
 ABSL_FLAG(bool, json, false,
-          "print JSON instead of text (health, stats, ls, inspect, config)");
+          "print JSON instead of text (health, stats, ls, inspect, config, cluster, locate)");
 ABSL_FLAG(std::string, namespace, "",
-          "namespace id, 64 hex digits (put, get: required; ls, inspect, evict: optional)");
-ABSL_FLAG(std::string, key, "", "block key, 64 hex digits (put, get, inspect; evict)");
+          "namespace id, 64 hex digits (put, get, locate: required; ls, inspect, evict: "
+          "optional)");
+ABSL_FLAG(std::string, key, "", "block key, 64 hex digits (put, get, inspect, locate; evict)");
 ABSL_FLAG(std::string, parent, "", "parent block key, 64 hex digits (put, optional)");
 ABSL_FLAG(std::string, file, "", "file with the payload to put (put, required)");
 ABSL_FLAG(std::string, out, "", "file to write a fetched payload to (get, required)");
 ABSL_FLAG(int, limit, 100, "most blocks to list (ls)");
 ABSL_FLAG(std::string, tier, "", "ram, disk or all (flush, required)");
+ABSL_FLAG(int, replicas, 1,
+          "replication factor R of the cluster: locate marks the first R nodes as owners, "
+          "cluster's key share counts them, put writes R copies");
 
 namespace kvcache {
 namespace {
@@ -39,10 +46,12 @@ using json = nlohmann::json;
 
 class Command {
  public:
-  Command(std::ostream& out) : out_(out) {}
+  Command(ClusterTarget target, std::ostream& out) : target_(std::move(target)), out_(out) {}
 
   absl::Status Run(const std::string& name) {
     if (name == "health") return Health();
+    if (name == "cluster") return ClusterCommand();
+    if (name == "locate") return Locate();
     if (name == "stats") return Stats();
     if (name == "put") return Put();
     if (name == "get") return Get();
@@ -53,7 +62,8 @@ class Command {
     if (name == "config") return Config();
     return UsageError(
         absl::StrCat("unknown command '", name,
-                     "'; commands: health, stats, put, get, ls, inspect, evict, flush, config"));
+                     "'; commands: health, stats, put, get, ls, inspect, evict, flush, config, "
+                     "cluster, locate"));
   }
 
  private:
@@ -67,12 +77,27 @@ class Command {
     return admin_.get();
   }
 
-  absl::StatusOr<std::unique_ptr<CacheClient>> Cache() {
+  // Every node of the target (a single one included, for cluster and locate). Resolves a
+  // DNS target: UNAVAILABLE when it does not resolve.
+  absl::StatusOr<ClusterAdmin*> Cluster() {
+    if (!cluster_) {
+      absl::StatusOr<std::vector<std::string>> nodes = ResolveClusterTarget(target_);
+      if (!nodes.ok()) return nodes.status();
+      absl::StatusOr<std::unique_ptr<ClusterAdmin>> c =
+          ClusterAdmin::Connect(*std::move(nodes), absl::GetFlag(FLAGS_timeout));
+      if (!c.ok()) return c.status();
+      cluster_ = *std::move(c);
+    }
+    return cluster_.get();
+  }
+
+  CacheClientOptions CacheOptions() {
     CacheClientOptions o;
     o.target = absl::GetFlag(FLAGS_server);
     o.timeout = absl::GetFlag(FLAGS_timeout);
     o.max_message_bytes = 1 << 30;
-    return NewCacheClient(o);
+    o.replicas = absl::GetFlag(FLAGS_replicas);
+    return o;
   }
 
   // A 64-hex-digit flag; a bad value is a usage error.
@@ -89,6 +114,11 @@ class Command {
   }
 
   absl::Status Health() {
+    if (target_.is_cluster()) {
+      absl::StatusOr<ClusterAdmin*> cluster = Cluster();
+      if (!cluster.ok()) return cluster.status();
+      return (*cluster)->Health(absl::GetFlag(FLAGS_json), out_);
+    }
     absl::StatusOr<AdminClient*> admin = Admin();
     if (!admin.ok()) return admin.status();
     absl::StatusOr<std::string> status = (*admin)->Health();
@@ -102,54 +132,22 @@ class Command {
     return absl::OkStatus();
   }
 
-  static json TierJson(const v1::TierStats& t) {
-    return json{{"blocks", t.blocks()},
-                {"bytes", t.bytes()},
-                {"capacity_bytes", t.capacity_bytes()},
-                {"hits", t.hits()},
-                {"misses", t.misses()},
-                {"evictions", t.evictions()},
-                {"demotions", t.demotions()},
-                {"promotions", t.promotions()},
-                {"checksum_failures", t.checksum_failures()},
-                {"inserts", t.inserts()},
-                {"write_errors", t.write_errors()},
-                {"demotion_failures", t.demotion_failures()}};
-  }
-
   absl::Status Stats() {
+    const bool as_json = absl::GetFlag(FLAGS_json);
+    if (target_.is_cluster()) {
+      absl::StatusOr<ClusterAdmin*> cluster = Cluster();
+      if (!cluster.ok()) return cluster.status();
+      return (*cluster)->Stats(as_json, out_);
+    }
     absl::StatusOr<AdminClient*> admin = Admin();
     if (!admin.ok()) return admin.status();
     absl::StatusOr<v1::GetStatsResponse> s = (*admin)->GetStats();
     if (!s.ok()) return s.status();
-    if (absl::GetFlag(FLAGS_json)) {
-      out_ << json{{"ram", TierJson(s->ram())},
-                   {"disk", TierJson(s->disk())},
-                   {"lookups", s->lookups()},
-                   {"lookup_keys", s->lookup_keys()},
-                   {"lookup_hits", s->lookup_hits()}}
-                  .dump(2)
-           << "\n";
-      return absl::OkStatus();
+    if (as_json) {
+      out_ << admin::StatsJson(*s).dump(2) << "\n";
+    } else {
+      admin::PrintStats(*s, out_);
     }
-    out_ << absl::StrFormat("%-5s %9s %11s %11s %6s %9s %9s %9s %10s %10s %9s\n", "tier",
-                            "blocks", "bytes", "capacity", "used", "hits", "misses",
-                            "evictions", "demotions", "promotions", "checksum");
-    for (const auto& [name, t] : {std::pair{"ram", &s->ram()}, std::pair{"disk", &s->disk()}}) {
-      const double used =
-          t->capacity_bytes() ? 100.0 * t->bytes() / t->capacity_bytes() : 0.0;
-      out_ << absl::StrFormat("%-5s %9d %11s %11s %5.1f%% %9d %9d %9d %10d %10d %9d\n", name,
-                              t->blocks(), FormatBytes(t->bytes()),
-                              FormatBytes(t->capacity_bytes()), used, t->hits(), t->misses(),
-                              t->evictions(), t->demotions(), t->promotions(),
-                              t->checksum_failures());
-    }
-    if (s->disk().write_errors() != 0 || s->ram().demotion_failures() != 0) {
-      out_ << absl::StrFormat("disk trouble: %d failed writes, %d blocks not demoted\n",
-                              s->disk().write_errors(), s->ram().demotion_failures());
-    }
-    out_ << absl::StrFormat("lookups %d: %d of %d keys present\n", s->lookups(),
-                            s->lookup_hits(), s->lookup_keys());
     return absl::OkStatus();
   }
 
@@ -170,9 +168,22 @@ class Command {
     std::ifstream in(path, std::ios::binary);
     if (!in) return absl::NotFoundError(absl::StrCat("--file: cannot read '", path, "'"));
     block.payload.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    absl::StatusOr<std::unique_ptr<CacheClient>> cache = Cache();
-    if (!cache.ok()) return cache.status();
-    absl::StatusOr<CachePutResult> r = (*cache)->Put(*ns, {block});
+    absl::StatusOr<int> replicas = ReplicasFlag();
+    if (!replicas.ok()) return replicas.status();
+    absl::StatusOr<CachePutResult> r;
+    if (target_.is_cluster()) {
+      // The cluster client writes the first copy before returning and the other R-1 in the
+      // background: wait for those before the process exits.
+      absl::StatusOr<std::unique_ptr<ClusterCacheClient>> cache =
+          NewClusterCacheClient(CacheOptions());
+      if (!cache.ok()) return cache.status();
+      r = (*cache)->Put(*ns, {block});
+      (*cache)->WaitForBackgroundWrites();
+    } else {
+      absl::StatusOr<std::unique_ptr<CacheClient>> cache = NewCacheClient(CacheOptions());
+      if (!cache.ok()) return cache.status();
+      r = (*cache)->Put(*ns, {block});
+    }
     if (!r.ok()) return r.status();
     out_ << (r->stored ? "stored" : r->already_present ? "already present" : "not admitted")
          << " " << KeyToHex(*key) << " (" << FormatBytes(block.payload.size()) << ")\n";
@@ -186,7 +197,7 @@ class Command {
     if (!key.ok()) return key.status();
     const std::string path = absl::GetFlag(FLAGS_out);
     if (path.empty()) return UsageError("--out is required");
-    absl::StatusOr<std::unique_ptr<CacheClient>> cache = Cache();
+    absl::StatusOr<std::unique_ptr<CacheClient>> cache = NewCacheClient(CacheOptions());
     if (!cache.ok()) return cache.status();
     absl::StatusOr<std::vector<CacheBlock>> blocks = (*cache)->Get(*ns, {*key});
     if (!blocks.ok()) return blocks.status();
@@ -201,64 +212,37 @@ class Command {
     return absl::OkStatus();
   }
 
-  static const char* TierName(v1::Tier t) { return t == v1::TIER_RAM ? "ram" : "disk"; }
-
-  static std::string Hex(const std::string& raw) { return absl::BytesToHexString(raw); }
-
-  static std::string Time(int64_t micros) {
-    if (micros == 0) return "-";
-    return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMicros(micros),
-                            absl::LocalTimeZone());
-  }
-
-  static json InfoJson(const v1::BlockInfo& b) {
-    const v1::BlockShape& s = b.shape();
-    return json{{"namespace", Hex(b.namespace_id())},
-                {"key", Hex(b.key())},
-                {"parent", Hex(b.parent_key())},
-                {"tier", TierName(b.tier())},
-                {"on_disk", b.on_disk()},
-                {"payload_bytes", b.payload_bytes()},
-                {"checksum", absl::StrFormat("%016x", b.checksum())},
-                {"shape",
-                 {{"format_version", s.format_version()},
-                  {"dtype", v1::DType_Name(s.dtype())},
-                  {"num_layers", s.num_layers()},
-                  {"num_kv_heads", s.num_kv_heads()},
-                  {"head_dim", s.head_dim()},
-                  {"num_tokens", s.num_tokens()}}},
-                {"last_access_unix_micros", b.last_access_unix_micros()}};
-  }
-
   absl::Status List() {
-    v1::ListBlocksRequest req;
+    std::string ns_raw;
     if (!absl::GetFlag(FLAGS_namespace).empty()) {
       absl::StatusOr<Key> ns = KeyFlag(absl::GetFlag(FLAGS_namespace), "--namespace");
       if (!ns.ok()) return ns.status();
-      req.set_namespace_id(std::string(ns->view()));
+      ns_raw = std::string(ns->view());
     }
     if (absl::GetFlag(FLAGS_limit) <= 0) {
       return UsageError("--limit must be a positive number");
     }
+    const bool as_json = absl::GetFlag(FLAGS_json);
+    if (target_.is_cluster()) {
+      absl::StatusOr<ClusterAdmin*> cluster = Cluster();
+      if (!cluster.ok()) return cluster.status();
+      return (*cluster)->List(ns_raw, absl::GetFlag(FLAGS_limit), as_json, out_);
+    }
+    v1::ListBlocksRequest req;
+    req.set_namespace_id(ns_raw);
     req.set_limit(absl::GetFlag(FLAGS_limit));
     absl::StatusOr<AdminClient*> admin = Admin();
     if (!admin.ok()) return admin.status();
     absl::StatusOr<v1::ListBlocksResponse> r = (*admin)->ListBlocks(req);
     if (!r.ok()) return r.status();
-    if (absl::GetFlag(FLAGS_json)) {
+    if (as_json) {
       json blocks = json::array();
-      for (const v1::BlockInfo& b : r->blocks()) blocks.push_back(InfoJson(b));
+      for (const v1::BlockInfo& b : r->blocks()) blocks.push_back(admin::BlockJson(b));
       out_ << json{{"blocks", blocks}, {"truncated", r->truncated()}}.dump(2) << "\n";
       return absl::OkStatus();
     }
-    // Full ids: what ls shows, --namespace and --key take as they are.
-    out_ << absl::StrFormat("%-64s %-64s %-4s %10s  %s\n", "namespace", "key", "tier", "size",
-                            "last access");
-    for (const v1::BlockInfo& b : r->blocks()) {
-      out_ << absl::StrFormat("%-64s %-64s %-4s %10s  %s\n", Hex(b.namespace_id()), Hex(b.key()),
-                              TierName(b.tier()), FormatBytes(b.payload_bytes()),
-                              Time(b.last_access_unix_micros()));
-    }
+    admin::PrintListHeader(out_);
+    for (const v1::BlockInfo& b : r->blocks()) admin::PrintListRow(b, out_);
     out_ << r->blocks_size() << " blocks" << (r->truncated() ? " (more not shown: --limit)" : "")
          << "\n";
     return absl::OkStatus();
@@ -274,28 +258,22 @@ class Command {
       if (!ns.ok()) return ns.status();
       req.set_namespace_id(std::string(ns->view()));
     }
+    const bool as_json = absl::GetFlag(FLAGS_json);
+    if (target_.is_cluster()) {
+      absl::StatusOr<ClusterAdmin*> cluster = Cluster();
+      if (!cluster.ok()) return cluster.status();
+      return (*cluster)->Inspect(req, as_json, out_);
+    }
     absl::StatusOr<AdminClient*> admin = Admin();
     if (!admin.ok()) return admin.status();
     absl::StatusOr<v1::InspectBlockResponse> r = (*admin)->InspectBlock(req);
     if (!r.ok()) return r.status();
     for (const v1::BlockInfo& b : r->blocks()) {
-      if (absl::GetFlag(FLAGS_json)) {
-        out_ << InfoJson(b).dump(2) << "\n";
-        continue;
+      if (as_json) {
+        out_ << admin::BlockJson(b).dump(2) << "\n";
+      } else {
+        admin::PrintInspect(b, out_);
       }
-      const v1::BlockShape& s = b.shape();
-      out_ << "namespace    " << Hex(b.namespace_id()) << "\n"
-           << "key          " << Hex(b.key()) << "\n"
-           << "parent       " << (b.parent_key().empty() ? "-" : Hex(b.parent_key())) << "\n"
-           << "tier         " << TierName(b.tier()) << (b.on_disk() && b.tier() == v1::TIER_RAM
-                                                             ? " (also on disk)" : "") << "\n"
-           << "size         " << b.payload_bytes() << " bytes\n"
-           << "checksum     " << absl::StrFormat("%016x (XXH3-64)", b.checksum()) << "\n"
-           << "shape        " << absl::StrFormat(
-                  "v%d %s, %d layers x %d kv heads x %d head dim x %d tokens",
-                  s.format_version(), v1::DType_Name(s.dtype()), s.num_layers(),
-                  s.num_kv_heads(), s.head_dim(), s.num_tokens()) << "\n"
-           << "last access  " << Time(b.last_access_unix_micros()) << "\n";
     }
     return absl::OkStatus();
   }
@@ -320,6 +298,11 @@ class Command {
     } else {
       return UsageError("evict needs --key=HEX or --namespace=HEX");
     }
+    if (target_.is_cluster()) {
+      absl::StatusOr<ClusterAdmin*> cluster = Cluster();
+      if (!cluster.ok()) return cluster.status();
+      return (*cluster)->Evict(req, out_);
+    }
     absl::StatusOr<AdminClient*> admin = Admin();
     if (!admin.ok()) return admin.status();
     absl::StatusOr<v1::EvictResponse> r = (*admin)->Evict(req);
@@ -338,6 +321,11 @@ class Command {
     } else if (tier != "all") {
       return UsageError(absl::StrCat("--tier must be ram, disk or all, got '", tier, "'"));
     }
+    if (target_.is_cluster()) {
+      absl::StatusOr<ClusterAdmin*> cluster = Cluster();
+      if (!cluster.ok()) return cluster.status();
+      return (*cluster)->Flush(req, tier, out_);
+    }
     absl::StatusOr<AdminClient*> admin = Admin();
     if (!admin.ok()) return admin.status();
     absl::StatusOr<v1::FlushResponse> r = (*admin)->Flush(req);
@@ -347,49 +335,84 @@ class Command {
   }
 
   absl::Status Config() {
+    const bool as_json = absl::GetFlag(FLAGS_json);
+    if (target_.is_cluster()) {
+      absl::StatusOr<ClusterAdmin*> cluster = Cluster();
+      if (!cluster.ok()) return cluster.status();
+      return (*cluster)->Config(as_json, out_);
+    }
     absl::StatusOr<AdminClient*> admin = Admin();
     if (!admin.ok()) return admin.status();
     absl::StatusOr<v1::GetConfigResponse> c = (*admin)->GetConfig();
     if (!c.ok()) return c.status();
-    json j{{"listen", c->listen()},
-           {"ram_bytes", c->ram_bytes()},
-           {"ram_shards", c->ram_shards()},
-           {"disk_path", c->disk_path()},
-           {"disk_bytes", c->disk_bytes()},
-           {"max_block_bytes", c->max_block_bytes()},
-           {"eviction", c->eviction()},
-           {"data_listen", c->data_listen()},
-           {"data_advertise", c->data_advertise()},
-           {"metrics_listen", c->metrics_listen()},
-           {"shutdown_grace",
-            absl::FormatDuration(absl::Milliseconds(c->shutdown_grace_ms()))},
-           {"version", c->version()}};
-    if (absl::GetFlag(FLAGS_json)) {
+    const json j = admin::ConfigJson(*c);
+    if (as_json) {
       out_ << j.dump(2) << "\n";
     } else {
-      for (auto& [k, v] : j.items()) out_ << absl::StrFormat("%-16s %s\n", k, v.dump());
+      admin::PrintConfig(j, out_);
     }
     return absl::OkStatus();
   }
 
+  // The --replicas flag, checked.
+  static absl::StatusOr<int> ReplicasFlag() {
+    const int replicas = absl::GetFlag(FLAGS_replicas);
+    if (replicas < 1) {
+      return UsageError(absl::StrCat("--replicas must be 1 or more, got ", replicas));
+    }
+    return replicas;
+  }
+
+  absl::Status ClusterCommand() {
+    absl::StatusOr<int> replicas = ReplicasFlag();
+    if (!replicas.ok()) return replicas.status();
+    absl::StatusOr<ClusterAdmin*> cluster = Cluster();
+    if (!cluster.ok()) return cluster.status();
+    return (*cluster)->Cluster(*replicas, kKeyShareSamples, absl::GetFlag(FLAGS_json), out_);
+  }
+
+  absl::Status Locate() {
+    absl::StatusOr<Key> ns = HexFlag(absl::GetFlag(FLAGS_namespace), "--namespace");
+    if (!ns.ok()) return ns.status();
+    absl::StatusOr<Key> key = HexFlag(absl::GetFlag(FLAGS_key), "--key");
+    if (!key.ok()) return key.status();
+    absl::StatusOr<int> replicas = ReplicasFlag();
+    if (!replicas.ok()) return replicas.status();
+    absl::StatusOr<ClusterAdmin*> cluster = Cluster();
+    if (!cluster.ok()) return cluster.status();
+    return (*cluster)->Locate(*ns, *key, *replicas, absl::GetFlag(FLAGS_json), out_);
+  }
+
+  // Keys sampled for `cluster`'s key shares: 100,000 give each share to about +-0.3 %.
+  static constexpr int kKeyShareSamples = 100000;
+
+  const ClusterTarget target_;
   std::ostream& out_;
   std::unique_ptr<AdminClient> admin_;
+  std::unique_ptr<ClusterAdmin> cluster_;
 };
 
 }  // namespace
 
 std::string AdminUsage() {
-  return "usage: kvcache-admin [--server=HOST:PORT] [--timeout=10s] COMMAND [flags]\n"
+  return "usage: kvcache-admin [--server=TARGET] [--timeout=10s] COMMAND [flags]\n"
          "  health [--json]                           gRPC health check (exit 0 if SERVING)\n"
          "  stats [--json]                            per-tier blocks, bytes, hits, ...\n"
-         "  put --namespace=HEX --key=HEX --file=PATH [--parent=HEX]\n"
+         "  put --namespace=HEX --key=HEX --file=PATH [--parent=HEX] [--replicas=R]\n"
          "  get --namespace=HEX --key=HEX --out=PATH\n"
          "  ls [--namespace=HEX] [--limit=N] [--json]\n"
          "  inspect --key=HEX [--namespace=HEX] [--json]\n"
          "  evict --key=HEX [--namespace=HEX] | --namespace=HEX\n"
          "  flush --tier=ram|disk|all\n"
          "  config [--json]                           the server's effective configuration\n"
-         "Keys and namespaces are 64 hex digits. Exit status: 0 on success, 1 when the server\n"
+         "  cluster [--replicas=R] [--json]           per node: health, blocks, bytes, hit\n"
+         "                                            ratio, key share; and the skew\n"
+         "  locate --namespace=HEX --key=HEX [--replicas=R] [--json]\n"
+         "                                            nodes in rendezvous order, the first R\n"
+         "                                            owning the block, and where it is held\n"
+         "TARGET: host:port (one node), host:port,host:port,... or dns:///name:port (a\n"
+         "cluster: health, stats, ls, inspect, evict, flush and config visit every node).\n"
+         "Keys and namespaces are 64 hex digits. Exit status: 0 on success, 1 when a server\n"
          "answers with an error or cannot be reached, 2 for a usage error.";
 }
 
@@ -406,7 +429,12 @@ int RunAdminCommand(const std::vector<std::string>& args, std::ostream& out,
     err << "kvcache-admin: --timeout must be more than 0 (e.g. 10s)\n";
     return kExitUsage;
   }
-  Command command(out);
+  absl::StatusOr<ClusterTarget> target = ParseClusterTarget(absl::GetFlag(FLAGS_server));
+  if (!target.ok()) {
+    err << "kvcache-admin: --server: " << target.status().message() << "\n";
+    return kExitUsage;
+  }
+  Command command(*std::move(target), out);
   const absl::Status status = command.Run(args[1]);
   if (status.ok()) return kExitOk;
   err << "kvcache-admin: " << status.message();

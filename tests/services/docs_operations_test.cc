@@ -1,8 +1,9 @@
 // docs/operations.md, run: every command in its ```sh blocks runs as shown, in order,
-// against a real kvcache-server, and must exit 0, so the operator's reference cannot drift
-// from the binaries. The only changes made to a command are the addresses (the documented
-// 127.0.0.1:50051 and 127.0.0.1:9464 become free ports) and the working directory (a
-// fresh temporary one).
+// against real kvcache-servers (the first session's one, then the cluster section's three),
+// and must exit 0, so the operator's reference cannot drift from the binaries. The only
+// changes made to a command are the addresses (the documented 127.0.0.1:50051, :50052,
+// :50053 and 127.0.0.1:9464 become free ports) and the working directory (a fresh
+// temporary one).
 
 #include <netinet/in.h>
 #include <signal.h>
@@ -75,25 +76,28 @@ TEST(DocsOperationsTest, EveryCommandRunsAsShown) {
 
   TempDir dir;
   const std::string bin_dir = std::filesystem::absolute(testing::BinDir()).string();
-  const std::string grpc = "127.0.0.1:" + std::to_string(FreePort());
-  const std::string metrics = "127.0.0.1:" + std::to_string(FreePort());
+  std::vector<std::pair<std::string, std::string>> addresses;  // Documented, real.
+  for (const char* documented :
+       {"127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:50053", "127.0.0.1:9464"}) {
+    addresses.emplace_back(documented, "127.0.0.1:" + std::to_string(FreePort()));
+  }
   auto shell = [&](const std::string& command) {
-    const std::string real =
-        ReplaceAll(ReplaceAll(command, "127.0.0.1:50051", grpc), "127.0.0.1:9464", metrics);
+    std::string real = command;
+    for (const auto& [documented, free] : addresses) real = ReplaceAll(real, documented, free);
     return std::vector<std::string>{
         "/bin/bash", "-o", "pipefail", "-c",
         "cd " + Quote(dir.path()) + " && PATH=" + Quote(bin_dir) + ":\"$PATH\" && " +
             (real.rfind("kvcache-server", 0) == 0 ? "exec " : "") + real};
   };
 
-  std::unique_ptr<Process> server;
+  std::vector<std::unique_ptr<Process>> servers;
   int ran = 0;
   for (const std::string& command : commands) {
     const std::string program = command.substr(0, command.find(' '));
     if (program == "kvcache-server") {
-      ASSERT_EQ(server, nullptr) << "one server per walkthrough";
-      server = std::make_unique<Process>(shell(command));
-      ASSERT_NE(server->WaitForLine("listening on"), "") << command << "\n" << server->output();
+      servers.push_back(std::make_unique<Process>(shell(command)));
+      ASSERT_NE(servers.back()->WaitForLine("listening on"), "")
+          << command << "\n" << servers.back()->output();
       continue;
     }
     if (program.rfind("kvcache-", 0) != 0 &&
@@ -106,10 +110,12 @@ TEST(DocsOperationsTest, EveryCommandRunsAsShown) {
     ++ran;
   }
   EXPECT_GE(ran, 8);
-  ASSERT_NE(server, nullptr) << "the walkthrough starts no kvcache-server";
-  server->Kill(SIGTERM);
-  EXPECT_EQ(server->Wait(), 0) << server->output();
-  EXPECT_NE(server->output().find("stopped cleanly"), std::string::npos) << server->output();
+  ASSERT_FALSE(servers.empty()) << "the walkthrough starts no kvcache-server";
+  for (auto& server : servers) server->Kill(SIGTERM);
+  for (auto& server : servers) {
+    EXPECT_EQ(server->Wait(), 0) << server->output();
+    EXPECT_NE(server->output().find("stopped cleanly"), std::string::npos) << server->output();
+  }
 }
 
 }  // namespace

@@ -278,7 +278,7 @@ TEST_F(EndToEndTest, HelpListsEveryFlagWithItsDefaultAndVersionPrintsTheVersion)
       {"kvcache-admin",
        {"--server=127.0.0.1:50051", "--timeout=10s", "--json=false", "--namespace=\"\"",
         "--key=\"\"", "--parent=\"\"", "--file=\"\"", "--out=\"\"", "--limit=100",
-        "--tier=\"\""}},
+        "--tier=\"\"", "--replicas=1"}},
   };
   for (const Program& p : programs) {
     CommandResult help = testing::Run({Bin(p.name), "--help"});

@@ -1,0 +1,159 @@
+#include "services/admin_format.h"
+
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "common/byte_size.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+
+namespace kvcache {
+namespace admin {
+namespace {
+
+using json = nlohmann::json;
+
+json TierJson(const v1::TierStats& t) {
+  return json{{"blocks", t.blocks()},
+              {"bytes", t.bytes()},
+              {"capacity_bytes", t.capacity_bytes()},
+              {"hits", t.hits()},
+              {"misses", t.misses()},
+              {"evictions", t.evictions()},
+              {"demotions", t.demotions()},
+              {"promotions", t.promotions()},
+              {"checksum_failures", t.checksum_failures()},
+              {"inserts", t.inserts()},
+              {"write_errors", t.write_errors()},
+              {"demotion_failures", t.demotion_failures()}};
+}
+
+// Adds every uint64 field of `from` to `into`, recursing into message fields.
+void AddCounters(const google::protobuf::Message& from, google::protobuf::Message* into) {
+  const google::protobuf::Reflection* r = from.GetReflection();
+  const google::protobuf::Descriptor* d = from.GetDescriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d->field(i);
+    if (f->is_repeated()) continue;
+    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_UINT64) {
+      r->SetUInt64(into, f, r->GetUInt64(*into, f) + r->GetUInt64(from, f));
+    } else if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+      AddCounters(r->GetMessage(from, f), r->MutableMessage(into, f));
+    }
+  }
+}
+
+}  // namespace
+
+const char* TierName(v1::Tier tier) { return tier == v1::TIER_RAM ? "ram" : "disk"; }
+
+std::string Hex(const std::string& raw) { return absl::BytesToHexString(raw); }
+
+std::string FormatMicros(int64_t micros) {
+  if (micros == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMicros(micros),
+                          absl::LocalTimeZone());
+}
+
+json StatsJson(const v1::GetStatsResponse& s) {
+  return json{{"ram", TierJson(s.ram())},
+              {"disk", TierJson(s.disk())},
+              {"lookups", s.lookups()},
+              {"lookup_keys", s.lookup_keys()},
+              {"lookup_hits", s.lookup_hits()}};
+}
+
+void PrintStats(const v1::GetStatsResponse& s, std::ostream& out) {
+  out << absl::StrFormat("%-5s %9s %11s %11s %6s %9s %9s %9s %10s %10s %9s\n", "tier", "blocks",
+                         "bytes", "capacity", "used", "hits", "misses", "evictions", "demotions",
+                         "promotions", "checksum");
+  for (const auto& [name, t] : {std::pair{"ram", &s.ram()}, std::pair{"disk", &s.disk()}}) {
+    const double used = t->capacity_bytes() ? 100.0 * t->bytes() / t->capacity_bytes() : 0.0;
+    out << absl::StrFormat("%-5s %9d %11s %11s %5.1f%% %9d %9d %9d %10d %10d %9d\n", name,
+                           t->blocks(), FormatBytes(t->bytes()), FormatBytes(t->capacity_bytes()),
+                           used, t->hits(), t->misses(), t->evictions(), t->demotions(),
+                           t->promotions(), t->checksum_failures());
+  }
+  if (s.disk().write_errors() != 0 || s.ram().demotion_failures() != 0) {
+    out << absl::StrFormat("disk trouble: %d failed writes, %d blocks not demoted\n",
+                           s.disk().write_errors(), s.ram().demotion_failures());
+  }
+  out << absl::StrFormat("lookups %d: %d of %d keys present\n", s.lookups(), s.lookup_hits(),
+                         s.lookup_keys());
+}
+
+void AddStats(const v1::GetStatsResponse& from, v1::GetStatsResponse* into) {
+  AddCounters(from, into);
+}
+
+json BlockJson(const v1::BlockInfo& b) {
+  const v1::BlockShape& s = b.shape();
+  return json{{"namespace", Hex(b.namespace_id())},
+              {"key", Hex(b.key())},
+              {"parent", Hex(b.parent_key())},
+              {"tier", TierName(b.tier())},
+              {"on_disk", b.on_disk()},
+              {"payload_bytes", b.payload_bytes()},
+              {"checksum", absl::StrFormat("%016x", b.checksum())},
+              {"shape",
+               {{"format_version", s.format_version()},
+                {"dtype", v1::DType_Name(s.dtype())},
+                {"num_layers", s.num_layers()},
+                {"num_kv_heads", s.num_kv_heads()},
+                {"head_dim", s.head_dim()},
+                {"num_tokens", s.num_tokens()}}},
+              {"last_access_unix_micros", b.last_access_unix_micros()}};
+}
+
+void PrintListHeader(std::ostream& out) {
+  // Full ids: what ls shows, --namespace and --key take as they are.
+  out << absl::StrFormat("%-64s %-64s %-4s %10s  %s\n", "namespace", "key", "tier", "size",
+                         "last access");
+}
+
+void PrintListRow(const v1::BlockInfo& b, std::ostream& out) {
+  out << absl::StrFormat("%-64s %-64s %-4s %10s  %s\n", Hex(b.namespace_id()), Hex(b.key()),
+                         TierName(b.tier()), FormatBytes(b.payload_bytes()),
+                         FormatMicros(b.last_access_unix_micros()));
+}
+
+void PrintInspect(const v1::BlockInfo& b, std::ostream& out) {
+  const v1::BlockShape& s = b.shape();
+  out << "namespace    " << Hex(b.namespace_id()) << "\n"
+      << "key          " << Hex(b.key()) << "\n"
+      << "parent       " << (b.parent_key().empty() ? "-" : Hex(b.parent_key())) << "\n"
+      << "tier         " << TierName(b.tier())
+      << (b.on_disk() && b.tier() == v1::TIER_RAM ? " (also on disk)" : "") << "\n"
+      << "size         " << b.payload_bytes() << " bytes\n"
+      << "checksum     " << absl::StrFormat("%016x (XXH3-64)", b.checksum()) << "\n"
+      << "shape        "
+      << absl::StrFormat("v%d %s, %d layers x %d kv heads x %d head dim x %d tokens",
+                         s.format_version(), v1::DType_Name(s.dtype()), s.num_layers(),
+                         s.num_kv_heads(), s.head_dim(), s.num_tokens())
+      << "\n"
+      << "last access  " << FormatMicros(b.last_access_unix_micros()) << "\n";
+}
+
+json ConfigJson(const v1::GetConfigResponse& c) {
+  return json{{"listen", c.listen()},
+              {"ram_bytes", c.ram_bytes()},
+              {"ram_shards", c.ram_shards()},
+              {"disk_path", c.disk_path()},
+              {"disk_bytes", c.disk_bytes()},
+              {"max_block_bytes", c.max_block_bytes()},
+              {"eviction", c.eviction()},
+              {"data_listen", c.data_listen()},
+              {"data_advertise", c.data_advertise()},
+              {"metrics_listen", c.metrics_listen()},
+              {"shutdown_grace", absl::FormatDuration(absl::Milliseconds(c.shutdown_grace_ms()))},
+              {"version", c.version()}};
+}
+
+void PrintConfig(const json& config, std::ostream& out) {
+  for (auto& [k, v] : config.items()) out << absl::StrFormat("%-16s %s\n", k, v.dump());
+}
+
+}  // namespace admin
+}  // namespace kvcache
