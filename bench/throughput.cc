@@ -29,6 +29,7 @@
 #include "client/cache_client.h"
 #include "common/byte_size.h"
 #include "common/malloc_tuning.h"
+#include "common/tls_flags.h"
 #include "nlohmann/json.hpp"
 
 // The subcommand's own flags (--json is shared: bench/flags.h). Value sizes take byte
@@ -397,7 +398,8 @@ int RunFill(const Options& o) {
   std::vector<std::thread> pool;
   for (int t = 0; t < o.clients; ++t) {
     pool.emplace_back([&, t] {
-      absl::StatusOr<std::unique_ptr<TargetConnection>> c = ConnectTarget(o.target, o.addr, ks);
+      absl::StatusOr<std::unique_ptr<TargetConnection>> c = 
+          ConnectTarget(o.target, o.addr, ks, TlsClientOptionsFromFlags());
       if (!c.ok()) {
         if (errors++ == 0) first_error = std::string(c.status().message());
         return;
@@ -429,7 +431,8 @@ int RunGetPut(const Options& o) {
   const KeySpace ks{o.nonce};
   std::vector<std::unique_ptr<TargetConnection>> conns;
   for (int t = 0; t < o.clients; ++t) {
-    absl::StatusOr<std::unique_ptr<TargetConnection>> c = ConnectTarget(o.target, o.addr, ks);
+    absl::StatusOr<std::unique_ptr<TargetConnection>> c = 
+          ConnectTarget(o.target, o.addr, ks, TlsClientOptionsFromFlags());
     if (!c.ok()) {
       std::cerr << "kvcache-bench throughput: " << c.status().message() << std::endl;
       return 1;
@@ -538,6 +541,7 @@ int RunLookup(const Options& o) {
   for (int t = 0; t < o.clients; ++t) {
     CacheClientOptions co;
     co.target = o.addr;
+    co.tls = TlsClientOptionsFromFlags();
     absl::StatusOr<std::unique_ptr<CacheClient>> c = NewCacheClient(co);
     if (!c.ok()) {
       std::cerr << "kvcache-bench throughput: " << c.status().message() << std::endl;
@@ -583,13 +587,13 @@ const FlagScope kThroughputFlags = {
     "         --addr=HOST:PORT --op=get|put|lookup --value-bytes=256KiB --clients=4\n"
     "         --seconds=3 [--json] [--warmup-seconds=0.5] [--keys=N] [--verify-every=32]\n"
     "         [--chain=64] [--server-pid=PID] [--nonce=N --populate=false]\n"
-    "         [--tune-malloc=auto|true|false]\n"
+    "         [--tune-malloc=auto|true|false] [--tls-ca=PEM [--tls-cert=PEM --tls-key=PEM]]\n"
     "       kvcache-bench throughput --target=... --addr=... --op=fill --fill-bytes=1GiB\n"
     "         [--value-bytes=1MiB --clients=4]  (writes fresh keys: brings a store to its\n"
     "         memory limit, so that later puts measure a full cache that evicts)\n"
     "       kvcache-bench throughput --op=index-scale --blocks=N [--value-bytes=64] [--json]\n"
     "       kvcache-bench throughput --serve-rawtcp [--listen=127.0.0.1:0]\n",
-    "bench/throughput.cc", "json"};
+    "bench/throughput.cc", "json,tls_ca,tls_cert,tls_key,tls_server_name"};
 
 int RunThroughput(int argc, char** argv) {
   std::vector<char*> args(argv, argv + argc);

@@ -292,13 +292,15 @@ std::string KvcacheNamespaceBytes(const KeySpace& keys) {
 
 absl::StatusOr<std::unique_ptr<TargetConnection>> ConnectTarget(TargetKind kind,
                                                                 const std::string& addr,
-                                                                const KeySpace& keys) {
+                                                                const KeySpace& keys,
+                                                                const TlsClientOptions& tls) {
   switch (kind) {
     case TargetKind::kKvcache:
     case TargetKind::kKvcacheGrpc: {
       CacheClientOptions options;
       options.target = addr;
       options.use_data_channel = kind == TargetKind::kKvcache;
+      options.tls = tls;
       absl::StatusOr<std::unique_ptr<CacheClient>> client = NewCacheClient(options);
       if (!client.ok()) return client.status();
       return std::make_unique<KvcacheConnection>(*std::move(client), keys);

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/tls_options.h"
 
 namespace kvcache {
 namespace bench {
@@ -58,10 +59,11 @@ class TargetConnection {
   virtual bool StoresValues() const { return true; }
 };
 
-// Connects to `addr` ("host:port"). Connection failures are UNAVAILABLE.
-absl::StatusOr<std::unique_ptr<TargetConnection>> ConnectTarget(TargetKind kind,
-                                                                const std::string& addr,
-                                                                const KeySpace& keys);
+// Connects to `addr` ("host:port"); `tls` is for the kvcache targets (docs/security.md).
+// Connection failures are UNAVAILABLE.
+absl::StatusOr<std::unique_ptr<TargetConnection>> ConnectTarget(
+    TargetKind kind, const std::string& addr, const KeySpace& keys,
+    const TlsClientOptions& tls = TlsClientOptions());
 
 // The 32-byte kvcache key (and namespace) of value id `id` in `keys`; Redis and memcached
 // use the same bytes, hex-encoded, as their key strings.

@@ -28,6 +28,7 @@
 #include "bench/synthetic_trace.h"
 #include "bench/trace.h"
 #include "bench/trace_replay.h"
+#include "common/tls_flags.h"
 #include "bench/trace_sim.h"
 #include "cachestore/block_store.h"
 #include "cachestore/eviction_policy.h"
@@ -208,6 +209,7 @@ json LatencyJson(const LatencySummary& s) {
 int RunReplay(const Trace& trace) {
   CacheClientOptions co;
   co.target = absl::GetFlag(FLAGS_server);
+  co.tls = TlsClientOptionsFromFlags();
   absl::StatusOr<std::unique_ptr<CacheClient>> client = NewCacheClient(co);
   if (!client.ok()) return Fail(client.status());
   ReplayOptions o;
@@ -257,9 +259,9 @@ const FlagScope kTraceFlags = {
     "       kvcache-bench trace --plan --trace=FILE --ram-sizes=1GiB,4GiB --disk-sizes=0,64GiB\n"
     "         --block-bytes=2MiB [--eviction=NAME]\n"
     "       kvcache-bench trace --server=HOST:PORT --trace=FILE --block-bytes=N [--speed=X]\n"
-    "         [--limit-requests=N] [--json]\n"
+    "         [--limit-requests=N] [--json] [--tls-ca=PEM [--tls-cert=PEM --tls-key=PEM]]\n"
     "     (--synthetic [--seed=N] instead of --trace=FILE uses a generated trace)\n",
-    "bench/trace_command.cc", "json"};
+    "bench/trace_command.cc", "json,tls_ca,tls_cert,tls_key,tls_server_name"};
 
 int TraceCommand(int argc, char** argv) {
   std::vector<std::string> rest = ParseFlags(argc, argv, kTraceFlags);

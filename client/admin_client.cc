@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "client/call_util_internal.h"
+#include "common/tls.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "kvcache/v1/cache.grpc.pb.h"
 
@@ -14,8 +15,12 @@ namespace health = ::grpc::health::v1;
 
 class GrpcAdminClient final : public AdminClient {
  public:
-  explicit GrpcAdminClient(const AdminClientOptions& options) : options_(options) {
-    auto channel = grpc::CreateChannel(options.target, grpc::InsecureChannelCredentials());
+  GrpcAdminClient(const AdminClientOptions& options,
+                  std::shared_ptr<grpc::ChannelCredentials> credentials)
+      : options_(options) {
+    grpc::ChannelArguments args;
+    AddTlsChannelArgs(options.tls, &args);
+    auto channel = grpc::CreateCustomChannel(options.target, std::move(credentials), args);
     admin_ = v1::AdminService::NewStub(channel);
     health_ = health::Health::NewStub(channel);
   }
@@ -82,7 +87,10 @@ absl::StatusOr<std::unique_ptr<AdminClient>> NewAdminClient(const AdminClientOpt
   if (options.target.empty()) {
     return absl::InvalidArgumentError("admin client: --server (host:port) is empty");
   }
-  return std::make_unique<GrpcAdminClient>(options);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
+  return std::make_unique<GrpcAdminClient>(options, *std::move(credentials));
 }
 
 }  // namespace kvcache

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/tls_options.h"
 #include "kvcache/v1/cache.pb.h"
 
 namespace kvcache {
@@ -20,6 +21,7 @@ namespace kvcache {
 struct AdminClientOptions {
   std::string target;  // "host:port". Required.
   absl::Duration timeout = absl::Seconds(10);  // Per call. Default: 10 s.
+  TlsClientOptions tls{};  // common/tls.h. Default: plaintext.
 };
 
 class AdminClient {
@@ -40,7 +42,7 @@ class AdminClient {
   virtual absl::StatusOr<v1::GetConfigResponse> GetConfig() = 0;
 };
 
-//   INVALID_ARGUMENT  empty target.
+//   INVALID_ARGUMENT  empty target; unreadable or mismatched TLS files.
 absl::StatusOr<std::unique_ptr<AdminClient>> NewAdminClient(const AdminClientOptions& options);
 
 }  // namespace kvcache

@@ -16,6 +16,7 @@
 #include "client/rendezvous.h"
 #include "common/checksum.h"
 #include "common/socket_io.h"
+#include "common/tls.h"
 #include "kvcache/v1/cache.grpc.pb.h"
 #include "proto/block_proto.h"
 #include "proto/block_wire.h"
@@ -78,9 +79,10 @@ class SliceTracker {
 
 class GrpcCacheClient final : public CacheClient {
  public:
-  explicit GrpcCacheClient(const CacheClientOptions& options)
+  GrpcCacheClient(const CacheClientOptions& options,
+                  std::shared_ptr<grpc::ChannelCredentials> credentials)
       : options_(options),
-        channel_(grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(),
+        channel_(grpc::CreateCustomChannel(options.target, std::move(credentials),
                                            ChannelArgs(options))),
         stub_(pb::CacheService::NewStub(channel_)),
         generic_stub_(channel_),
@@ -165,7 +167,8 @@ class GrpcCacheClient final : public CacheClient {
   // A pooled or new data connection; null when there is no data channel (not offered, off,
   // or failing: negotiation is retried at most every kDataChannelRetry).
   std::unique_ptr<DataConnection> AcquireDataConnection() {
-    if (!options_.use_data_channel) return nullptr;
+    // Never over TLS: the data channel is plaintext (docs/security.md).
+    if (!options_.use_data_channel || options_.tls.enabled()) return nullptr;
     std::string address;
     Key token;
     {
@@ -330,6 +333,7 @@ class GrpcCacheClient final : public CacheClient {
     // to the same target in the process, and clients on different threads then queue
     // behind each other's megabytes on one socket.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    AddTlsChannelArgs(options.tls, &args);
     return args;
   }
 
@@ -360,7 +364,10 @@ absl::StatusOr<std::unique_ptr<CacheClient>> NewNodeCacheClient(const CacheClien
   if (options.target.empty()) {
     return absl::InvalidArgumentError("cache client: target (host:port) is empty");
   }
-  return std::make_unique<GrpcCacheClient>(options);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
+  return std::make_unique<GrpcCacheClient>(options, *std::move(credentials));
 }
 
 absl::StatusOr<std::unique_ptr<CacheClient>> NewCacheClient(const CacheClientOptions& options) {

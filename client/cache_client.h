@@ -30,6 +30,7 @@
 #include "absl/types/span.h"
 #include "common/block_shape.h"
 #include "common/key.h"
+#include "common/tls_options.h"
 
 namespace kvcache {
 
@@ -51,7 +52,11 @@ struct CacheClientOptions {
   // to gRPC Get and Put when it does not or the channel fails (counted: see
   // data_channel_fallbacks). A channel advertised on an unspecified host (0.0.0.0, ::) is
   // reached on the host of `target`. Default: true.
+  // Ignored (no data channel) when `tls` is on: the data channel is plaintext.
   bool use_data_channel = true;
+  // Transport security of every channel the client opens (node calls, a cluster's health
+  // checks): common/tls.h, docs/security.md. Default: plaintext.
+  TlsClientOptions tls;
 
   // --- Cluster only (ignored for a single node) ---
 
@@ -150,7 +155,8 @@ class CacheClient {
 
 // Makes a client (a cluster client when `options.target` names several nodes or a DNS name);
 // connects lazily (the first call connects).
-//   INVALID_ARGUMENT  empty or malformed target, replicas < 1.
+//   INVALID_ARGUMENT  empty or malformed target, replicas < 1, unreadable or mismatched TLS
+//                     files (the message names the flag).
 absl::StatusOr<std::unique_ptr<CacheClient>> NewCacheClient(const CacheClientOptions& options);
 
 }  // namespace kvcache

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/rendezvous.h"
+#include "common/tls.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "kvcache/v1/cache.grpc.pb.h"
 #include "proto/grpc_status.h"
@@ -171,9 +172,11 @@ class Node {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetMaxReceiveMessageSize(options.max_message_bytes);
     args.SetMaxSendMessageSize(options.max_message_bytes);
+    AddTlsChannelArgs(options.tls, &args);
     // The control channel: health checks and the cluster's own (asynchronous) Lookups.
-    std::shared_ptr<grpc::Channel> channel =
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    // Same credentials as the node's client (checked when the cluster client was made).
+    std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+        address, ChannelCredentialsOrFailClosed(options.tls), args);
     health_ = health::Health::NewStub(channel);
     stub_ = pb::CacheService::NewStub(channel);
     absl::MutexLock lock(&mu_);
@@ -964,6 +967,7 @@ absl::StatusOr<std::unique_ptr<ClusterCacheClient>> NewClusterCacheClient(
     return absl::InvalidArgumentError(
         "cache client: hot_window must be positive and hot_extra_replicas not negative");
   }
+  if (absl::Status s = CheckTlsClientOptions(options.tls); !s.ok()) return s;
   return std::make_unique<ClusterClientImpl>(options, *std::move(target));
 }
 

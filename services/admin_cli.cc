@@ -16,6 +16,7 @@
 #include "common/byte_size.h"
 #include "common/cli.h"
 #include "common/key.h"
+#include "common/tls_flags.h"
 #include "services/admin_cluster.h"
 #include "services/admin_format.h"
 
@@ -70,7 +71,8 @@ class Command {
   absl::StatusOr<AdminClient*> Admin() {
     if (!admin_) {
       absl::StatusOr<std::unique_ptr<AdminClient>> c = NewAdminClient(
-          {absl::GetFlag(FLAGS_server), absl::GetFlag(FLAGS_timeout)});
+          {absl::GetFlag(FLAGS_server), absl::GetFlag(FLAGS_timeout),
+           TlsClientOptionsFromFlags()});
       if (!c.ok()) return c.status();
       admin_ = *std::move(c);
     }
@@ -84,7 +86,8 @@ class Command {
       absl::StatusOr<std::vector<std::string>> nodes = ResolveClusterTarget(target_);
       if (!nodes.ok()) return nodes.status();
       absl::StatusOr<std::unique_ptr<ClusterAdmin>> c =
-          ClusterAdmin::Connect(*std::move(nodes), absl::GetFlag(FLAGS_timeout));
+          ClusterAdmin::Connect(*std::move(nodes), absl::GetFlag(FLAGS_timeout),
+                                TlsClientOptionsFromFlags());
       if (!c.ok()) return c.status();
       cluster_ = *std::move(c);
     }
@@ -97,6 +100,7 @@ class Command {
     o.timeout = absl::GetFlag(FLAGS_timeout);
     o.max_message_bytes = 1 << 30;
     o.replicas = absl::GetFlag(FLAGS_replicas);
+    o.tls = TlsClientOptionsFromFlags();
     return o;
   }
 

@@ -82,11 +82,11 @@ std::optional<double> Skew(absl::Span<const uint64_t> values) {
 }
 
 absl::StatusOr<std::unique_ptr<ClusterAdmin>> ClusterAdmin::Connect(
-    std::vector<std::string> addresses, absl::Duration timeout) {
+    std::vector<std::string> addresses, absl::Duration timeout, const TlsClientOptions& tls) {
   if (addresses.empty()) return absl::InvalidArgumentError("the cluster has no node");
   std::vector<std::unique_ptr<AdminClient>> clients;
   for (const std::string& a : addresses) {
-    absl::StatusOr<std::unique_ptr<AdminClient>> c = NewAdminClient({a, timeout});
+    absl::StatusOr<std::unique_ptr<AdminClient>> c = NewAdminClient({a, timeout, tls});
     if (!c.ok()) return c.status();
     clients.push_back(*std::move(c));
   }

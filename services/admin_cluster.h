@@ -80,7 +80,8 @@ class ClusterAdmin final {
   // `addresses`: the nodes, as ResolveClusterTarget gives them (at least one).
   //   INVALID_ARGUMENT  no address, or an empty one.
   static absl::StatusOr<std::unique_ptr<ClusterAdmin>> Connect(
-      std::vector<std::string> addresses, absl::Duration timeout);
+      std::vector<std::string> addresses, absl::Duration timeout,
+      const TlsClientOptions& tls = TlsClientOptions());
 
   const std::vector<std::string>& addresses() const { return addresses_; }
 

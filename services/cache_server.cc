@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "common/byte_size.h"
 #include "common/socket_io.h"
+#include "common/tls.h"
 #include "common/version.h"
 #include "prometheus/exposer.h"
 #include "services/data_channel_server.h"
@@ -49,6 +50,9 @@ class CacheServerImpl final : public CacheServer {
     if (absl::Status s = CheckCanListen(options_.listen); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("--listen: ", s.message()));
     }
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+        MakeServerCredentials(options_.tls);
+    if (!credentials.ok()) return credentials.status();
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
@@ -69,7 +73,7 @@ class CacheServerImpl final : public CacheServer {
                                             std::numeric_limits<int>::max()));
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort(options_.listen, *credentials, &port);
     // gRPC sets SO_REUSEPORT by default, so a second server on a used port would start and
     // take half the connections; a used port must be an error instead.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -148,6 +152,9 @@ class CacheServerImpl final : public CacheServer {
         s.disk ? absl::StrCat(FormatBytes(s.disk->capacity_bytes), " at ", s.disk->path)
                : std::string("off"),
         " | max block ", FormatBytes(s.max_block_bytes), " | eviction ", s.ram.eviction,
+        " | tls ",
+        options_.tls.enabled() ? (options_.tls.client_ca_file.empty() ? "on" : "on, mutual")
+                               : "off",
         " | data channel ", data_ ? data_->address() : "off",
         data_ && data_->advertised_address() != data_->address()
             ? absl::StrCat(" (advertised as ", data_->advertised_address(), ")")
@@ -192,6 +199,19 @@ class CacheServerImpl final : public CacheServer {
 absl::StatusOr<std::unique_ptr<CacheServer>> StartCacheServer(const ServerOptions& options) {
   if (options.listen.empty()) {
     return absl::InvalidArgumentError("--listen is empty; give host:port, e.g. 127.0.0.1:50051");
+  }
+  std::string warning;  // server_main prints it; embedders get the same decision.
+  if (absl::Status s = CheckPlaintextPolicy("kvcache-server", options.listen,
+                                            options.tls.enabled(), options.allow_plaintext,
+                                            &warning);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckTlsServerOptions(options.tls); !s.ok()) return s;
+  if (options.tls.enabled() && !options.data_listen.empty()) {
+    return absl::InvalidArgumentError(
+        "--data-listen: the data channel is plain TCP and is not offered with TLS; use "
+        "--data-listen=off (clients then use gRPC Get and Put)");
   }
   absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(options.store);
   if (!store.ok()) return store.status();

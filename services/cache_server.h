@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "cachestore/block_store.h"
+#include "common/tls_options.h"
 
 namespace kvcache {
 
@@ -36,6 +37,13 @@ struct ServerOptions {
   // The drain period Shutdown will be given, for the configuration readout only.
   // Default: 10 s.
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // Transport security of the gRPC listener (cache, admin, health, reflection); see
+  // common/tls.h and docs/security.md. With TLS on, `data_listen` must be empty: the data
+  // channel is plain TCP. Default: plaintext.
+  TlsServerOptions tls;
+  // Serve plaintext on an address that is not loopback (refused otherwise).
+  // Default: false.
+  bool allow_plaintext = false;
   // The store: capacities, disk path, block size limit, eviction policy.
   TieredStoreOptions store;
 };
@@ -68,7 +76,9 @@ class CacheServer {
 };
 
 // Opens the store and starts serving.
-//   INVALID_ARGUMENT  bad options (the message names the flag).
+//   INVALID_ARGUMENT  bad options (the message names the flag): among them unreadable or
+//                     mismatched TLS files, a data channel with TLS, plaintext on a
+//                     non-loopback address without allow_plaintext (a usage error).
 //   INTERNAL          the disk tier could not be opened.
 //   UNAVAILABLE       the listen, data or metrics address could not be bound (in use, or
 //                     not an address of this machine); the message names the flag.

@@ -15,6 +15,7 @@
 #include "common/cli.h"
 #include "common/malloc_tuning.h"
 #include "common/signals.h"
+#include "common/tls_flags.h"
 #include "services/cache_server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -34,7 +35,8 @@ ABSL_FLAG(int, ram_shard_bits, -1,
           "64 MiB or more each");
 ABSL_FLAG(std::string, data_listen, "auto",
           "bulk data channel TCP address, host:port (docs/data-channel.md); auto: --listen's "
-          "host, any free port; off: none (clients use gRPC Get/Put)");
+          "host, any free port, or none with TLS (the channel is plaintext); off: none "
+          "(clients use gRPC Get/Put)");
 ABSL_FLAG(std::string, data_advertise, "",
           "data channel address told to clients, host or host:port; empty: the bound address "
           "(clients that get 0.0.0.0 or :: connect to the host they dialled)");
@@ -65,8 +67,21 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
       return s;
     }
   }
+  options.tls = TlsServerOptionsFromFlags();
+  options.allow_plaintext = AllowPlaintextFromFlag();
+  if (absl::Status s = CheckTlsServerOptions(options.tls); !s.ok()) {
+    return UsageError(s.message());
+  }
   const std::string data_listen = absl::GetFlag(FLAGS_data_listen);
-  if (data_listen == "auto") {
+  if (options.tls.enabled() && data_listen != "auto" && data_listen != "off" &&
+      !data_listen.empty()) {
+    return UsageError(
+        "--data-listen: the data channel is plain TCP and is not offered with TLS; drop it "
+        "or give --data-listen=off (clients then use gRPC Get and Put)");
+  }
+  if (data_listen == "auto" && options.tls.enabled()) {
+    // Off under TLS: the bulk channel is plaintext (docs/security.md).
+  } else if (data_listen == "auto") {
     options.data_listen = options.listen.substr(0, options.listen.rfind(':')) + ":0";
   } else if (data_listen != "off" && !data_listen.empty()) {
     if (absl::Status s = CheckListenAddress("--data-listen", data_listen); !s.ok()) return s;
@@ -129,6 +144,8 @@ int main(int argc, char** argv) {
       "[--ram-shard-bits=N]\n"
       "                      [--data-listen=HOST:PORT|auto|off] [--data-advertise=HOST[:PORT]]\n"
       "                      [--metrics-listen=HOST:PORT] [--shutdown-grace=DURATION]\n"
+      "                      [--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]] "
+      "[--allow-plaintext]\n"
       "Exit status: 0 after a clean shutdown, 2 for a usage error, 1 when the server cannot "
       "start.");
   std::vector<std::string> rest = kvcache::ParseFlags(argc, argv);
@@ -138,6 +155,15 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<kvcache::ServerOptions> options = kvcache::OptionsFromFlags();
   if (!options.ok()) return kvcache::Fail(options.status());
+
+  std::string warning;
+  if (absl::Status s = kvcache::CheckPlaintextPolicy("kvcache-server", options->listen,
+                                                     options->tls.enabled(),
+                                                     options->allow_plaintext, &warning);
+      !s.ok()) {
+    return kvcache::Fail(s);
+  }
+  if (!warning.empty()) std::cerr << warning << std::endl;
 
   kvcache::BlockTerminationSignals();  // Before gRPC starts its threads.
   absl::StatusOr<std::unique_ptr<kvcache::CacheServer>> server =

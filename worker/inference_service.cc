@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/socket_io.h"
+#include "common/tls.h"
 #include "kvcache/v1/worker.grpc.pb.h"
 #include "proto/grpc_status.h"
 #include "worker/tokenizer.h"
@@ -81,11 +82,21 @@ class InferenceServer::Impl {
     if (absl::Status s = CheckCanListen(options.listen); !s.ok()) {
       return absl::UnavailableError(s.message());
     }
+    std::string warning;  // main prints it.
+    if (absl::Status s = CheckPlaintextPolicy("kvcache-worker", options.listen,
+                                              options.tls.enabled(), options.allow_plaintext,
+                                              &warning);
+        !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+        MakeServerCredentials(options.tls);
+    if (!credentials.ok()) return credentials.status();
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort(options.listen, *credentials, &port);
     // gRPC sets SO_REUSEPORT by default: a second worker on a used port would start and take
     // half the connections. A used port must be an error instead.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/tls_options.h"
 #include "worker/engine.h"
 
 namespace kvcache {
@@ -27,11 +28,17 @@ struct InferenceServerOptions {
   std::string listen = "127.0.0.1:50061";
   // Largest request accepted, bytes (a prompt of N ids takes about 5N). Default: 16 MiB.
   int max_message_bytes = 16 << 20;
+  // Transport security (common/tls.h, docs/security.md). Default: plaintext.
+  TlsServerOptions tls;
+  // Serve plaintext on an address that is not loopback (refused otherwise).
+  // Default: false.
+  bool allow_plaintext = false;
 };
 
 class InferenceServer final {
  public:
-  //   INVALID_ARGUMENT  empty listen address.
+  //   INVALID_ARGUMENT  empty listen address; bad TLS files; plaintext on a non-loopback
+  //                     address without allow_plaintext (a usage error).
   //   UNAVAILABLE       the address could not be bound (in use: never shared, or not local).
   static absl::StatusOr<std::unique_ptr<InferenceServer>> Start(
       InferenceEngine* engine, const InferenceServerOptions& options);

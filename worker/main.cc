@@ -22,6 +22,7 @@
 #include "common/cli.h"
 #include "common/malloc_tuning.h"
 #include "common/signals.h"
+#include "common/tls_flags.h"
 #include "worker/blas.h"
 #include "worker/engine.h"
 #include "worker/generate.h"
@@ -118,6 +119,10 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> NewEngine(std::unique_ptr<Cache
     // A cluster's Lookup (the first call of every request) never waits longer than a call.
     options.lookup_timeout = std::min(options.lookup_timeout, options.timeout);
     options.replicas = absl::GetFlag(FLAGS_replicas);
+    // TLS to the cache when --tls-ca (or --tls-server-name) says so; --tls-cert/--tls-key
+    // are then also the worker's client identity (mTLS), as they are its server identity.
+    const TlsClientOptions tls = TlsClientOptionsFromFlags();
+    if (!tls.ca_file.empty() || !tls.server_name.empty()) options.tls = tls;
     absl::StatusOr<std::unique_ptr<CacheClient>> c = NewCacheClient(options);
     if (!c.ok()) return FlagError("--cache", c.status());
     *client = *std::move(c);
@@ -136,12 +141,25 @@ int ServeCommand() {
   }
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   if (grace < absl::ZeroDuration()) return Fail(UsageError("--shutdown-grace must be >= 0"));
+  InferenceServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.tls = TlsServerOptionsFromFlags();
+  options.allow_plaintext = AllowPlaintextFromFlag();
+  if (absl::Status s = CheckTlsServerOptions(options.tls); !s.ok()) {
+    return Fail(UsageError(s.message()));
+  }
+  std::string warning;
+  if (absl::Status s = CheckPlaintextPolicy("kvcache-worker", options.listen,
+                                            options.tls.enabled(), options.allow_plaintext,
+                                            &warning);
+      !s.ok()) {
+    return Fail(s);
+  }
+  if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
   BlockTerminationSignals();  // Before any thread starts: the main thread waits for them.
   std::unique_ptr<CacheClient> client;
   absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = NewEngine(&client);
   if (!engine.ok()) return Fail(engine.status());
-  InferenceServerOptions options;
-  options.listen = absl::GetFlag(FLAGS_listen);
   absl::StatusOr<std::unique_ptr<InferenceServer>> server =
       InferenceServer::Start(engine->get(), options);
   if (!server.ok()) {
@@ -245,6 +263,9 @@ int main(int argc, char** argv) {
       "       kvcache-worker serve --model=DIR [--cache=HOST:PORT] [--listen=127.0.0.1:50061]\n"
       "           [--block-size=16] [--cache-salt=S] [--cache-timeout-ms=2000] "
       "[--shutdown-grace=10s]\n"
+      "           [--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]] [--allow-plaintext]\n"
+      "       generate and serve: [--tls-ca=PEM] (TLS to --cache; with --tls-cert/--tls-key: "
+      "mutual)\n"
       "Exit status: 0 on success, 2 for a usage error, 1 when the work fails.");
   const std::vector<std::string> args = kvcache::ParseFlags(argc, argv);
   if (args.size() != 2) {

@@ -19,6 +19,7 @@
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/process.h"
 #include "tests/test_util.h"
+#include "tests/tls_test_certs.h"
 
 namespace kvcache {
 namespace {
@@ -358,7 +359,7 @@ TEST_F(EndToEndTest, HealthAnswersNotServingWhileDraining) {
 }
 
 TEST_F(EndToEndTest, DataChannelOnEveryInterfaceIsReachedOnTheDialledHost) {
-  auto server = StartServer({"--listen=0.0.0.0:0"});
+  auto server = StartServer({"--listen=0.0.0.0:0", "--allow-plaintext"});
   const std::string port = address_.substr(address_.rfind(':') + 1);
   CommandResult config = Admin({"config", "--json"});
   // The server was reached on 0.0.0.0 here; dial 127.0.0.1 like a remote client would.
@@ -437,6 +438,59 @@ TEST_F(EndToEndTest, WhatAdminShowsIsWhatItAccepts) {
   CommandResult health = Admin({"health", "--json"});
   ASSERT_EQ(health.exit_status, 0) << health.output;
   EXPECT_EQ(nlohmann::json::parse(health.output)["status"], "SERVING");
+}
+
+
+// The credentials flags of the real binaries: a mutual-TLS kvcache-server, kvcache-admin
+// with and without a client certificate (health over the admin client, put and get over
+// the cache client), and the plaintext policy at start (docs/security.md).
+TEST_F(EndToEndTest, TlsFlagsOfServerAndAdmin) {
+  const testing::TestCert ca = testing::MakeTestCa(dir_.path(), "ca");
+  const testing::TestCert server_cert = testing::MakeTestLeaf(dir_.path(), "server", ca, 2);
+  const testing::TestCert client_cert = testing::MakeTestLeaf(dir_.path(), "client", ca, 3);
+  std::unique_ptr<Process> server =
+      StartServer({"--tls-cert=" + server_cert.cert_file, "--tls-key=" + server_cert.key_file,
+                   "--tls-client-ca=" + ca.cert_file});
+  const std::vector<std::string> creds = {"--tls-ca=" + ca.cert_file,
+                                          "--tls-cert=" + client_cert.cert_file,
+                                          "--tls-key=" + client_cert.key_file};
+  auto with_creds = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), creds.begin(), creds.end());
+    return Admin(std::move(args));
+  };
+  CommandResult r = with_creds({"health"});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  EXPECT_NE(r.output.find("SERVING"), std::string::npos) << r.output;
+  const std::string ns(64, 'a');
+  const std::string key = std::string(63, '0') + "1";
+  const std::string payload = TestPayload(100000, 5);
+  r = with_creds({"put", "--namespace=" + ns, "--key=" + key,
+                  "--file=" + WriteFile("block.bin", payload)});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  r = with_creds({"get", "--namespace=" + ns, "--key=" + key, "--out=" + dir_.Sub("back.bin")});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  EXPECT_EQ(ReadFile(dir_.Sub("back.bin")), payload);
+
+  r = Admin({"health"});
+  EXPECT_EQ(r.exit_status, 1) << "plaintext to a TLS server\n" << r.output;
+  r = Admin({"--tls-ca=" + ca.cert_file, "health"});
+  EXPECT_EQ(r.exit_status, 1) << "no client certificate\n" << r.output;
+  r = Admin({"--tls-ca=" + dir_.Sub("missing.pem"), "health"});
+  EXPECT_NE(r.exit_status, 0);
+  EXPECT_NE(r.output.find("--tls-ca"), std::string::npos) << r.output;
+
+  // Plaintext: a warning on loopback; refused elsewhere unless --allow-plaintext.
+  std::unique_ptr<Process> plain = StartServer({"--disk-path="});
+  EXPECT_NE(plain->output().find("warning: plaintext"), std::string::npos) << plain->output();
+  r = testing::Run({Bin("kvcache-server"), "--listen=0.0.0.0:0", "--disk-path=",
+                    "--metrics-listen="});
+  EXPECT_EQ(r.exit_status, 2) << r.output;
+  EXPECT_NE(r.output.find("--allow-plaintext"), std::string::npos) << r.output;
+  r = testing::Run({Bin("kvcache-server"), "--listen=127.0.0.1:0", "--disk-path=",
+                    "--metrics-listen=", "--tls-cert=" + server_cert.cert_file,
+                    "--tls-key=" + client_cert.key_file});
+  EXPECT_EQ(r.exit_status, 2) << r.output;
+  EXPECT_NE(r.output.find("--tls-key"), std::string::npos) << r.output;
 }
 
 }  // namespace
