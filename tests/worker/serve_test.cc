@@ -5,6 +5,8 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -14,6 +16,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/process.h"
 #include "tests/test_util.h"
+#include "tests/tls_test_certs.h"
 
 namespace kvcache {
 namespace {
@@ -242,6 +245,59 @@ TEST_F(ServeTest, WorkerHelpListsEveryFlagAndBadFlagsAreUsageErrors) {
     EXPECT_EQ(r.exit_status, 2) << r.output;
     EXPECT_EQ(r.output.rfind("kvcache-worker: ", 0), 0u) << r.output;
   }
+}
+
+
+// Mutual TLS both ways: a kvcache-server that requires client certificates, and a worker
+// that serves over TLS and reaches the cache with --tls-ca, presenting its own
+// certificate (docs/security.md). The warm request proves the worker-to-cache path.
+TEST_F(ServeTest, ServesAndReachesTheCacheOverMutualTls) {
+  const testing::TestCert ca = testing::MakeTestCa(dir_.path(), "ca");
+  const testing::TestCert cert = testing::MakeTestLeaf(dir_.path(), "node", ca, 2);
+  const std::vector<std::string> tls = {"--tls-cert=" + cert.cert_file,
+                                        "--tls-key=" + cert.key_file,
+                                        "--tls-client-ca=" + ca.cert_file};
+  std::vector<std::string> server_argv = {Bin("kvcache-server"), "--listen=127.0.0.1:0",
+                                          "--ram-bytes=64MiB", "--disk-path=",
+                                          "--metrics-listen="};
+  server_argv.insert(server_argv.end(), tls.begin(), tls.end());
+  Process server(server_argv);
+  const std::string cache = testing::ListenAddress(server.WaitForLine("listening on"));
+  ASSERT_FALSE(cache.empty()) << server.output();
+
+  std::vector<std::string> argv = {Bin("kvcache-worker"), "serve", "--model=" + model_,
+                                   "--listen=127.0.0.1:0", "--shutdown-grace=1s",
+                                   "--cache=" + cache, "--tls-ca=" + ca.cert_file};
+  argv.insert(argv.end(), tls.begin(), tls.end());
+  Process worker(argv);
+  const std::string address = testing::ListenAddress(worker.WaitForLine("listening on"));
+  ASSERT_FALSE(address.empty()) << worker.output();
+
+  // A plaintext client of the TLS worker is refused.
+  channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  stub_ = pb::InferenceService::NewStub(channel_);
+  EXPECT_EQ(Generate(prompt_, 1).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = read(ca.cert_file);
+  ssl.pem_cert_chain = read(cert.cert_file);
+  ssl.pem_private_key = read(cert.key_file);
+  channel_ = grpc::CreateChannel(address, grpc::SslCredentials(ssl));
+  stub_ = pb::InferenceService::NewStub(channel_);
+  const Streamed cold = Generate(prompt_, 2);
+  ASSERT_TRUE(cold.status.ok()) << cold.status.error_message();
+  Streamed warm;
+  for (int i = 0; i < 50; ++i) {
+    warm = Generate(prompt_, 2);
+    if (warm.stats.cached_tokens() == 288) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(warm.stats.cached_tokens(), 288u) << worker.output();
+  EXPECT_EQ(warm.tokens, cold.tokens);
 }
 
 }  // namespace
