@@ -49,6 +49,9 @@ ABSL_FLAG(uint64_t, keys, 0, "get: keys in the key set; 0: about 256 MiB of valu
 ABSL_FLAG(uint64_t, nonce, 0, "names this run's keys; 0: random (reuse with --populate=false)");
 ABSL_FLAG(int, chain, 64, "lookup: keys in the chain looked up");
 ABSL_FLAG(std::string, blocks, "100000", "index-scale: blocks to store (1M = 10^6, 100K = 10^5)");
+ABSL_FLAG(std::string, key_pattern, "random",
+          "index-scale: random keys, or colliding (all share their first 16 bytes: a "
+          "hash-flooding attempt)");
 ABSL_FLAG(int, server_pid, 0, "the server's pid, to report its CPU seconds; 0: not reported");
 ABSL_FLAG(int, verify_every, 32, "get: check every Nth value in full (all: the first 8 bytes)");
 ABSL_FLAG(std::string, fill_bytes, "1GiB", "fill: bytes of fresh values to write");
@@ -82,6 +85,7 @@ struct Options {
   uint64_t nonce = 0;  // 0: random.
   int chain = 64;
   uint64_t blocks = 100000;
+  std::string key_pattern = "random";
   uint64_t fill_bytes = 1ull << 30;
   int server_pid = 0;
   bool populate = true;  // Get: write the key set first (false: an earlier run with the
@@ -132,6 +136,10 @@ absl::Status ToOptions(Options* o) {
   absl::StatusOr<uint64_t> blocks = ParseBlockCount(absl::GetFlag(FLAGS_blocks));
   if (!blocks.ok() || *blocks == 0) return bad("blocks", absl::GetFlag(FLAGS_blocks));
   o->blocks = *blocks;
+  o->key_pattern = absl::GetFlag(FLAGS_key_pattern);
+  if (o->key_pattern != "random" && o->key_pattern != "colliding") {
+    return bad("key-pattern", o->key_pattern);
+  }
   absl::StatusOr<uint64_t> fill = ParseByteSize(absl::GetFlag(FLAGS_fill_bytes), "--fill-bytes");
   if (!fill.ok()) return fill.status();
   o->fill_bytes = *fill;
@@ -640,6 +648,7 @@ int RunThroughput(int argc, char** argv) {
       io.value_bytes = o.value_bytes_set ? o.value_bytes : 64;
       io.clients = o.clients;
       io.seconds = o.seconds;
+      io.colliding_keys = o.key_pattern == "colliding";
       return RunIndexScale(io, o.json);
     }
   }

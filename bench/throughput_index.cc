@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -73,7 +74,10 @@ double Rate(int threads, double seconds, OpFn op) {
 int RunIndexScale(const IndexScaleOptions& o, bool json) {
   const Key ns = KeyOf(0x6e73);
   std::vector<Key> keys(o.blocks);
-  for (uint64_t i = 0; i < o.blocks; ++i) keys[i] = KeyOf(i + 1);
+  for (uint64_t i = 0; i < o.blocks; ++i) {
+    keys[i] = KeyOf(i + 1);
+    if (o.colliding_keys) std::memset(keys[i].bytes.data(), 0xc5, 16);
+  }
   const std::string payload(o.value_bytes, 'p');
 
   TieredStoreOptions so;
@@ -83,6 +87,28 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
     std::cerr << "kvcache-bench throughput: " << store.status().message() << std::endl;
     return 1;
   }
+  // The innocent client: one stored block of its own, looked up throughout the fill.
+  const Key other_ns = KeyOf(0x6f74);
+  const Key other_key = KeyOf(0x6f7468);
+  if (!(*store)->Put(MakeBlock(BlockId{other_ns, other_key}, std::nullopt, payload)).ok()) {
+    std::cerr << "kvcache-bench throughput: Put of the probe block failed" << std::endl;
+    return 1;
+  }
+  std::atomic<bool> filling{true};
+  uint64_t misses_during_fill = 0;  // Written by the prober only, read after it is joined.
+  // Reserved before the first RSS reading; the latest samples kept when it fills.
+  constexpr size_t kMaxProbes = size_t{1} << 20;
+  std::vector<double> probe_us(kMaxProbes);
+  size_t probes = 0;
+  std::thread prober([&] {
+    while (filling.load(std::memory_order_relaxed)) {
+      const Clock::time_point t0 = Clock::now();
+      if ((*store)->Lookup(other_ns, absl::MakeConstSpan(&other_key, 1)).num_present != 1) {
+        ++misses_during_fill;
+      }
+      probe_us[probes++ % kMaxProbes] = Seconds(Clock::now() - t0) * 1e6;
+    }
+  });
   const uint64_t rss_before = ResidentBytes();
   const Clock::time_point put_start = Clock::now();
   for (uint64_t i = 0; i < o.blocks; ++i) {
@@ -94,15 +120,24 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
     }
   }
   const double put_s = Seconds(Clock::now() - put_start);
+  filling = false;
+  prober.join();
+  probe_us.resize(std::min(probes, kMaxProbes));
+  std::sort(probe_us.begin(), probe_us.end());
+  auto quantile = [&](double q) {
+    return probe_us.empty() ? 0.0
+                            : probe_us[static_cast<size_t>(q * (probe_us.size() - 1))];
+  };
+  const double probe_p50 = quantile(0.5), probe_p99 = quantile(0.99);
   const uint64_t rss_after = ResidentBytes();
   const StoreStats stats = (*store)->GetStoreStats();
-  if (stats.ram.blocks != o.blocks) {
+  if (stats.ram.blocks != o.blocks + 1) {
     std::cerr << "kvcache-bench throughput: the RAM tier holds " << stats.ram.blocks << " of "
-              << o.blocks << " blocks" << std::endl;
+              << o.blocks + 1 << " blocks" << std::endl;
     return 1;
   }
 
-  std::atomic<uint64_t> misses{0};
+  std::atomic<uint64_t> misses{misses_during_fill};
   const double get_per_s = Rate(o.clients, o.seconds, [&](int t, uint64_t n) {
     const uint64_t i = Mix(n * 64 + static_cast<uint64_t>(t)) % o.blocks;
     if (!(*store)->Get(BlockId{ns, keys[i]}).ok()) ++misses;
@@ -123,12 +158,16 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
                                       {"blocks", o.blocks},
                                       {"value_bytes", o.value_bytes},
                                       {"clients", o.clients},
+                                      {"key_pattern", o.colliding_keys ? "colliding" : "random"},
                                       {"rss_before_bytes", rss_before},
                                       {"rss_after_bytes", rss_after},
                                       {"bytes_per_block", per_block},
                                       {"index_bytes_per_block", index_per_block},
                                       {"charged_overhead_bytes", kBlockOverheadBytes},
                                       {"put_ops_per_s", o.blocks / put_s},
+                                      {"put_seconds", put_s},
+                                      {"lookup_during_fill_p50_us", probe_p50},
+                                      {"lookup_during_fill_p99_us", probe_p99},
                                       {"get_ops_per_s", get_per_s},
                                       {"lookup64_per_s", lookup_per_s},
                                       {"lookup_keys_per_s", lookup_per_s * kChain},
@@ -136,11 +175,13 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
     std::cout << j.dump() << std::endl;
   } else {
     std::cout << absl::StrFormat(
-                     "index-scale: %d blocks of %d B: %.1f B/block resident (%.1f beyond the "
-                     "payload; the store charges %d); put %.0f/s, get %.0f/s, 64-key lookup "
-                     "%.0f/s (%d threads)",
-                     o.blocks, o.value_bytes, per_block, index_per_block, kBlockOverheadBytes,
-                     o.blocks / put_s, get_per_s, lookup_per_s, o.clients)
+                     "index-scale: %d blocks of %d B, %s keys: %.1f B/block resident (%.1f "
+                     "beyond the payload; the store charges %d); put %.0f/s (%.2f s), get "
+                     "%.0f/s, 64-key lookup %.0f/s (%d threads); another client's Lookup "
+                     "during the fill: p50 %.1f us, p99 %.1f us",
+                     o.blocks, o.value_bytes, o.colliding_keys ? "colliding" : "random",
+                     per_block, index_per_block, kBlockOverheadBytes, o.blocks / put_s, put_s,
+                     get_per_s, lookup_per_s, o.clients, probe_p50, probe_p99)
               << std::endl;
   }
   return misses.load() == 0 ? 0 : 1;

@@ -6,6 +6,10 @@
 // block; index_bytes_per_block subtracts the payload bytes, leaving what the store spends
 // per block on its index, metadata and allocator rounding (the payload's own heap
 // rounding included). Single process, so run one size per process for clean figures.
+//
+// While the blocks are stored, another thread looks up one unrelated stored key in a loop:
+// its p50 and p99 are what an innocent client sees during the fill (with colliding keys, a
+// hash-flooding attempt).
 
 #ifndef KVCACHE_BENCH_THROUGHPUT_INDEX_H_
 #define KVCACHE_BENCH_THROUGHPUT_INDEX_H_
@@ -25,6 +29,9 @@ struct IndexScaleOptions {
   int clients = 1;
   // Seconds of each read phase. Default: 1.
   double seconds = 1.0;
+  // Keys that all share their first 16 bytes (what a client flooding the index's hash would
+  // send) instead of random ones. Default: false (--key-pattern=random).
+  bool colliding_keys = false;
 };
 
 // Runs the measurement and prints one JSON object (json) or a line for people. Returns the

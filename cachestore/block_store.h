@@ -199,7 +199,9 @@ struct TieredStoreOptions {
   RamTierOptions ram;
   // The disk tier; nullopt runs RAM only. Default: none.
   std::optional<DiskTierOptions> disk;
-  // Largest payload accepted; larger puts are RESOURCE_EXHAUSTED. Default: 16 MiB.
+  // Largest payload accepted; larger puts are RESOURCE_EXHAUSTED. Default: 16 MiB. (The
+  // tiered store's Put also refuses, INVALID_ARGUMENT, a payload whose size disagrees with a
+  // non-zero shape: CheckPayloadMatchesShape in common/block_shape.h.)
   uint64_t max_block_bytes = 16ull << 20;
 };
 

@@ -1,8 +1,9 @@
 // The RAM tier: a sharded hash index of refcounted blocks.
 //
 // Each shard has its own lock, eviction policy and an equal share of the byte capacity, so
-// threads working on different keys rarely meet (as in RocksDB's sharded LRU cache). Keys
-// are SHA-256 outputs, so any of their bytes pick a shard uniformly. Victims are collected
+// threads working on different keys rarely meet (as in RocksDB's sharded LRU cache). The
+// shard comes from the keyed IndexHash of the whole id (common/key.h): keys are chosen by
+// clients, so no fixed bytes of them can be trusted to spread (hash flooding). Victims are collected
 // under the lock and released after it, so freeing a large payload never blocks the shard.
 
 #include <cstring>
@@ -194,9 +195,9 @@ class RamTier final : public BlockStore {
   Shard& ShardOf(const BlockId& id) { return shards_[ShardIndex(id)]; }
   const Shard& ShardOf(const BlockId& id) const { return shards_[ShardIndex(id)]; }
   size_t ShardIndex(const BlockId& id) const {
-    uint64_t h;
-    std::memcpy(&h, id.key.bytes.data() + 8, sizeof(h));  // Bytes AbslHashValue does not use.
-    return h & mask_;
+    // The keyed hash of the whole id (common/key.h), never raw key bytes: keys are chosen by
+    // clients.
+    return IndexShard(IndexHash(id), mask_ + 1);
   }
 
   const uint64_t capacity_;

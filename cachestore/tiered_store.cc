@@ -29,6 +29,11 @@ class TieredStoreImpl final : public TieredStore {
         !s.ok()) {
       return s;
     }
+    if (absl::Status s = CheckPayloadMatchesShape(block->meta.id.key, block->meta.shape,
+                                                  block->payload.size());
+        !s.ok()) {
+      return s;
+    }
     // The checksum is checked once, by the tier that stores the block (hashing a 4 MiB
     // payload twice was a quarter of the server's time per Put).
     if (disk_ && !ram_->Contains(block->meta.id) && disk_->Contains(block->meta.id)) {

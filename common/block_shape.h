@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/key.h"
 
 namespace kvcache {
@@ -44,6 +45,32 @@ void EncodeBlockShape(const BlockShape& shape, char* out);
 // REQUIRES: `in` has kBlockShapeBytes. Every bit pattern is a shape (the cache does not
 // interpret it), so this cannot fail; the enclosing format checks its own length.
 BlockShape DecodeBlockShape(const char* in);
+
+// The payload layout that BlockShape format_version 1 names (worker/kv_block.h has the table):
+// a header of this many bytes, then for each layer K and V, each
+// [num_tokens][num_kv_heads][head_dim] elements of `dtype`.
+inline constexpr uint32_t kBlockFormatV1 = 1;
+inline constexpr uint64_t kBlockFormatV1HeaderBytes = 32;
+
+// Bytes of one element of kvcache.v1.DType `dtype` (1 f32: 4, 2 f16: 2, 3 bf16: 2); 0 for
+// any other value.
+uint32_t DTypeBytes(uint32_t dtype);
+
+// The one computation of a block's payload size from its shape, used by the worker (to encode
+// and decode KV blocks) and the server (to refuse a payload that disagrees with its shape):
+// kBlockFormatV1HeaderBytes + num_layers * 2 * num_tokens * num_kv_heads * head_dim *
+// DTypeBytes(dtype).
+//   INVALID_ARGUMENT  format_version is not 1, dtype is unknown, or the size overflows 64 bits.
+absl::StatusOr<uint64_t> BlockPayloadBytes(const BlockShape& shape);
+
+// Whether a payload of `payload_bytes` agrees with `shape`. A shape of all zeros (a block
+// that does not state its shape: opaque bytes, as the bench and tools send) is not checked.
+// The tiered store's Put checks it (so gRPC Put does), and the data channel checks it before
+// it allocates or reads the payload; both check the size limit first.
+//   INVALID_ARGUMENT  BlockPayloadBytes fails, or the sizes differ; the message names the
+//                     block, the payload's size and the size the shape needs.
+absl::Status CheckPayloadMatchesShape(const Key& key, const BlockShape& shape,
+                                      uint64_t payload_bytes);
 
 // RESOURCE_EXHAUSTED when a payload of `payload_bytes` is over the server's
 // `max_block_bytes` (--max-block-bytes); the message names the block and both sizes.

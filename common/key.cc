@@ -1,5 +1,11 @@
 #include "common/key.h"
 
+#include <errno.h>
+#include <sys/random.h>
+#include <xxhash.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/status/status.h"
@@ -7,6 +13,43 @@
 #include "absl/strings/str_cat.h"
 
 namespace kvcache {
+
+absl::Status FillRandom(void* out, size_t n) {
+  char* p = static_cast<char*>(out);
+  while (n > 0) {
+    const ssize_t got = ::getrandom(p, n, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(absl::StrCat("getrandom: ", std::strerror(errno)));
+    }
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return absl::OkStatus();
+}
+
+uint64_t IndexHashSeed() {
+  static const uint64_t seed = [] {
+    uint64_t s = 0;
+    if (absl::Status st = FillRandom(&s, sizeof(s)); !st.ok()) {
+      std::fprintf(stderr, "kvcache: cannot seed the index hash: %s\n", st.ToString().c_str());
+      std::abort();
+    }
+    return s;
+  }();
+  return seed;
+}
+
+uint64_t IndexHash(const Key& key) {
+  return XXH3_64bits_withSeed(key.bytes.data(), kKeyBytes, IndexHashSeed());
+}
+
+uint64_t IndexHash(const BlockId& id) {
+  uint8_t both[2 * kKeyBytes];
+  std::memcpy(both, id.ns.bytes.data(), kKeyBytes);
+  std::memcpy(both + kKeyBytes, id.key.bytes.data(), kKeyBytes);
+  return XXH3_64bits_withSeed(both, sizeof(both), IndexHashSeed());
+}
 
 bool Key::IsZero() const {
   for (uint8_t b : bytes) {

@@ -10,12 +10,39 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace kvcache {
 
 inline constexpr size_t kKeyBytes = 32;
+
+struct Key;
+struct BlockId;
+
+// The one hash of keys for every in-memory index (the RAM tier's shards and maps, the disk
+// index, the eviction policies: every absl hash container keyed by Key or BlockId goes
+// through AbslHashValue below, which calls these). XXH3-64 over all the bytes (a BlockId:
+// namespace and key), keyed with a seed drawn once per process from getrandom(2). Keys are
+// chosen by clients: hashing a fixed part of them, or hashing without a secret seed, lets a
+// client send keys that all collide and turn every index operation linear (hash flooding).
+// Never persisted or sent: the values change from one process to the next.
+uint64_t IndexHash(const Key& key);
+uint64_t IndexHash(const BlockId& id);
+
+// Which of `num_shards` (a power of two) shards an id belongs in: bits of IndexHash(id) that
+// hash maps inside a shard do not depend on alone (they mix the whole value again).
+inline size_t IndexShard(uint64_t index_hash, size_t num_shards) {
+  return static_cast<size_t>(index_hash >> 32) & (num_shards - 1);
+}
+
+// The process's seed for IndexHash (drawn on first use; aborts the process if getrandom(2)
+// fails, as it cannot on Linux 3.17 or later).
+uint64_t IndexHashSeed();
+
+// Fills `out` with `n` bytes from getrandom(2). INTERNAL when the kernel cannot provide them.
+absl::Status FillRandom(void* out, size_t n);
 
 // A 32-byte key (block key, parent key or namespace id).
 struct Key {
@@ -32,11 +59,7 @@ struct Key {
   friend bool operator<(const Key& a, const Key& b) { return a.bytes < b.bytes; }
   template <typename H>
   friend H AbslHashValue(H h, const Key& k) {
-    // The key is already a cryptographic hash: its first 8 bytes are as good as any mix.
-    uint64_t prefix;
-    static_assert(sizeof(prefix) <= kKeyBytes);
-    __builtin_memcpy(&prefix, k.bytes.data(), sizeof(prefix));
-    return H::combine(std::move(h), prefix);
+    return H::combine(std::move(h), IndexHash(k));
   }
 };
 
@@ -60,7 +83,7 @@ struct BlockId {
   friend bool operator!=(const BlockId& a, const BlockId& b) { return !(a == b); }
   template <typename H>
   friend H AbslHashValue(H h, const BlockId& id) {
-    return H::combine(std::move(h), id.key, id.ns);
+    return H::combine(std::move(h), IndexHash(id));
   }
 };
 

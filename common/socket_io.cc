@@ -4,14 +4,17 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace kvcache {
 namespace {
@@ -21,6 +24,23 @@ absl::Status IoError(const char* what) {
     return absl::DeadlineExceededError(absl::StrCat("data channel: ", what, " timed out"));
   }
   return absl::UnavailableError(absl::StrCat("data channel: ", what, ": ", std::strerror(errno)));
+}
+
+// Waits until `fd` is ready for `events` or `deadline` passes. OK when ready (or in error:
+// the next recv/send reports it).
+absl::Status WaitReady(int fd, short events, absl::Time deadline, const char* what) {
+  for (;;) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(absl::StrCat("data channel: ", what, " deadline passed"));
+    }
+    // Round up, so the wait never ends a hair before the deadline and spins.
+    const int64_t ms = std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 60000);
+    pollfd p{fd, events, 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(ms));
+    if (rc > 0) return absl::OkStatus();
+    if (rc < 0 && errno != EINTR) return IoError(what);
+  }
 }
 
 using AddrInfo = std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)>;
@@ -133,6 +153,51 @@ absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt) {
 absl::Status WriteFull(int fd, const void* buf, size_t n) {
   iovec iov{const_cast<void*>(buf), n};
   return WriteFull(fd, &iov, 1);
+}
+
+absl::Status ReadFull(int fd, void* buf, size_t n, absl::Time deadline) {
+  char* p = static_cast<char*>(buf);
+  while (n > 0) {
+    if (absl::Status s = WaitReady(fd, POLLIN, deadline, "read"); !s.ok()) return s;
+    const ssize_t got = ::recv(fd, p, n, MSG_DONTWAIT);
+    if (got == 0) return absl::UnavailableError("data channel: connection closed");
+    if (got < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      return IoError("read");
+    }
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt, absl::Time deadline) {
+  while (iovcnt > 0) {
+    if (absl::Status s = WaitReady(fd, POLLOUT, deadline, "write"); !s.ok()) return s;
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(iovcnt);
+    ssize_t sent = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      return IoError("write");
+    }
+    while (iovcnt > 0 && static_cast<size_t>(sent) >= iov->iov_len) {
+      sent -= static_cast<ssize_t>(iov->iov_len);
+      ++iov;
+      --iovcnt;
+    }
+    if (iovcnt > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + sent;
+      iov->iov_len -= static_cast<size_t>(sent);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteFull(int fd, const void* buf, size_t n, absl::Time deadline) {
+  iovec iov{const_cast<void*>(buf), n};
+  return WriteFull(fd, &iov, 1, deadline);
 }
 
 void SetSocketTimeout(int fd, absl::Duration timeout) {

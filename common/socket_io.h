@@ -22,6 +22,14 @@ absl::Status ReadFull(int fd, void* buf, size_t n);
 absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt);
 absl::Status WriteFull(int fd, const void* buf, size_t n);
 
+// As above, but the whole transfer must end by `deadline`, however the bytes trickle in or out
+// (socket timeouts restart on every partial transfer: a peer sending a byte just under the
+// timeout would hold the connection forever). DEADLINE_EXCEEDED once `deadline` passes;
+// UNAVAILABLE on EOF, error, or a shutdown(2) of the socket from another thread.
+absl::Status ReadFull(int fd, void* buf, size_t n, absl::Time deadline);
+absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt, absl::Time deadline);
+absl::Status WriteFull(int fd, const void* buf, size_t n, absl::Time deadline);
+
 // Splits "host:port" into its host (a bracketed IPv6 host loses its brackets; may be empty)
 // and its numeric port. INVALID_ARGUMENT when there is no colon or the port is not a
 // number in [0, 65535].

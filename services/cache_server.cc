@@ -59,7 +59,7 @@ class CacheServerImpl final : public CacheServer {
     if (!options_.data_listen.empty()) {
       absl::StatusOr<std::unique_ptr<DataChannelServer>> data =
           StartDataChannelServer(options_.data_listen, store_.get(), &metrics_,
-                                 options_.data_advertise);
+                                 options_.data_advertise, options_.data_channel);
       if (!data.ok()) {
         return absl::Status(data.status().code(),
                             absl::StrCat("--data-listen: ", data.status().message()));

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "cachestore/block_store.h"
 #include "common/tls_options.h"
+#include "services/data_channel_options.h"
 
 namespace kvcache {
 
@@ -34,6 +35,8 @@ struct ServerOptions {
   // unspecified host, 0.0.0.0 or ::, use the host they dialled), "host" for host:<bound
   // port>, or "host:port" as it is. Default: empty.
   std::string data_advertise;
+  // The data channel's connection caps and per-phase deadlines (see DataChannelOptions).
+  DataChannelOptions data_channel;
   // The drain period Shutdown will be given, for the configuration readout only.
   // Default: 10 s.
   absl::Duration shutdown_grace = absl::Seconds(10);

@@ -119,7 +119,7 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
       ns_ = *ns;
     }
     for (v1::Block& pb : *request_.mutable_blocks()) {
-      absl::StatusOr<BlockPtr> block = TakeBlock(*ns_, &pb);  // The store checks the size.
+      absl::StatusOr<BlockPtr> block = TakeBlock(*ns_, &pb);  // The store checks size and shape.
       if (!block.ok()) return block.status();
       absl::StatusOr<PutOutcome> outcome = store_->Put(*std::move(block));
       if (!outcome.ok()) return outcome.status();

@@ -1,5 +1,7 @@
 #include "services/data_channel_server.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -9,15 +11,18 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <list>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/block_shape.h"
 #include "common/data_channel_wire.h"
 #include "common/socket_io.h"
 
@@ -26,28 +31,37 @@ namespace {
 
 namespace dc = data_channel;
 
-// An idle connection is closed after this long (a client reconnects on its next call).
-constexpr absl::Duration kIdleTimeout = absl::Minutes(5);
-// Once a request has started, its parts must keep arriving at least this often.
-constexpr absl::Duration kIoTimeout = absl::Seconds(30);
+// The IP address of an accepted peer, without its port: the unit of the per-peer cap.
+std::string PeerHost(const sockaddr_storage& peer) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  if (peer.ss_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&peer)->sin_addr, text,
+                sizeof(text));
+  } else if (peer.ss_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&peer)->sin6_addr, text,
+                sizeof(text));
+  }
+  return text;
+}
 
-Key RandomToken() {
-  Key token;
-  std::ifstream urandom("/dev/urandom", std::ios::binary);
-  urandom.read(reinterpret_cast<char*>(token.bytes.data()), kKeyBytes);
-  return token;
+// accept(2) errors that say the process or system is short of a resource: retrying at once
+// fails again at once, so the listener backs off.
+bool IsResourceShortage(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM || err == EPERM;
 }
 
 class DataChannelServerImpl final : public DataChannelServer {
  public:
-  DataChannelServerImpl(int listen_fd, std::string address, std::string advertised,
-                        TieredStore* store, ServerMetrics* metrics)
+  DataChannelServerImpl(int listen_fd, std::string address, std::string advertised, Key token,
+                        TieredStore* store, ServerMetrics* metrics,
+                        const DataChannelOptions& options)
       : listen_fd_(listen_fd),
         address_(std::move(address)),
         advertised_(std::move(advertised)),
-        token_(RandomToken()),
+        token_(token),
         store_(store),
-        metrics_(metrics) {
+        metrics_(metrics),
+        options_(options) {
     ::pipe2(wake_, O_CLOEXEC);
     acceptor_ = std::thread([this] { AcceptLoop(); });
   }
@@ -57,6 +71,10 @@ class DataChannelServerImpl final : public DataChannelServer {
   std::string address() const override { return address_; }
   std::string advertised_address() const override { return advertised_; }
   const Key& token() const override { return token_; }
+  DataChannelCounters counters() const override {
+    absl::MutexLock lock(&mu_);
+    return counters_;
+  }
 
   void Shutdown() override {
     {
@@ -83,38 +101,94 @@ class DataChannelServerImpl final : public DataChannelServer {
  private:
   struct Connection {
     int fd;
+    std::string peer;
     std::thread thread;
   };
+
+  void Count(uint64_t DataChannelCounters::*counter, DataChannelEvent event) {
+    {
+      absl::MutexLock lock(&mu_);
+      ++(counters_.*counter);
+    }
+    metrics_->CountDataChannelEvent(event);
+  }
 
   void AcceptLoop() {
     for (;;) {
       pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
       if (::poll(fds, 2, -1) < 0) continue;
       if (fds[1].revents != 0) return;
-      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      sockaddr_storage peer{};
+      socklen_t peer_len = sizeof(peer);
+      const int fd =
+          ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_CLOEXEC);
+      const int accept_errno = errno;
       ReapFinished();
-      if (fd < 0) continue;
-      const int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      if (fd < 0) {
+        if (IsResourceShortage(accept_errno)) {
+          // The pending connection stays queued and poll says readable again at once: wait
+          // (waking early for Shutdown) instead of spinning a core.
+          Count(&DataChannelCounters::accept_failures, DataChannelEvent::kAcceptFailure);
+          pollfd wake{wake_[0], POLLIN, 0};
+          const int ms = static_cast<int>(
+              std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.accept_backoff)));
+          if (::poll(&wake, 1, ms) > 0) return;
+        }
+        continue;
+      }
+      SetTcpNoDelay(fd);
+      std::string host = PeerHost(peer);
       absl::MutexLock lock(&mu_);
-      if (shut_down_ || static_cast<int>(connections_.size()) >= kMaxDataConnections) {
+      if (shut_down_) {
         ::close(fd);
         continue;
       }
-      connections_.push_back(Connection{fd, std::thread()});
+      int& from_peer = per_peer_[host];
+      const bool over_total = static_cast<int>(connections_.size()) >= options_.max_connections;
+      const bool over_peer = from_peer >= options_.max_connections_per_peer;
+      if (over_total || over_peer) {
+        if (from_peer == 0) per_peer_.erase(host);
+        ::close(fd);
+        ++(over_total ? counters_.refused_total_cap : counters_.refused_peer_cap);
+        metrics_->CountDataChannelEvent(over_total ? DataChannelEvent::kRefusedTotalCap
+                                                   : DataChannelEvent::kRefusedPeerCap);
+        continue;
+      }
+      ++from_peer;
+      connections_.push_back(Connection{fd, std::move(host), std::thread()});
       auto it = std::prev(connections_.end());
-      it->thread = std::thread([this, it] { Serve(it); });
+      try {
+        it->thread = std::thread([this, it] { Serve(it); });
+      } catch (const std::system_error&) {  // No thread to be had: refuse this one.
+        ReleasePeerLocked(it->peer);
+        ::close(fd);
+        connections_.erase(it);
+        ++counters_.connection_errors;
+        metrics_->CountDataChannelEvent(DataChannelEvent::kConnectionError);
+      }
     }
+  }
+
+  void ReleasePeerLocked(const std::string& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto p = per_peer_.find(peer);
+    if (p != per_peer_.end() && --p->second <= 0) per_peer_.erase(p);
   }
 
   void Serve(std::list<Connection>::iterator self) {
     const int fd = self->fd;
-    if (Hello(fd).ok()) {
-      while (ServeOne(fd).ok()) {
+    try {
+      absl::Status s = Hello(fd);
+      while (s.ok()) s = ServeOne(fd);
+      if (absl::IsDeadlineExceeded(s)) {
+        Count(&DataChannelCounters::deadline_closed, DataChannelEvent::kDeadline);
       }
+    } catch (const std::exception&) {
+      // Above all std::bad_alloc: it ends this connection, not the process.
+      Count(&DataChannelCounters::connection_errors, DataChannelEvent::kConnectionError);
     }
     absl::MutexLock lock(&mu_);  // Closed under the lock: Shutdown never sees a stale fd.
     ::close(fd);
+    ReleasePeerLocked(self->peer);
     // Joined by the acceptor; after shutdown began, Shutdown holds the node and joins it.
     if (!shut_down_) finished_.splice(finished_.end(), connections_, self);
   }
@@ -130,29 +204,30 @@ class DataChannelServerImpl final : public DataChannelServer {
   }
 
   absl::Status Hello(int fd) {
-    SetSocketTimeout(fd, kIoTimeout);
+    const absl::Time deadline = absl::Now() + options_.hello_deadline;
     char hello[dc::kHelloBytes];
-    if (absl::Status s = ReadFull(fd, hello, sizeof(hello)); !s.ok()) return s;
+    if (absl::Status s = ReadFull(fd, hello, sizeof(hello), deadline); !s.ok()) return s;
     absl::StatusOr<Key> token = dc::DecodeHello(absl::string_view(hello, sizeof(hello)));
     if (!token.ok()) return token.status();  // Closed without an answer.
     if (*token != token_) return absl::PermissionDeniedError("bad hello token");
     const char ok = 0;
-    return WriteFull(fd, &ok, 1);
+    return WriteFull(fd, &ok, 1, deadline);
   }
 
   // Serves one request. An error return closes the connection.
   absl::Status ServeOne(int fd) {
-    SetSocketTimeout(fd, kIdleTimeout);
     char op;
-    if (absl::Status s = ReadFull(fd, &op, 1); !s.ok()) return s;
-    SetSocketTimeout(fd, kIoTimeout);
+    if (absl::Status s = ReadFull(fd, &op, 1, absl::Now() + options_.idle_timeout); !s.ok()) {
+      return s;
+    }
+    const absl::Time header_deadline = absl::Now() + options_.header_deadline;
     char ns_bytes[kKeyBytes];
-    if (absl::Status s = ReadFull(fd, ns_bytes, kKeyBytes); !s.ok()) return s;
+    if (absl::Status s = ReadFull(fd, ns_bytes, kKeyBytes, header_deadline); !s.ok()) return s;
     Key ns;
     std::memcpy(ns.bytes.data(), ns_bytes, kKeyBytes);
     switch (op) {
-      case dc::kGet: return ServeGet(fd, ns);
-      case dc::kPut: return ServePut(fd, ns);
+      case dc::kGet: return ServeGet(fd, ns, header_deadline);
+      case dc::kPut: return ServePut(fd, ns, header_deadline);
       default:
         SendError(fd, absl::InvalidArgumentError(absl::StrCat("data channel: unknown op ",
                                                               static_cast<int>(op))))
@@ -161,10 +236,10 @@ class DataChannelServerImpl final : public DataChannelServer {
     }
   }
 
-  absl::Status ServeGet(int fd, const Key& ns) {
+  absl::Status ServeGet(int fd, const Key& ns, absl::Time header_deadline) {
     const absl::Time start = absl::Now();
     char count_bytes[4];
-    if (absl::Status s = ReadFull(fd, count_bytes, 4); !s.ok()) return s;
+    if (absl::Status s = ReadFull(fd, count_bytes, 4, header_deadline); !s.ok()) return s;
     const uint32_t n = dc::GetU32(count_bytes);
     if (n == 0 || n > dc::kMaxKeysPerGet) {
       absl::Status bad = absl::InvalidArgumentError(
@@ -173,7 +248,9 @@ class DataChannelServerImpl final : public DataChannelServer {
       return bad;  // The keys that follow cannot be skipped safely.
     }
     std::vector<Key> keys(n);
-    if (absl::Status s = ReadFull(fd, keys.data(), n * sizeof(Key)); !s.ok()) return s;
+    if (absl::Status s = ReadFull(fd, keys.data(), n * sizeof(Key), header_deadline); !s.ok()) {
+      return s;
+    }
     for (const Key& key : keys) {
       absl::StatusOr<BlockPtr> block = store_->Get(BlockId{ns, key});
       if (!block.ok()) break;  // The run ends at the first block that is gone.
@@ -185,23 +262,29 @@ class DataChannelServerImpl final : public DataChannelServer {
       // Straight from the stored bytes to the socket.
       iovec iov[2] = {{head, sizeof(head)},
                       {const_cast<char*>((*block)->payload.data()), (*block)->payload.size()}};
-      if (absl::Status s = WriteFull(fd, iov, 2); !s.ok()) return s;
+      if (absl::Status s = WriteFull(fd, iov, 2, absl::Now() + options_.payload_deadline);
+          !s.ok()) {
+        return s;
+      }
     }
     const char end = dc::kEnd;
-    absl::Status s = WriteFull(fd, &end, 1);
+    absl::Status s = WriteFull(fd, &end, 1, absl::Now() + options_.payload_deadline);
     metrics_->ObserveRpc(Rpc::kGet, absl::Now() - start, s.ok());
     return s;
   }
 
-  absl::Status ServePut(int fd, const Key& ns) {
+  absl::Status ServePut(int fd, const Key& ns, absl::Time header_deadline) {
     const absl::Time start = absl::Now();
     char head[dc::kBlockHeaderBytes];
-    if (absl::Status s = ReadFull(fd, head, sizeof(head)); !s.ok()) return s;
+    if (absl::Status s = ReadFull(fd, head, sizeof(head), header_deadline); !s.ok()) return s;
     absl::StatusOr<dc::BlockHeader> header =
         dc::DecodeBlockHeader(absl::string_view(head, sizeof(head)));
     if (header.ok()) {
+      // Both before the payload is allocated or read.
       absl::Status size = CheckBlockSize(header->key, header->payload_bytes,
                                          store_->options().max_block_bytes);
+      if (size.ok()) size = CheckPayloadMatchesShape(header->key, header->shape,
+                                                     header->payload_bytes);
       if (!size.ok()) header = size;
     }
     if (!header.ok()) {
@@ -212,12 +295,16 @@ class DataChannelServerImpl final : public DataChannelServer {
     auto block = std::make_shared<Block>();
     block->meta = BlockMeta{BlockId{ns, h.key}, h.parent, h.checksum, h.shape};
     block->payload.resize(h.payload_bytes);
-    if (absl::Status s = ReadFull(fd, block->payload.data(), h.payload_bytes); !s.ok()) return s;
+    const absl::Time payload_deadline = absl::Now() + options_.payload_deadline;
+    if (absl::Status s = ReadFull(fd, block->payload.data(), h.payload_bytes, payload_deadline);
+        !s.ok()) {
+      return s;
+    }
     absl::StatusOr<PutOutcome> outcome = store_->Put(std::move(block));
     metrics_->ObserveRpc(Rpc::kPut, absl::Now() - start, outcome.ok());
-    if (!outcome.ok()) return SendError(fd, outcome.status());  // Read whole: go on.
+    if (!outcome.ok()) return SendError(fd, outcome.status(), payload_deadline);  // Go on.
     const char reply[2] = {dc::kStored, static_cast<char>(OutcomeByte(*outcome))};
-    return WriteFull(fd, reply, 2);
+    return WriteFull(fd, reply, 2, payload_deadline);
   }
 
   static dc::PutOutcomeByte OutcomeByte(PutOutcome outcome) {
@@ -230,9 +317,12 @@ class DataChannelServerImpl final : public DataChannelServer {
   }
 
   // Sends an error reply; returns the write's status.
-  static absl::Status SendError(int fd, const absl::Status& error) {
+  absl::Status SendError(int fd, const absl::Status& error) {
+    return SendError(fd, error, absl::Now() + options_.header_deadline);
+  }
+  static absl::Status SendError(int fd, const absl::Status& error, absl::Time deadline) {
     const std::string frame = dc::EncodeErrorReply(error);
-    return WriteFull(fd, frame.data(), frame.size());
+    return WriteFull(fd, frame.data(), frame.size(), deadline);
   }
 
   const int listen_fd_;
@@ -241,11 +331,14 @@ class DataChannelServerImpl final : public DataChannelServer {
   const Key token_;
   TieredStore* const store_;
   ServerMetrics* const metrics_;
+  const DataChannelOptions options_;
   int wake_[2] = {-1, -1};
   std::thread acceptor_;
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<std::string, int> per_peer_ ABSL_GUARDED_BY(mu_);  // Open, by peer host.
+  DataChannelCounters counters_ ABSL_GUARDED_BY(mu_);
   std::list<Connection> connections_ ABSL_GUARDED_BY(mu_);  // Being served.
   std::list<Connection> finished_ ABSL_GUARDED_BY(mu_);     // Ended, not yet joined.
 };
@@ -254,7 +347,16 @@ class DataChannelServerImpl final : public DataChannelServer {
 
 absl::StatusOr<std::unique_ptr<DataChannelServer>> StartDataChannelServer(
     const std::string& listen, TieredStore* store, ServerMetrics* metrics,
-    const std::string& advertise) {
+    const std::string& advertise, const DataChannelOptions& options) {
+  if (options.max_connections < 1 || options.max_connections_per_peer < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data channel connection limits must be at least 1 (got ", options.max_connections,
+        " in total, ", options.max_connections_per_peer, " per peer)"));
+  }
+  Key token;
+  if (absl::Status s = FillRandom(token.bytes.data(), kKeyBytes); !s.ok()) {
+    return absl::InternalError(absl::StrCat("data channel token: ", s.message()));
+  }
   absl::StatusOr<std::pair<int, std::string>> listener = ListenTcp(listen);
   if (!listener.ok()) return listener.status();
   std::string advertised = listener->second;
@@ -272,7 +374,8 @@ absl::StatusOr<std::unique_ptr<DataChannelServer>> StartDataChannelServer(
     }
   }
   return std::make_unique<DataChannelServerImpl>(listener->first, listener->second,
-                                                 std::move(advertised), store, metrics);
+                                                 std::move(advertised), token, store, metrics,
+                                                 options);
 }
 
 }  // namespace kvcache

@@ -13,11 +13,22 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "cachestore/block_store.h"
 #include "common/key.h"
+#include "services/data_channel_options.h"
 #include "services/metrics.h"
 
 namespace kvcache {
+
+// What the server refused or cut, since it started (also exported as metrics).
+struct DataChannelCounters {
+  uint64_t refused_total_cap = 0;  // Closed at accept: max_connections reached.
+  uint64_t refused_peer_cap = 0;   // Closed at accept: max_connections_per_peer reached.
+  uint64_t deadline_closed = 0;    // Closed when a phase deadline or the idle timeout passed.
+  uint64_t accept_failures = 0;    // accept(2) failures waited out (EMFILE and the like).
+  uint64_t connection_errors = 0;  // Connection threads ended by an exception (bad_alloc).
+};
 
 class DataChannelServer {
  public:
@@ -31,11 +42,9 @@ class DataChannelServer {
   // What OpenDataChannel tells clients to connect to (see StartDataChannelServer).
   virtual std::string advertised_address() const = 0;
   virtual const Key& token() const = 0;
+  virtual DataChannelCounters counters() const = 0;
   virtual void Shutdown() = 0;
 };
-
-// Most connections served at once; more are closed at accept.
-inline constexpr int kMaxDataConnections = 256;
 
 // Listens on `listen` (host:port, port 0: any; never shared with another socket) and
 // advertises `advertise` to clients: empty advertises the bound address (a client that gets
@@ -44,10 +53,11 @@ inline constexpr int kMaxDataConnections = 256;
 // container or a Service).
 // REQUIRES: `store` and `metrics` outlive the server.
 //   UNAVAILABLE       `listen` cannot be bound (in use, or not an address of this machine).
-//   INVALID_ARGUMENT  `listen` is not host:port.
+//   INVALID_ARGUMENT  `listen` is not host:port, or a limit in `options` is not positive.
+//   INTERNAL          getrandom(2) cannot make the token.
 absl::StatusOr<std::unique_ptr<DataChannelServer>> StartDataChannelServer(
     const std::string& listen, TieredStore* store, ServerMetrics* metrics,
-    const std::string& advertise = "");
+    const std::string& advertise = "", const DataChannelOptions& options = {});
 
 }  // namespace kvcache
 

@@ -110,6 +110,22 @@ ServerMetrics::ServerMetrics(const TieredStore* store)
   for (int r = 0; r < static_cast<int>(Rpc::kNumRpcs); ++r) {
     fallbacks_[r] = &fallbacks.Add({{"rpc", names[r]}});
   }
+  auto& events = prometheus::BuildCounter()
+                     .Name("kvcache_data_channel_events_total")
+                     .Help("Data channel connections refused at accept (total_cap, peer_cap), "
+                           "closed at a deadline (deadline), ended by an exception such as "
+                           "bad_alloc (error), and accept failures waited out (accept_failure).")
+                     .Register(*registry_);
+  const char* event_names[] = {"total_cap", "peer_cap", "deadline", "accept_failure", "error"};
+  static_assert(sizeof(event_names) / sizeof(event_names[0]) ==
+                static_cast<size_t>(DataChannelEvent::kNumEvents));
+  for (int e = 0; e < static_cast<int>(DataChannelEvent::kNumEvents); ++e) {
+    data_events_[e] = &events.Add({{"event", event_names[e]}});
+  }
+}
+
+void ServerMetrics::CountDataChannelEvent(DataChannelEvent event) {
+  data_events_[static_cast<int>(event)]->Increment();
 }
 
 void ServerMetrics::CountDataChannelFallback(Rpc rpc) {

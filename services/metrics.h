@@ -18,6 +18,16 @@ namespace kvcache {
 
 enum class Rpc { kLookup, kGet, kPut, kAdmin, kNumRpcs };
 
+// Why the data channel refused or closed a connection (see DataChannelOptions).
+enum class DataChannelEvent {
+  kRefusedTotalCap,
+  kRefusedPeerCap,
+  kDeadline,
+  kAcceptFailure,
+  kConnectionError,
+  kNumEvents
+};
+
 class ServerMetrics {
  public:
   // REQUIRES: `store` outlives this.
@@ -29,6 +39,9 @@ class ServerMetrics {
   // could not reach the channel (or chose not to use it) fell back to gRPC.
   void CountDataChannelFallback(Rpc rpc);
 
+  // kvcache_data_channel_events_total{event=...}.
+  void CountDataChannelEvent(DataChannelEvent event);
+
   // Everything to expose: the RPC histograms and the store's figures.
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   std::shared_ptr<prometheus::Collectable> store_collector() const { return store_collector_; }
@@ -38,6 +51,7 @@ class ServerMetrics {
   std::shared_ptr<prometheus::Collectable> store_collector_;
   prometheus::Histogram* latency_[static_cast<int>(Rpc::kNumRpcs)][2];  // [rpc][ok]
   prometheus::Counter* fallbacks_[static_cast<int>(Rpc::kNumRpcs)];      // Get and Put only.
+  prometheus::Counter* data_events_[static_cast<int>(DataChannelEvent::kNumEvents)];
 };
 
 }  // namespace kvcache

@@ -40,6 +40,11 @@ ABSL_FLAG(std::string, data_listen, "auto",
 ABSL_FLAG(std::string, data_advertise, "",
           "data channel address told to clients, host or host:port; empty: the bound address "
           "(clients that get 0.0.0.0 or :: connect to the host they dialled)");
+ABSL_FLAG(int, data_max_connections, 256,
+          "most data channel connections served at once; more are closed at accept");
+ABSL_FLAG(int, data_max_connections_per_peer, 32,
+          "most data channel connections at once from one client IP address; more are closed "
+          "at accept");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Prometheus /metrics address, host:port; empty for none");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
@@ -88,6 +93,15 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
     options.data_listen = data_listen;
   }
   options.data_advertise = absl::GetFlag(FLAGS_data_advertise);
+  options.data_channel.max_connections = absl::GetFlag(FLAGS_data_max_connections);
+  options.data_channel.max_connections_per_peer =
+      absl::GetFlag(FLAGS_data_max_connections_per_peer);
+  if (options.data_channel.max_connections < 1) {
+    return UsageError("--data-max-connections must be at least 1");
+  }
+  if (options.data_channel.max_connections_per_peer < 1) {
+    return UsageError("--data-max-connections-per-peer must be at least 1");
+  }
   auto size = [](const std::string& text, const char* flag) -> absl::StatusOr<uint64_t> {
     absl::StatusOr<uint64_t> bytes = ParseByteSize(text, flag);
     if (!bytes.ok()) return UsageError(bytes.status().message());

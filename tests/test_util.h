@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 
+#include "common/block_shape.h"
 #include "common/key.h"
 
 namespace kvcache {
@@ -54,6 +55,18 @@ inline std::string TestPayload(size_t n, uint64_t seed) {
     s[i] = static_cast<char>(x >> 56);
   }
   return s;
+}
+
+// A shape that agrees with a payload of `payload_bytes` (f32, one layer, one KV head of
+// head_dim 1, (payload_bytes - 32) / 8 tokens), or no shape (all zeros, not checked) when no
+// such shape fits that size.
+inline BlockShape TestShape(size_t payload_bytes) {
+  if (payload_bytes <= kBlockFormatV1HeaderBytes ||
+      (payload_bytes - kBlockFormatV1HeaderBytes) % 8 != 0) {
+    return BlockShape{};
+  }
+  return BlockShape{kBlockFormatV1, 1, 1, 1, 1,
+                    static_cast<uint32_t>((payload_bytes - kBlockFormatV1HeaderBytes) / 8)};
 }
 
 }  // namespace testing

@@ -73,10 +73,11 @@ absl::Status DecodeKvBlock(absl::string_view payload, const BlockShape& expected
     }
   }
   const size_t floats = KvBlockFloats(expected);
-  if (payload.size() != kKvBlockHeaderBytes + floats * sizeof(float)) {
-    return absl::InvalidArgumentError(absl::StrCat("KV block has ", payload.size(),
-                                                   " bytes, its shape needs ",
-                                                   kKvBlockHeaderBytes + floats * sizeof(float)));
+  absl::StatusOr<uint64_t> need = BlockPayloadBytes(expected);  // The server checks the same.
+  if (!need.ok()) return need.status();
+  if (payload.size() != *need) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV block has ", payload.size(), " bytes, its shape needs ", *need));
   }
   if (page.size() != floats) {
     return absl::InvalidArgumentError(

@@ -29,8 +29,8 @@
 
 namespace kvcache {
 
-inline constexpr uint32_t kKvBlockFormatVersion = 1;
-inline constexpr size_t kKvBlockHeaderBytes = 32;
+inline constexpr uint32_t kKvBlockFormatVersion = kBlockFormatV1;
+inline constexpr size_t kKvBlockHeaderBytes = kBlockFormatV1HeaderBytes;
 inline constexpr uint32_t kKvBlockDTypeF32 = 1;  // kvcache.v1.DTYPE_F32
 
 // The shape of a block of `block_size` tokens of `config`'s model, f32.

@@ -174,12 +174,12 @@ TEST_P(BlockStoreTest, EraseAndEraseIf) {
 
 TEST_P(BlockStoreTest, InspectAndList) {
   auto store = Make(1 << 20);
-  BlockShape shape{1, 1, 2, 2, 16, 16};
-  ASSERT_TRUE(store->Put(MakeBlock(Id(1), TestKey(0), "payload", shape)).ok());
+  BlockShape shape{1, 1, 1, 1, 1, 16};  // 32 + 8 * 16 bytes.
+  ASSERT_TRUE(store->Put(MakeBlock(Id(1), TestKey(0), std::string(160, 'p'), shape)).ok());
   ASSERT_TRUE(store->Put(Blk(2)).ok());
   std::optional<BlockInfo> info = store->Inspect(Id(1));
   ASSERT_TRUE(info.has_value());
-  EXPECT_EQ(info->payload_bytes, 7u);
+  EXPECT_EQ(info->payload_bytes, 160u);
   EXPECT_EQ(info->meta.parent, TestKey(0));
   EXPECT_EQ(info->meta.shape, shape);
   EXPECT_GT(info->last_access_unix_micros, 0);

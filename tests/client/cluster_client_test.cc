@@ -193,7 +193,7 @@ class ClusterClientTest : public ::testing::Test {
       b.key = TestKey(seed + i);
       if (i > 0) b.parent = TestKey(seed + i - 1);
       b.payload = TestPayload(size, seed + i);
-      b.shape = BlockShape{1, 1, 2, 2, 16, 16};
+      b.shape = testing::TestShape(size);
       blocks.push_back(std::move(b));
     }
     return blocks;

@@ -34,6 +34,34 @@ TEST(BlockShapeCodecTest, GoldenLayoutIsSixLittleEndianU32InFieldOrder) {
             "10000000");  // num_tokens
 }
 
+TEST(BlockPayloadBytesTest, IsTheHeaderPlusKAndVOfEveryLayer) {
+  // 32 + layers * 2 * tokens * heads * dim * dtype bytes.
+  EXPECT_EQ(*BlockPayloadBytes(BlockShape{1, 1, 2, 2, 16, 16}), 32u + 2 * 2 * 16 * 2 * 16 * 4);
+  EXPECT_EQ(*BlockPayloadBytes(BlockShape{1, 2, 2, 2, 16, 16}), 32u + 2 * 2 * 16 * 2 * 16 * 2);
+  EXPECT_EQ(*BlockPayloadBytes(BlockShape{1, 3, 1, 1, 1, 1}), 32u + 2 * 2);
+  EXPECT_EQ(BlockPayloadBytes(BlockShape{2, 1, 1, 1, 1, 1}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BlockPayloadBytes(BlockShape{1, 4, 1, 1, 1, 1}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const uint32_t big = 0xffffffffu;
+  EXPECT_EQ(BlockPayloadBytes(BlockShape{1, 1, big, big, big, big}).status().code(),
+            absl::StatusCode::kInvalidArgument);  // Overflows 64 bits.
+}
+
+TEST(CheckPayloadMatchesShapeTest, NamesTheSizeTheShapeNeeds) {
+  const Key key{};
+  const BlockShape shape{1, 1, 1, 1, 1, 16};  // 32 + 8 * 16 = 160 bytes.
+  EXPECT_TRUE(CheckPayloadMatchesShape(key, shape, 160).ok());
+  for (uint64_t wrong : {uint64_t{0}, uint64_t{1}, uint64_t{159}, uint64_t{161},
+                         uint64_t{1} << 40}) {
+    absl::Status s = CheckPayloadMatchesShape(key, shape, wrong);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << wrong;
+    EXPECT_NE(s.message().find("needs 160 bytes"), absl::string_view::npos) << s.message();
+  }
+  // A shape of all zeros says nothing: opaque bytes are not checked.
+  EXPECT_TRUE(CheckPayloadMatchesShape(key, BlockShape{}, 1).ok());
+}
+
 TEST(CheckBlockSizeTest, AcceptsUpToTheLimit) {
   Key key;
   EXPECT_TRUE(CheckBlockSize(key, 0, 1024).ok());

@@ -69,7 +69,7 @@ class ServicesTest : public ::testing::Test {
       b.key = TestKey(seed + i);
       if (i > 0) b.parent = TestKey(seed + i - 1);
       b.payload = TestPayload(size, seed + i);
-      b.shape = BlockShape{1, 1, 2, 2, 16, 16};
+      b.shape = testing::TestShape(size);
       blocks.push_back(std::move(b));
     }
     return blocks;
@@ -247,6 +247,19 @@ TEST_F(ServicesTest, BadPutsAreRejectedAndStoreNothingBad) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("empty payload"), std::string::npos) << s.error_message();
 
+  // A payload whose size disagrees with its shape: 1000 bytes for a shape that needs 160.
+  v1::Block misshapen = RawBlock(9);
+  misshapen.mutable_shape()->set_format_version(1);
+  misshapen.mutable_shape()->set_dtype(v1::DTYPE_F32);
+  misshapen.mutable_shape()->set_num_layers(1);
+  misshapen.mutable_shape()->set_num_kv_heads(1);
+  misshapen.mutable_shape()->set_head_dim(1);
+  misshapen.mutable_shape()->set_num_tokens(16);
+  s = RawPut({PutOf(ns_, {misshapen})});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("needs 160 bytes"), std::string::npos) << s.error_message();
+  EXPECT_FALSE(server_->store()->Contains(BlockId{ns_, TestKey(9)}));
+
   // Over --max-block-bytes, but within the gRPC message limit.
   s = RawPut({PutOf(ns_, {RawBlock(7, kMaxBlockBytes + 1)})});
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
@@ -334,7 +347,7 @@ TEST_F(ServicesTest, AdminStatsInspectEvictFlush) {
   EXPECT_EQ(info.blocks(0).tier(), v1::TIER_RAM);
   EXPECT_EQ(info.blocks(0).payload_bytes(), 10000u);
   EXPECT_EQ(info.blocks(0).parent_key(), std::string(chain[0].key.view()));
-  EXPECT_EQ(info.blocks(0).shape().head_dim(), 16u);
+  EXPECT_EQ(info.blocks(0).shape().num_tokens(), chain[1].shape.num_tokens);
   EXPECT_EQ(info.blocks(0).checksum(), PayloadChecksum(chain[1].payload));
 
   v1::ListBlocksRequest list;

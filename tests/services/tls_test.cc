@@ -82,7 +82,7 @@ class TlsTest : public ::testing::Test {
     std::vector<CacheBlock> blocks = ChainedBlocks(chain, 0);
     for (size_t i = 0; i < n; ++i) {
       blocks[i].payload = TestPayload(5000, seed + i);
-      blocks[i].shape = BlockShape{1, 1, 2, 2, 16, 16};
+      blocks[i].shape = testing::TestShape(5000);  // A shape that agrees with 5000 bytes.
     }
     return blocks;
   }
