@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what kvcache needs from Debian 12's packages (skipped when already there), then
 # configures and builds everything into build/ (binaries in build/bin/).
-# Usage: scripts/setup.sh            (BUILD_DIR and BUILD_TYPE may be set in the environment)
+# Usage: scripts/setup.sh            (BUILD_DIR and BUILD_TYPE may be set in the environment;
+#                                     CMAKE_ARGS adds configure options and BUILD_TARGETS
+#                                     builds only those targets, as the sanitizer passes do)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -19,5 +21,8 @@ if [[ "${CXX:-}" == clang* ]]; then PACKAGES+=(clang); fi
 apt_install_missing "${PACKAGES[@]}"
 
 BUILD_DIR="${BUILD_DIR:-build}"
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null
-cmake --build "$BUILD_DIR" -j"$(nproc)"
+# shellcheck disable=SC2086  # CMAKE_ARGS and BUILD_TARGETS are word lists.
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" \
+  ${CMAKE_ARGS:-} >/dev/null
+# shellcheck disable=SC2086
+cmake --build "$BUILD_DIR" -j"$(nproc)" ${BUILD_TARGETS:+--target $BUILD_TARGETS}
