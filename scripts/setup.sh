@@ -15,8 +15,9 @@ PACKAGES=(
   libssl-dev libxxhash-dev libopenblas-dev nlohmann-json3-dev libhiredis-dev libmemcached-dev
   python3-yaml
 )
-# scripts/test.sh's second pass builds with Clang (CXX=clang++).
-if [[ "${CXX:-}" == clang* ]]; then PACKAGES+=(clang); fi
+# scripts/test.sh's Clang and sanitizer passes (CXX=clang++): Clang, and its sanitizer and
+# libFuzzer runtimes, which clang-14 only recommends.
+if [[ "${CXX:-}" == clang* ]]; then PACKAGES+=(clang libclang-rt-14-dev); fi
 
 apt_install_missing "${PACKAGES[@]}"
 

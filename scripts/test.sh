@@ -35,7 +35,7 @@ if [ "${KVCACHE_SANITIZERS:-1}" != 0 ]; then
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     ctest --output-on-failure -j"$(nproc)" --timeout 600 -L "$(labels "${ASAN_TESTS[@]}" fuzz)" "$@")
   LSAN_OPTIONS="suppressions=$san/lsan.supp:print_suppressions=0" \
-    scripts/fuzz.sh all "${KVCACHE_FUZZ_SECONDS:-20}"
+    scripts/fuzz.sh all "${KVCACHE_FUZZ_SECONDS:-10}"
 
   echo "test: the ThreadSanitizer pass (cachestore; see tests/sanitizers/README.md)"
   TSAN_TESTS=(cachestore_test)
