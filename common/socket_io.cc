@@ -127,6 +127,23 @@ absl::Status ReadFull(int fd, void* buf, size_t n) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Drops `sent` written bytes from the front of the iovec array.
+void ConsumeIov(size_t sent, struct iovec** iov, int* iovcnt) {
+  while (*iovcnt > 0 && sent >= (*iov)->iov_len) {
+    sent -= (*iov)->iov_len;
+    ++*iov;
+    --*iovcnt;
+  }
+  if (*iovcnt > 0) {
+    (*iov)->iov_base = static_cast<char*>((*iov)->iov_base) + sent;
+    (*iov)->iov_len -= sent;
+  }
+}
+
+}  // namespace
+
 absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt) {
   while (iovcnt > 0) {
     msghdr msg{};
@@ -137,15 +154,7 @@ absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt) {
       if (errno == EINTR) continue;
       return IoError("write");
     }
-    while (iovcnt > 0 && static_cast<size_t>(sent) >= iov->iov_len) {
-      sent -= static_cast<ssize_t>(iov->iov_len);
-      ++iov;
-      --iovcnt;
-    }
-    if (iovcnt > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + sent;
-      iov->iov_len -= static_cast<size_t>(sent);
-    }
+    ConsumeIov(static_cast<size_t>(sent), &iov, &iovcnt);
   }
   return absl::OkStatus();
 }
@@ -182,15 +191,7 @@ absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt, absl::Time deadlin
       if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
       return IoError("write");
     }
-    while (iovcnt > 0 && static_cast<size_t>(sent) >= iov->iov_len) {
-      sent -= static_cast<ssize_t>(iov->iov_len);
-      ++iov;
-      --iovcnt;
-    }
-    if (iovcnt > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + sent;
-      iov->iov_len -= static_cast<size_t>(sent);
-    }
+    ConsumeIov(static_cast<size_t>(sent), &iov, &iovcnt);
   }
   return absl::OkStatus();
 }
