@@ -27,6 +27,7 @@
 #include "common/socket_io.h"
 #include "gtest/gtest.h"
 #include "services/cache_server.h"
+#include "tests/client_test_util.h"
 #include "tests/test_util.h"
 
 namespace kvcache {
@@ -187,21 +188,10 @@ class ClusterClientTest : public ::testing::Test {
   }
 
   static std::vector<CacheBlock> Chain(size_t n, uint64_t seed = 0, size_t size = 4096) {
-    std::vector<CacheBlock> blocks;
-    for (size_t i = 0; i < n; ++i) {
-      CacheBlock b;
-      b.key = TestKey(seed + i);
-      if (i > 0) b.parent = TestKey(seed + i - 1);
-      b.payload = TestPayload(size, seed + i);
-      b.shape = testing::TestShape(size);
-      blocks.push_back(std::move(b));
-    }
-    return blocks;
+    return testing::TestChain(n, size, seed);
   }
   static std::vector<Key> KeysOf(const std::vector<CacheBlock>& blocks) {
-    std::vector<Key> keys;
-    for (const CacheBlock& b : blocks) keys.push_back(b.key);
-    return keys;
+    return testing::KeysOf(blocks);
   }
 
   // Index (in `addresses`) of the first owner of `key`.

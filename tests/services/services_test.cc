@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "kvcache/v1/cache.grpc.pb.h"
 #include "services/cache_server.h"
+#include "tests/client_test_util.h"
 #include "tests/test_util.h"
 
 namespace kvcache {
@@ -63,21 +64,10 @@ class ServicesTest : public ::testing::Test {
   }
 
   std::vector<CacheBlock> Chain(size_t n, size_t size = 10000, uint64_t seed = 0) {
-    std::vector<CacheBlock> blocks;
-    for (size_t i = 0; i < n; ++i) {
-      CacheBlock b;
-      b.key = TestKey(seed + i);
-      if (i > 0) b.parent = TestKey(seed + i - 1);
-      b.payload = TestPayload(size, seed + i);
-      b.shape = testing::TestShape(size);
-      blocks.push_back(std::move(b));
-    }
-    return blocks;
+    return testing::TestChain(n, size, seed);
   }
   static std::vector<Key> KeysOf(const std::vector<CacheBlock>& blocks) {
-    std::vector<Key> keys;
-    for (const CacheBlock& b : blocks) keys.push_back(b.key);
-    return keys;
+    return testing::KeysOf(blocks);
   }
 
   // A raw, valid Put block, for tests that then break one field.
