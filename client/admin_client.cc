@@ -16,8 +16,8 @@ namespace health = ::grpc::health::v1;
 class GrpcAdminClient final : public AdminClient {
  public:
   GrpcAdminClient(const AdminClientOptions& options,
-                  std::shared_ptr<grpc::ChannelCredentials> credentials)
-      : options_(options) {
+                  std::shared_ptr<grpc::ChannelCredentials> credentials, std::string token)
+      : options_(options), token_(std::move(token)) {
     grpc::ChannelArguments args;
     AddTlsChannelArgs(options.tls, &args);
     auto channel = grpc::CreateCustomChannel(options.target, std::move(credentials), args);
@@ -54,6 +54,10 @@ class GrpcAdminClient final : public AdminClient {
   absl::StatusOr<v1::GetConfigResponse> GetConfig() override {
     return Call(&v1::AdminService::Stub::GetConfig, v1::GetConfigRequest(), "GetConfig");
   }
+  absl::StatusOr<v1::ListConflictsResponse> ListConflicts(
+      const v1::ListConflictsRequest& r) override {
+    return Call(&v1::AdminService::Stub::ListConflicts, r, "ListConflicts");
+  }
 
  private:
   template <typename Req, typename Resp>
@@ -73,10 +77,11 @@ class GrpcAdminClient final : public AdminClient {
   }
 
   void SetDeadline(grpc::ClientContext* ctx) const {
-    internal::SetDeadline(ctx, options_.timeout);
+    internal::PrepareCall(ctx, options_.timeout, token_);
   }
 
   const AdminClientOptions options_;
+  const std::string token_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
   std::unique_ptr<health::Health::Stub> health_;
 };
@@ -90,7 +95,9 @@ absl::StatusOr<std::unique_ptr<AdminClient>> NewAdminClient(const AdminClientOpt
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       MakeChannelCredentials(options.tls);
   if (!credentials.ok()) return credentials.status();
-  return std::make_unique<GrpcAdminClient>(options, *std::move(credentials));
+  absl::StatusOr<std::string> token = BearerToken(options.tls);
+  if (!token.ok()) return token.status();
+  return std::make_unique<GrpcAdminClient>(options, *std::move(credentials), *std::move(token));
 }
 
 }  // namespace kvcache

@@ -40,6 +40,8 @@ class AdminClient {
   virtual absl::StatusOr<v1::EvictResponse> Evict(const v1::EvictRequest&) = 0;
   virtual absl::StatusOr<v1::FlushResponse> Flush(const v1::FlushRequest&) = 0;
   virtual absl::StatusOr<v1::GetConfigResponse> GetConfig() = 0;
+  virtual absl::StatusOr<v1::ListConflictsResponse> ListConflicts(
+      const v1::ListConflictsRequest&) = 0;
 };
 
 //   INVALID_ARGUMENT  empty target; unreadable or mismatched TLS files.

@@ -80,8 +80,9 @@ class SliceTracker {
 class GrpcCacheClient final : public CacheClient {
  public:
   GrpcCacheClient(const CacheClientOptions& options,
-                  std::shared_ptr<grpc::ChannelCredentials> credentials)
+                  std::shared_ptr<grpc::ChannelCredentials> credentials, std::string token)
       : options_(options),
+        token_(std::move(token)),
         channel_(grpc::CreateCustomChannel(options.target, std::move(credentials),
                                            ChannelArgs(options))),
         stub_(pb::CacheService::NewStub(channel_)),
@@ -322,7 +323,8 @@ class GrpcCacheClient final : public CacheClient {
       return absl::InternalError(absl::StrCat("Put to ", options_.target,
                                               ": unreadable response"));
     }
-    return CachePutResult{resp.stored(), resp.already_present(), resp.not_admitted()};
+    return CachePutResult{resp.stored(), resp.already_present(), resp.not_admitted(),
+                          resp.conflicts()};
   }
 
   static grpc::ChannelArguments ChannelArgs(const CacheClientOptions& options) {
@@ -338,10 +340,11 @@ class GrpcCacheClient final : public CacheClient {
   }
 
   void SetDeadline(grpc::ClientContext* ctx) const {
-    internal::SetDeadline(ctx, options_.timeout);
+    internal::PrepareCall(ctx, options_.timeout, token_);
   }
 
   const CacheClientOptions options_;
+  const std::string token_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<pb::CacheService::Stub> stub_;
   grpc::GenericStub generic_stub_;  // Thread safe.
@@ -367,7 +370,9 @@ absl::StatusOr<std::unique_ptr<CacheClient>> NewNodeCacheClient(const CacheClien
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       MakeChannelCredentials(options.tls);
   if (!credentials.ok()) return credentials.status();
-  return std::make_unique<GrpcCacheClient>(options, *std::move(credentials));
+  absl::StatusOr<std::string> token = BearerToken(options.tls);
+  if (!token.ok()) return token.status();
+  return std::make_unique<GrpcCacheClient>(options, *std::move(credentials), *std::move(token));
 }
 
 absl::StatusOr<std::unique_ptr<CacheClient>> NewCacheClient(const CacheClientOptions& options) {

@@ -123,6 +123,9 @@ struct CachePutResult {
   uint32_t stored = 0;
   uint32_t already_present = 0;
   uint32_t not_admitted = 0;
+  // Of already_present: stored with other bytes (kept; the server records the conflict).
+  // Counted only over gRPC Put: the data channel's reply says already present.
+  uint32_t conflicts = 0;
 };
 
 class CacheClient {

@@ -22,5 +22,14 @@ void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout) {
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
 }
 
+void AddBearerToken(grpc::ClientContext* ctx, const std::string& token) {
+  if (!token.empty()) ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+}
+
+void PrepareCall(grpc::ClientContext* ctx, absl::Duration timeout, const std::string& token) {
+  SetDeadline(ctx, timeout);
+  AddBearerToken(ctx, token);
+}
+
 }  // namespace internal
 }  // namespace kvcache

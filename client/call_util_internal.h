@@ -9,6 +9,8 @@
 #include <grpcpp/client_context.h>
 #include <grpcpp/support/status.h>
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -26,6 +28,12 @@ absl::Status CallError(const grpc::Status& error, absl::string_view rpc,
 
 // Sets `ctx`'s deadline `timeout` from now.
 void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout);
+
+// Adds the caller's bearer token (none when empty) as `authorization: Bearer <token>`.
+void AddBearerToken(grpc::ClientContext* ctx, const std::string& token);
+
+// Prepares a call: its deadline and the bearer token.
+void PrepareCall(grpc::ClientContext* ctx, absl::Duration timeout, const std::string& token);
 
 }  // namespace internal
 }  // namespace kvcache

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "client/call_util_internal.h"
 #include "client/rendezvous.h"
 #include "common/tls.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -162,7 +163,9 @@ const char* BreakerName(Breaker b) {
 class Node {
  public:
   Node(const std::string& address, const CacheClientOptions& options)
-      : address_(address), options_(WithTarget(options, address)) {
+      : address_(address),
+        options_(WithTarget(options, address)),
+        token_(BearerToken(options.tls).value_or("")) {
     grpc::ChannelArguments args;
     // Probes should see a restarted node soon, not after gRPC's reconnect backoff (which
     // grows to 2 minutes). Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also uses it as the
@@ -186,6 +189,9 @@ class Node {
 
   const std::string& address() const { return address_; }
   // For asynchronous Lookups on the control channel. Null when the breaker is not closed.
+  // The caller's bearer token on a call of the control channel.
+  void AddToken(grpc::ClientContext* ctx) const { internal::AddBearerToken(ctx, token_); }
+
   pb::CacheService::Stub* UsableStub() const {
     absl::MutexLock lock(&mu_);
     return breaker_ == Breaker::kClosed ? stub_.get() : nullptr;
@@ -330,6 +336,7 @@ class Node {
   // Constant after construction.
   const std::string address_;
   const CacheClientOptions options_;
+  const std::string token_;  // For the control channel's Lookups (checked with the options).
   std::unique_ptr<health::Health::Stub> health_;
   std::unique_ptr<pb::CacheService::Stub> stub_;
 
@@ -662,6 +669,7 @@ class ClusterClientImpl final : public ClusterCacheClient {
       for (const Key& k : subs[a]) req.add_keys(std::string(k.view()));
       auto call = std::make_unique<Call>();
       call->ctx.set_deadline(absl::ToChronoTime(deadline));
+      node->AddToken(&call->ctx);
       call->rpc = stub->AsyncLookup(&call->ctx, req, &cq);
       call->rpc->Finish(&call->resp, &call->status, reinterpret_cast<void*>(a));
       node->lookups.fetch_add(1, std::memory_order_relaxed);

@@ -7,13 +7,16 @@
 #ifndef KVCACHE_COMMON_SIGNALS_H_
 #define KVCACHE_COMMON_SIGNALS_H_
 
+#include <functional>
+
 namespace kvcache {
 
-// Blocks SIGINT and SIGTERM in the calling thread and the threads it starts later.
+// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and the threads it starts later.
 void BlockTerminationSignals();
 
-// Waits for SIGINT or SIGTERM (after BlockTerminationSignals) and returns its number.
-int WaitForTerminationSignal();
+// Waits for SIGINT or SIGTERM (after BlockTerminationSignals) and returns its number. Each
+// SIGHUP meanwhile calls `on_hangup` (when given) on the calling thread and waits on.
+int WaitForTerminationSignal(const std::function<void()>& on_hangup = nullptr);
 
 }  // namespace kvcache
 

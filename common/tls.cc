@@ -107,7 +107,25 @@ absl::Status CheckTlsServerOptions(const TlsServerOptions& options) {
   return CheckCa("--tls-client-ca", options.client_ca_file);
 }
 
+absl::StatusOr<std::string> BearerToken(const TlsClientOptions& options) {
+  if (!options.token.empty() || options.token_file.empty()) return options.token;
+  std::ifstream in(options.token_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--token-file: cannot read '", options.token_file, "'"));
+  }
+  std::string token(absl::StripAsciiWhitespace(text.str()));
+  if (token.empty() || token.find_first_of(" \t\r\n") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--token-file: '", options.token_file, "' must hold one token and nothing else"));
+  }
+  return token;
+}
+
 absl::Status CheckTlsClientOptions(const TlsClientOptions& options) {
+  if (absl::Status s = BearerToken(options).status(); !s.ok()) return s;
   if (!options.enabled()) return absl::OkStatus();
   if (absl::Status s = CheckIdentity(options.cert_file, options.key_file); !s.ok()) return s;
   return CheckCa("--tls-ca", options.ca_file);

@@ -39,7 +39,12 @@ namespace kvcache {
 // (--tls-cert, --tls-key, --tls-ca, --tls-client-ca).
 //   INVALID_ARGUMENT  a file missing, unreadable, not PEM, or cert without key.
 absl::Status CheckTlsServerOptions(const TlsServerOptions& options);
+// Also checks the token file (--token-file).
 absl::Status CheckTlsClientOptions(const TlsClientOptions& options);
+
+// The bearer token of `options` (see TlsClientOptions::token), "" for none.
+//   INVALID_ARGUMENT  token_file cannot be read or holds no token.
+absl::StatusOr<std::string> BearerToken(const TlsClientOptions& options);
 
 // Insecure credentials when !options.enabled(), else TLS (mTLS with client_ca_file) with
 // files watched for changes. Checks the options first (same errors as above).

@@ -1,7 +1,8 @@
 // The TLS command-line flags, defined once for every kvcache binary (common/tls.h says what
 // each file is for):
 //   clients and servers: --tls-cert, --tls-key (this process's identity)
-//   clients:             --tls-ca (verifies the server), --tls-server-name
+//   clients:             --tls-ca (verifies the server), --tls-server-name,
+//                        --token-file (the caller's bearer token)
 //   servers:             --tls-client-ca (requires client certificates: mTLS),
 //                        --tls-reload-interval, --allow-plaintext
 // A binary links kvcache_tls_client_flags, or kvcache_tls_server_flags (which brings both
@@ -16,7 +17,8 @@
 namespace kvcache {
 
 // For FlagScope::shared (comma separated, underscore spelling).
-inline constexpr char kTlsClientFlagNames[] = "tls_ca,tls_cert,tls_key,tls_server_name";
+inline constexpr char kTlsClientFlagNames[] =
+    "tls_ca,tls_cert,tls_key,tls_server_name,token_file";
 
 // The client flags as options.
 TlsClientOptions TlsClientOptionsFromFlags();

@@ -36,6 +36,12 @@ struct TlsClientOptions {
   // The name the server's certificate is checked against instead of the host dialled (for
   // nodes reached by IP address whose certificates name a service). Default: empty.
   std::string server_name;
+  // The caller's bearer token for a server with --auth-tokens (docs/security.md), sent as
+  // `authorization: Bearer <token>` on every call: `token` itself, or else the contents of
+  // `token_file` (surrounding whitespace dropped). Not part of TLS: enabled() ignores them;
+  // over plaintext the token travels in the clear. Default: none.
+  std::string token;
+  std::string token_file;
 
   bool enabled() const {
     return !ca_file.empty() || !cert_file.empty() || !key_file.empty() || !server_name.empty();

@@ -26,7 +26,8 @@ ABSL_FLAG(std::string, server, "127.0.0.1:50051",
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
           "deadline of each call (a unit is required: 10s, 500ms)");
 ABSL_FLAG(bool, json, false,
-          "print JSON instead of text (health, stats, ls, inspect, config, cluster, locate)");
+          "print JSON instead of text (health, stats, ls, inspect, config, conflicts, cluster, "
+          "locate)");
 ABSL_FLAG(std::string, namespace, "",
           "namespace id, 64 hex digits (put, get, locate: required; ls, inspect, evict: "
           "optional)");
@@ -34,7 +35,10 @@ ABSL_FLAG(std::string, key, "", "block key, 64 hex digits (put, get, inspect, lo
 ABSL_FLAG(std::string, parent, "", "parent block key, 64 hex digits (put, optional)");
 ABSL_FLAG(std::string, file, "", "file with the payload to put (put, required)");
 ABSL_FLAG(std::string, out, "", "file to write a fetched payload to (get, required)");
-ABSL_FLAG(int, limit, 100, "most blocks to list (ls)");
+ABSL_FLAG(int, limit, 100, "most blocks or conflicts to list (ls, conflicts)");
+ABSL_FLAG(std::string, tenant, "",
+          "only this tenant's blocks, --namespace as the tenant sends it (ls, inspect, evict; "
+          "servers with --auth-tokens)");
 ABSL_FLAG(std::string, tier, "", "ram, disk or all (flush, required)");
 ABSL_FLAG(int, replicas, 1,
           "replication factor R of the cluster: locate marks the first R nodes as owners, "
@@ -61,10 +65,11 @@ class Command {
     if (name == "evict") return Evict();
     if (name == "flush") return Flush();
     if (name == "config") return Config();
+    if (name == "conflicts") return Conflicts();
     return UsageError(
         absl::StrCat("unknown command '", name,
                      "'; commands: health, stats, put, get, ls, inspect, evict, flush, config, "
-                     "cluster, locate"));
+                     "conflicts, cluster, locate"));
   }
 
  private:
@@ -227,14 +232,15 @@ class Command {
       return UsageError("--limit must be a positive number");
     }
     const bool as_json = absl::GetFlag(FLAGS_json);
-    if (target_.is_cluster()) {
-      absl::StatusOr<ClusterAdmin*> cluster = Cluster();
-      if (!cluster.ok()) return cluster.status();
-      return (*cluster)->List(ns_raw, absl::GetFlag(FLAGS_limit), as_json, out_);
-    }
     v1::ListBlocksRequest req;
     req.set_namespace_id(ns_raw);
     req.set_limit(absl::GetFlag(FLAGS_limit));
+    req.set_tenant(absl::GetFlag(FLAGS_tenant));
+    if (target_.is_cluster()) {
+      absl::StatusOr<ClusterAdmin*> cluster = Cluster();
+      if (!cluster.ok()) return cluster.status();
+      return (*cluster)->List(req, as_json, out_);
+    }
     absl::StatusOr<AdminClient*> admin = Admin();
     if (!admin.ok()) return admin.status();
     absl::StatusOr<v1::ListBlocksResponse> r = (*admin)->ListBlocks(req);
@@ -257,6 +263,7 @@ class Command {
     if (!key.ok()) return key.status();
     v1::InspectBlockRequest req;
     req.set_key(std::string(key->view()));
+    req.set_tenant(absl::GetFlag(FLAGS_tenant));
     if (!absl::GetFlag(FLAGS_namespace).empty()) {
       absl::StatusOr<Key> ns = KeyFlag(absl::GetFlag(FLAGS_namespace), "--namespace");
       if (!ns.ok()) return ns.status();
@@ -286,6 +293,7 @@ class Command {
     const std::string key_hex = absl::GetFlag(FLAGS_key);
     const std::string ns_hex = absl::GetFlag(FLAGS_namespace);
     v1::EvictRequest req;
+    req.set_tenant(absl::GetFlag(FLAGS_tenant));
     if (!key_hex.empty()) {
       absl::StatusOr<Key> key = KeyFlag(key_hex, "--key");
       if (!key.ok()) return key.status();
@@ -312,6 +320,29 @@ class Command {
     absl::StatusOr<v1::EvictResponse> r = (*admin)->Evict(req);
     if (!r.ok()) return r.status();
     out_ << "evicted " << r->evicted() << " blocks\n";
+    return absl::OkStatus();
+  }
+
+  absl::Status Conflicts() {
+    if (absl::GetFlag(FLAGS_limit) <= 0) return UsageError("--limit must be a positive number");
+    const uint32_t limit = static_cast<uint32_t>(absl::GetFlag(FLAGS_limit));
+    const bool as_json = absl::GetFlag(FLAGS_json);
+    if (target_.is_cluster()) {
+      absl::StatusOr<ClusterAdmin*> cluster = Cluster();
+      if (!cluster.ok()) return cluster.status();
+      return (*cluster)->Conflicts(limit, as_json, out_);
+    }
+    absl::StatusOr<AdminClient*> admin = Admin();
+    if (!admin.ok()) return admin.status();
+    v1::ListConflictsRequest req;
+    req.set_limit(limit);
+    absl::StatusOr<v1::ListConflictsResponse> r = (*admin)->ListConflicts(req);
+    if (!r.ok()) return r.status();
+    if (as_json) {
+      out_ << admin::ConflictsJson(*r).dump(2) << "\n";
+    } else {
+      admin::PrintConflicts(*r, out_);
+    }
     return absl::OkStatus();
   }
 
@@ -409,13 +440,19 @@ std::string AdminUsage() {
          "  evict --key=HEX [--namespace=HEX] | --namespace=HEX\n"
          "  flush --tier=ram|disk|all\n"
          "  config [--json]                           the server's effective configuration\n"
+         "  conflicts [--limit=N] [--json]            recent puts of a stored key with other\n"
+         "                                            bytes (the stored block was kept)\n"
          "  cluster [--replicas=R] [--json]           per node: health, blocks, bytes, hit\n"
          "                                            ratio, key share; and the skew\n"
          "  locate --namespace=HEX --key=HEX [--replicas=R] [--json]\n"
          "                                            nodes in rendezvous order, the first R\n"
          "                                            owning the block, and where it is held\n"
          "TARGET: host:port (one node), host:port,host:port,... or dns:///name:port (a\n"
-         "cluster: health, stats, ls, inspect, evict, flush and config visit every node).\n"
+         "cluster: health, stats, ls, inspect, evict, flush, config and conflicts visit every\n"
+         "node). Admin calls go to a server's admin listener (--admin-listen; also its main\n"
+         "port when that is loopback). --tenant=NAME limits ls, inspect and evict to a\n"
+         "tenant, --namespace then being the id that tenant sends. Credentials: --token-file,\n"
+         "--tls-*.\n"
          "Keys and namespaces are 64 hex digits. Exit status: 0 on success, 1 when a server\n"
          "answers with an error or cannot be reached, 2 for a usage error.";
 }

@@ -293,11 +293,45 @@ absl::Status ClusterAdmin::Stats(bool json_out, std::ostream& out) {
   return failed == 0 ? absl::OkStatus() : NodesFailed(failed, stats.size(), first_error);
 }
 
-absl::Status ClusterAdmin::List(const std::string& ns, uint32_t limit, bool json_out,
+absl::Status ClusterAdmin::Conflicts(uint32_t limit, bool json_out, std::ostream& out) {
+  v1::ListConflictsRequest req;
+  req.set_limit(limit);
+  std::vector<absl::StatusOr<v1::ListConflictsResponse>> answers =
+      OnEveryNode<v1::ListConflictsResponse>(
+          [&req](size_t, AdminClient& c) { return c.ListConflicts(req); });
+  nlohmann::json nodes = nlohmann::json::array();
+  int failed = 0;
+  for (size_t i = 0; i < answers.size(); ++i) {
+    if (!answers[i].ok()) {
+      ++failed;
+      if (json_out) {
+        nodes.push_back({{"node", addresses_[i]},
+                         {"error", std::string(answers[i].status().message())}});
+      } else {
+        out << addresses_[i] << ": " << answers[i].status().message() << "\n";
+      }
+      continue;
+    }
+    if (json_out) {
+      nlohmann::json j = admin::ConflictsJson(*answers[i]);
+      j["node"] = addresses_[i];
+      nodes.push_back(std::move(j));
+    } else {
+      out << "node " << addresses_[i] << ":\n";
+      admin::PrintConflicts(*answers[i], out);
+    }
+  }
+  if (json_out) out << nlohmann::json{{"nodes", nodes}}.dump(2) << "\n";
+  if (failed == 0) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(failed, " of ", answers.size(),
+                                             " nodes did not answer"));
+}
+
+absl::Status ClusterAdmin::List(const v1::ListBlocksRequest& request, bool json_out,
                                 std::ostream& out) {
-  v1::ListBlocksRequest req;
-  req.set_namespace_id(ns);
-  req.set_limit(limit);  // Each node's first `limit`: enough for the merged first `limit`.
+  // Each node's first `limit`: enough for the merged first `limit`.
+  const v1::ListBlocksRequest& req = request;
+  const uint32_t limit = request.limit();
   std::vector<absl::StatusOr<v1::ListBlocksResponse>> lists =
       OnEveryNode<v1::ListBlocksResponse>(
           [&req](size_t, AdminClient& c) { return c.ListBlocks(req); });

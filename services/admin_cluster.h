@@ -92,8 +92,10 @@ class ClusterAdmin final {
   absl::Status Cluster(int replicas, int samples, bool json, std::ostream& out);
   absl::Status Health(bool json, std::ostream& out);
   absl::Status Stats(bool json, std::ostream& out);
-  // `limit` applies to the merged listing; `ns` empty for every namespace.
-  absl::Status List(const std::string& ns, uint32_t limit, bool json, std::ostream& out);
+  // `request.limit` applies to the merged listing.
+  absl::Status List(const v1::ListBlocksRequest& request, bool json, std::ostream& out);
+  // The most recent `limit` conflicting Puts of each node.
+  absl::Status Conflicts(uint32_t limit, bool json, std::ostream& out);
   absl::Status Inspect(const v1::InspectBlockRequest& request, bool json, std::ostream& out);
   absl::Status Locate(const Key& ns, const Key& key, int replicas, bool json,
                       std::ostream& out);

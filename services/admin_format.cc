@@ -58,11 +58,20 @@ std::string FormatMicros(int64_t micros) {
 }
 
 json StatsJson(const v1::GetStatsResponse& s) {
+  json tenants = json::array();
+  for (const v1::TenantStats& t : s.tenants()) {
+    tenants.push_back(json{{"tenant", t.tenant()},
+                           {"ram_quota_bytes", t.ram_quota_bytes()},
+                           {"disk_quota_bytes", t.disk_quota_bytes()},
+                           {"conflicts", t.conflicts()}});
+  }
   return json{{"ram", TierJson(s.ram())},
               {"disk", TierJson(s.disk())},
               {"lookups", s.lookups()},
               {"lookup_keys", s.lookup_keys()},
-              {"lookup_hits", s.lookup_hits()}};
+              {"lookup_hits", s.lookup_hits()},
+              {"conflicts", s.conflicts()},
+              {"tenants", tenants}};
 }
 
 void PrintStats(const v1::GetStatsResponse& s, std::ostream& out) {
@@ -82,10 +91,35 @@ void PrintStats(const v1::GetStatsResponse& s, std::ostream& out) {
   }
   out << absl::StrFormat("lookups %d: %d of %d keys present\n", s.lookups(), s.lookup_hits(),
                          s.lookup_keys());
+  if (s.conflicts() != 0) {
+    out << absl::StrFormat("conflicts %d: puts of a stored key with other bytes (kept the "
+                           "stored block; kvcache-admin conflicts)\n",
+                           s.conflicts());
+  }
+  if (s.tenants_size() == 0) return;
+  out << absl::StrFormat("%-16s %11s %11s %9s\n", "tenant", "ram quota", "disk quota",
+                         "conflicts");
+  auto quota = [](uint64_t bytes) { return bytes == 0 ? std::string("-") : FormatBytes(bytes); };
+  for (const v1::TenantStats& t : s.tenants()) {
+    out << absl::StrFormat("%-16s %11s %11s %9d\n", t.tenant(), quota(t.ram_quota_bytes()),
+                           quota(t.disk_quota_bytes()), t.conflicts());
+  }
 }
 
 void AddStats(const v1::GetStatsResponse& from, v1::GetStatsResponse* into) {
   AddCounters(from, into);
+  // Tenants by name (quotas are per node: the sum is the cluster's).
+  for (const v1::TenantStats& t : from.tenants()) {
+    v1::TenantStats* mine = nullptr;
+    for (v1::TenantStats& have : *into->mutable_tenants()) {
+      if (have.tenant() == t.tenant()) mine = &have;
+    }
+    if (mine == nullptr) {
+      mine = into->add_tenants();
+      mine->set_tenant(t.tenant());
+    }
+    AddCounters(t, mine);
+  }
 }
 
 json BlockJson(const v1::BlockInfo& b) {
@@ -104,7 +138,8 @@ json BlockJson(const v1::BlockInfo& b) {
                 {"num_kv_heads", s.num_kv_heads()},
                 {"head_dim", s.head_dim()},
                 {"num_tokens", s.num_tokens()}}},
-              {"last_access_unix_micros", b.last_access_unix_micros()}};
+              {"last_access_unix_micros", b.last_access_unix_micros()},
+              {"tenant", b.tenant()}};
 }
 
 void PrintListHeader(std::ostream& out) {
@@ -153,6 +188,32 @@ json ConfigJson(const v1::GetConfigResponse& c) {
 
 void PrintConfig(const json& config, std::ostream& out) {
   for (auto& [k, v] : config.items()) out << absl::StrFormat("%-16s %s\n", k, v.dump());
+}
+
+json ConflictsJson(const v1::ListConflictsResponse& r) {
+  json list = json::array();
+  for (const v1::Conflict& c : r.conflicts()) {
+    list.push_back(json{{"tenant", c.tenant()},
+                        {"caller", c.caller()},
+                        {"namespace", Hex(c.namespace_id())},
+                        {"key", Hex(c.key())},
+                        {"stored_checksum", absl::StrFormat("%016x", c.stored_checksum())},
+                        {"offered_checksum", absl::StrFormat("%016x", c.offered_checksum())},
+                        {"unix_micros", c.unix_micros()}});
+  }
+  return json{{"conflicts", list}, {"total", r.total()}};
+}
+
+void PrintConflicts(const v1::ListConflictsResponse& r, std::ostream& out) {
+  out << absl::StrFormat("%-19s %-12s %-18s %-64s %-16s %-16s\n", "time", "tenant", "caller",
+                         "key", "stored", "offered");
+  for (const v1::Conflict& c : r.conflicts()) {
+    out << absl::StrFormat("%-19s %-12s %-18s %-64s %016x %016x\n", FormatMicros(c.unix_micros()),
+                           c.tenant().empty() ? "-" : c.tenant(), c.caller(), Hex(c.key()),
+                           c.stored_checksum(), c.offered_checksum());
+  }
+  out << r.conflicts_size() << " shown, " << r.total()
+      << " since the server started (the stored blocks were kept)\n";
 }
 
 }  // namespace admin

@@ -44,6 +44,10 @@ nlohmann::json ConfigJson(const v1::GetConfigResponse& config);
 // `config`'s text: one "name value" line per field of ConfigJson.
 void PrintConfig(const nlohmann::json& config, std::ostream& out);
 
+// `kvcache-admin conflicts`: newest first.
+nlohmann::json ConflictsJson(const v1::ListConflictsResponse& conflicts);
+void PrintConflicts(const v1::ListConflictsResponse& conflicts, std::ostream& out);
+
 }  // namespace admin
 }  // namespace kvcache
 

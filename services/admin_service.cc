@@ -1,5 +1,7 @@
 // kvcache.v1.AdminService: stats, list, inspect, evict, flush and configuration readout.
 // All unary; listing and namespace eviction walk the in-memory indexes (admin-rate work).
+// Every call needs the admin role (services/access.h). Blocks are shown with their tenant;
+// a request naming a tenant takes namespace ids as that tenant sends them.
 
 #include <grpcpp/grpcpp.h>
 
@@ -7,7 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "kvcache/v1/cache.grpc.pb.h"
+#include "common/little_endian.h"
 #include "proto/grpc_status.h"
+#include "services/access_grpc_internal.h"
 #include "services/convert_internal.h"
 #include "services/services.h"
 
@@ -19,9 +23,8 @@ constexpr uint32_t kMaxListLimit = 100000;
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
-  AdminServiceImpl(TieredStore* store, ServerMetrics* metrics,
-                   std::function<v1::GetConfigResponse()> config)
-      : store_(store), metrics_(metrics), config_(std::move(config)) {}
+  AdminServiceImpl(const ServiceDeps& deps, std::function<v1::GetConfigResponse()> config)
+      : deps_(deps), store_(deps.store), config_(std::move(config)) {}
 
   grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* ctx,
                                      const v1::GetStatsRequest*,
@@ -33,6 +36,15 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
       response->set_lookups(s.lookups);
       response->set_lookup_keys(s.lookup_keys);
       response->set_lookup_hits(s.lookup_hits);
+      response->set_conflicts(deps_.tenants->total_conflicts());
+      for (const std::string& tenant : deps_.access->Tenants()) {
+        v1::TenantStats* t = response->add_tenants();
+        t->set_tenant(tenant);
+        const TenantQuota quota = deps_.access->QuotaOf(tenant);
+        t->set_ram_quota_bytes(quota.ram_bytes);
+        t->set_disk_quota_bytes(quota.disk_bytes);
+        t->set_conflicts(deps_.tenants->ConflictsOf(tenant));
+      }
       return absl::OkStatus();
     });
   }
@@ -45,14 +57,19 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
       if (!request->namespace_id().empty()) {
         absl::StatusOr<Key> ns = KeyFromBytes(request->namespace_id(), "namespace_id");
         if (!ns.ok()) return ns.status();
-        filter = [ns = *ns](const BlockMeta& m) { return m.id.ns == ns; };
+        filter = [ns = StoredNamespace(request->tenant(), *ns)](const BlockMeta& m) {
+          return m.id.ns == ns;
+        };
+      } else if (!request->tenant().empty()) {
+        const uint64_t tag = TenantTag(request->tenant());
+        filter = [tag](const BlockMeta& m) { return TagOf(m.id.ns) == tag; };
       }
       uint32_t limit = request->limit() == 0 ? kDefaultListLimit : request->limit();
       limit = std::min(limit, kMaxListLimit);
       std::vector<BlockInfo> blocks = store_->List(filter, limit + 1);
       response->set_truncated(blocks.size() > limit);
       if (blocks.size() > limit) blocks.resize(limit);
-      for (const BlockInfo& b : blocks) FillBlockInfo(b, response->add_blocks());
+      for (const BlockInfo& b : blocks) Fill(b, response->add_blocks());
       return absl::OkStatus();
     });
   }
@@ -66,13 +83,18 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
       if (!request->namespace_id().empty()) {
         absl::StatusOr<Key> ns = KeyFromBytes(request->namespace_id(), "namespace_id");
         if (!ns.ok()) return ns.status();
-        std::optional<BlockInfo> info = store_->Inspect(BlockId{*ns, *key});
-        if (info) FillBlockInfo(*info, response->add_blocks());
+        std::optional<BlockInfo> info =
+            store_->Inspect(BlockId{StoredNamespace(request->tenant(), *ns), *key});
+        if (info) Fill(*info, response->add_blocks());
       } else {
         // The key in any namespace: a walk of the index (admin-rate work).
-        for (const BlockInfo& b :
-             store_->List([&](const BlockMeta& m) { return m.id.key == *key; }, 1000)) {
-          FillBlockInfo(b, response->add_blocks());
+        const std::optional<uint64_t> tag = TagFilter(request->tenant());
+        for (const BlockInfo& b : store_->List(
+                 [&](const BlockMeta& m) {
+                   return m.id.key == *key && (!tag || TagOf(m.id.ns) == *tag);
+                 },
+                 1000)) {
+          Fill(b, response->add_blocks());
         }
       }
       if (response->blocks_size() == 0) {
@@ -94,18 +116,21 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
           if (!request->namespace_id().empty()) {
             absl::StatusOr<Key> parsed = KeyFromBytes(request->namespace_id(), "namespace_id");
             if (!parsed.ok()) return parsed.status();
-            ns = *parsed;
+            ns = StoredNamespace(request->tenant(), *parsed);
           }
+          const std::optional<uint64_t> tag = TagFilter(request->tenant());
           response->set_evicted(store_->EraseIf([&](const BlockMeta& m) {
-            return m.id.key == *key && (!ns || m.id.ns == *ns);
+            return m.id.key == *key && (!ns || m.id.ns == *ns) &&
+                   (!tag || TagOf(m.id.ns) == *tag);
           }));
           return absl::OkStatus();
         }
         case v1::EvictRequest::kNamespace: {
           absl::StatusOr<Key> ns = KeyFromBytes(request->namespace_(), "namespace");
           if (!ns.ok()) return ns.status();
+          const Key stored = StoredNamespace(request->tenant(), *ns);
           response->set_evicted(
-              store_->EraseIf([&](const BlockMeta& m) { return m.id.ns == *ns; }));
+              store_->EraseIf([&](const BlockMeta& m) { return m.id.ns == stored; }));
           return absl::OkStatus();
         }
         case v1::EvictRequest::TARGET_NOT_SET:
@@ -142,28 +167,73 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
     });
   }
 
+  grpc::ServerUnaryReactor* ListConflicts(grpc::CallbackServerContext* ctx,
+                                          const v1::ListConflictsRequest* request,
+                                          v1::ListConflictsResponse* response) override {
+    return Answer(ctx, [&] {
+      const uint32_t limit = request->limit() == 0 ? kDefaultListLimit : request->limit();
+      for (const ConflictRecord& c : deps_.tenants->RecentConflicts(limit)) {
+        v1::Conflict* out = response->add_conflicts();
+        out->set_tenant(c.tenant);
+        out->set_caller(c.caller);
+        out->set_namespace_id(std::string(c.ns.view()));
+        out->set_key(std::string(c.key.view()));
+        out->set_stored_checksum(c.stored_checksum);
+        out->set_offered_checksum(c.offered_checksum);
+        out->set_unix_micros(absl::ToUnixMicros(c.when));
+      }
+      response->set_total(deps_.tenants->total_conflicts());
+      return absl::OkStatus();
+    });
+  }
+
  private:
-  // Runs `body`, records its latency and finishes the call with its status.
+  static uint64_t TagOf(const Key& stored_ns) {
+    return GetLittleEndian<uint64_t>(reinterpret_cast<const char*>(stored_ns.bytes.data()));
+  }
+  // The tag a request's tenant filters on: none for "" (every tenant).
+  static std::optional<uint64_t> TagFilter(const std::string& tenant) {
+    if (tenant.empty()) return std::nullopt;
+    return TenantTag(tenant);
+  }
+
+  void Fill(const BlockInfo& info, v1::BlockInfo* out) const {
+    FillBlockInfo(info, out);
+    out->set_tenant(deps_.access->TenantOfStored(info.meta.id.ns));
+  }
+
+  // Admits an admin caller, runs `body`, records its latency and finishes the call with its
+  // status.
   template <typename Body>
   grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, Body body) {
     const absl::Time start = absl::Now();
-    const absl::Status status = body();
-    metrics_->ObserveRpc(Rpc::kAdmin, absl::Now() - start, status.ok());
+    absl::StatusOr<Principal> who = AuthenticateCall(*deps_.access, *ctx);
+    if (who.ok()) {
+      if (absl::Status s = AccessControl::Require(*who, Role::kAdmin, "the admin service");
+          !s.ok()) {
+        who = s;
+      }
+    }
+    const absl::Status status = who.ok() ? body() : who.status();
+    deps_.metrics->ObserveRpc(Rpc::kAdmin, absl::Now() - start, status.ok());
+    if (deps_.access->enabled()) {
+      deps_.metrics->CountTenantCall(who.ok() ? who->tenant : "", Rpc::kAdmin, status.code());
+    }
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
 
+  const ServiceDeps deps_;
   TieredStore* const store_;
-  ServerMetrics* const metrics_;
   const std::function<v1::GetConfigResponse()> config_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewAdminService(
-    TieredStore* store, ServerMetrics* metrics, std::function<v1::GetConfigResponse()> config) {
-  return std::make_unique<AdminServiceImpl>(store, metrics, std::move(config));
+std::unique_ptr<grpc::Service> NewAdminService(const ServiceDeps& deps,
+                                               std::function<v1::GetConfigResponse()> config) {
+  return std::make_unique<AdminServiceImpl>(deps, std::move(config));
 }
 
 }  // namespace kvcache

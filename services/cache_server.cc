@@ -11,11 +11,14 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "absl/strings/numbers.h"
 #include "common/byte_size.h"
+#include "common/cli.h"
 #include "common/socket_io.h"
 #include "common/tls.h"
 #include "common/version.h"
 #include "prometheus/exposer.h"
+#include "services/access.h"
 #include "services/data_channel_server.h"
 #include "services/metrics.h"
 #include "services/services.h"
@@ -34,12 +37,17 @@ std::string HostOf(absl::string_view address) {
 
 class CacheServerImpl final : public CacheServer {
  public:
-  CacheServerImpl(const ServerOptions& options, std::unique_ptr<TieredStore> store)
-      : options_(options), store_(std::move(store)), metrics_(store_.get()) {}
+  CacheServerImpl(const ServerOptions& options, std::unique_ptr<TieredStore> store,
+                  std::unique_ptr<AccessControl> access)
+      : options_(options),
+        store_(std::move(store)),
+        metrics_(store_.get()),
+        access_(std::move(access)) {}
 
   ~CacheServerImpl() override {
     Shutdown(absl::ZeroDuration());
     exposer_.reset();
+    admin_server_.reset();
     server_.reset();
     data_.reset();
     store_.reset();  // Closes RocksDB after the last call is gone.
@@ -50,6 +58,9 @@ class CacheServerImpl final : public CacheServer {
     if (absl::Status s = CheckCanListen(options_.listen); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("--listen: ", s.message()));
     }
+    if (absl::Status s = CheckCanListen(options_.admin_listen); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("--admin-listen: ", s.message()));
+    }
     absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
         MakeServerCredentials(options_.tls);
     if (!credentials.ok()) return credentials.status();
@@ -58,15 +69,17 @@ class CacheServerImpl final : public CacheServer {
 
     if (!options_.data_listen.empty()) {
       absl::StatusOr<std::unique_ptr<DataChannelServer>> data =
-          StartDataChannelServer(options_.data_listen, store_.get(), &metrics_,
-                                 options_.data_advertise, options_.data_channel);
+          StartDataChannelServer(options_.data_listen, store_.get(), &metrics_, access_.get(),
+                                 &tenants_, options_.data_advertise, options_.data_channel);
       if (!data.ok()) {
         return absl::Status(data.status().code(),
                             absl::StrCat("--data-listen: ", data.status().message()));
       }
       data_ = *std::move(data);
     }
-    cache_service_ = NewCacheService(store_.get(), &metrics_, data_.get());
+    const ServiceDeps deps{store_.get(), &metrics_, access_.get(), &tenants_, data_.get()};
+    cache_service_ = NewCacheService(deps);
+    admin_service_ = NewAdminService(deps, [this] { return Config(); });
 
     const int max_message =
         static_cast<int>(std::min<uint64_t>(options_.store.max_block_bytes + kMessageOverheadBytes,
@@ -80,9 +93,8 @@ class CacheServerImpl final : public CacheServer {
     builder.SetMaxReceiveMessageSize(max_message);
     builder.SetMaxSendMessageSize(max_message);
     builder.RegisterService(cache_service_.get());
-
-    admin_service_ = NewAdminService(store_.get(), &metrics_, [this] { return Config(); });
-    builder.RegisterService(admin_service_.get());
+    // On loopback the admin service is no more exposed here than on its own listener.
+    if (IsLoopbackAddress(options_.listen)) builder.RegisterService(admin_service_.get());
 
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port == 0) {
@@ -90,9 +102,23 @@ class CacheServerImpl final : public CacheServer {
           "cannot listen on '", options_.listen,
           "' (--listen): the address is in use or not valid for this machine"));
     }
+
+    grpc::ServerBuilder admin_builder;
+    int admin_port = 0;
+    admin_builder.AddListeningPort(options_.admin_listen, *credentials, &admin_port);
+    admin_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    admin_builder.RegisterService(admin_service_.get());
+    admin_server_ = admin_builder.BuildAndStart();
+    if (admin_server_ == nullptr || admin_port == 0) {
+      server_->Shutdown();
+      return absl::UnavailableError(absl::StrCat(
+          "cannot listen on '", options_.admin_listen,
+          "' (--admin-listen): the address is in use or not valid for this machine"));
+    }
     {
       absl::MutexLock lock(&address_mu_);
       address_ = absl::StrCat(HostOf(options_.listen), ":", port);
+      admin_address_ = absl::StrCat(HostOf(options_.admin_listen), ":", admin_port);
     }
 
     if (!options_.metrics_listen.empty()) {
@@ -112,6 +138,7 @@ class CacheServerImpl final : public CacheServer {
                                       ports.empty() ? 0 : ports.front());
     }
     server_->GetHealthCheckService()->SetServingStatus(true);
+    admin_server_->GetHealthCheckService()->SetServingStatus(true);
     return absl::OkStatus();
   }
 
@@ -124,6 +151,12 @@ class CacheServerImpl final : public CacheServer {
     return metrics_address_;
   }
   std::string data_address() const override { return data_ ? data_->address() : ""; }
+  std::string admin_address() const override {
+    absl::MutexLock lock(&address_mu_);
+    return admin_address_;
+  }
+
+  absl::Status ReloadAccess() override { return access_->Reload(); }
 
   // The effective configuration, for AdminService.GetConfig.
   v1::GetConfigResponse Config() const {
@@ -140,6 +173,8 @@ class CacheServerImpl final : public CacheServer {
     config.set_data_advertise(data_ ? data_->advertised_address() : "");
     config.set_ram_shards(static_cast<uint32_t>(RamTierShards(options_.store.ram)));
     config.set_shutdown_grace_ms(absl::ToInt64Milliseconds(options_.shutdown_grace));
+    config.set_admin_listen(admin_address());
+    config.set_auth(access_->enabled() ? access_->path() : "off");
     return config;
   }
 
@@ -155,7 +190,11 @@ class CacheServerImpl final : public CacheServer {
         " | tls ",
         options_.tls.enabled() ? (options_.tls.client_ca_file.empty() ? "on" : "on, mutual")
                                : "off",
-        " | data channel ", data_ ? data_->address() : "off",
+        " | auth ",
+        access_->enabled() ? absl::StrCat(access_->Tenants().size(), " tenants from ",
+                                          access_->path())
+                           : std::string("off (anonymous)"),
+        " | admin ", admin_address(), " | data channel ", data_ ? data_->address() : "off",
         data_ && data_->advertised_address() != data_->address()
             ? absl::StrCat(" (advertised as ", data_->advertised_address(), ")")
             : "",
@@ -170,9 +209,12 @@ class CacheServerImpl final : public CacheServer {
     // Drain: health says NOT_SERVING while everything still answers, for the whole grace
     // period (a closed port would read as a crash to a load balancer, not as a drain).
     server_->GetHealthCheckService()->SetServingStatus(false);
+    admin_server_->GetHealthCheckService()->SetServingStatus(false);
     absl::SleepFor(grace);
     server_->Shutdown(absl::ToChronoTime(absl::Now()));
+    admin_server_->Shutdown(absl::ToChronoTime(absl::Now()));
     server_->Wait();
+    admin_server_->Wait();
     if (data_) data_->Shutdown();
   }
 
@@ -182,30 +224,85 @@ class CacheServerImpl final : public CacheServer {
   const ServerOptions options_;
   std::unique_ptr<TieredStore> store_;
   ServerMetrics metrics_;
+  const std::unique_ptr<AccessControl> access_;
+  TenantBook tenants_;
   std::unique_ptr<DataChannelServer> data_;
   std::unique_ptr<grpc::Service> cache_service_;
   std::unique_ptr<grpc::Service> admin_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> admin_server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   mutable absl::Mutex address_mu_;  // The addresses are known only once listening.
   std::string address_ ABSL_GUARDED_BY(address_mu_);
   std::string metrics_address_ ABSL_GUARDED_BY(address_mu_);
+  std::string admin_address_ ABSL_GUARDED_BY(address_mu_);
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CacheServer>> StartCacheServer(const ServerOptions& options) {
-  if (options.listen.empty()) {
-    return absl::InvalidArgumentError("--listen is empty; give host:port, e.g. 127.0.0.1:50051");
+std::string AdminListenOf(const ServerOptions& options) {
+  if (!options.admin_listen.empty()) return options.admin_listen;
+  std::string host, port;
+  int number = 0;
+  if (SplitHostPort(options.listen, &host, &port) && absl::SimpleAtoi(port, &number) &&
+      number > 0 && number + 2 <= 65535) {
+    return absl::StrCat("127.0.0.1:", number + 2);
   }
-  std::string warning;  // server_main prints it; embedders get the same decision.
+  return "127.0.0.1:0";
+}
+
+absl::Status CheckServerPolicies(const ServerOptions& options,
+                                 std::vector<std::string>* warnings) {
+  warnings->clear();
+  std::string warning;
   if (absl::Status s = CheckPlaintextPolicy("kvcache-server", options.listen,
                                             options.tls.enabled(), options.allow_plaintext,
                                             &warning);
       !s.ok()) {
     return s;
+  }
+  if (!warning.empty()) warnings->push_back(warning);
+  const std::string admin = AdminListenOf(options);
+  if (!IsLoopbackAddress(admin)) {
+    if (absl::Status s = CheckPlaintextPolicy("kvcache-server --admin-listen", admin,
+                                              options.tls.enabled(), options.allow_plaintext,
+                                              &warning);
+        !s.ok()) {
+      return UsageError(absl::StrCat("--admin-listen: ", s.message()));
+    }
+    if (!warning.empty()) warnings->push_back(warning);
+  }
+  if (!options.auth_tokens_file.empty()) return absl::OkStatus();
+  for (const std::string& address : {options.listen, admin}) {
+    if (!IsLoopbackAddress(address) && !options.allow_anonymous) {
+      return UsageError(absl::StrCat(
+          address, " is not a loopback address and there is no --auth-tokens file: anyone "
+          "who reaches it could read, overwrite and flush every block. Give "
+          "--auth-tokens=FILE (docs/security.md), or --allow-anonymous to accept that"));
+    }
+  }
+  warnings->push_back(absl::StrCat(
+      "kvcache-server: warning: no --auth-tokens: every caller is an anonymous admin",
+      IsLoopbackAddress(options.listen) ? " (loopback only)" : " (--allow-anonymous)"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<CacheServer>> StartCacheServer(const ServerOptions& given) {
+  ServerOptions options = given;
+  if (options.listen.empty()) {
+    return absl::InvalidArgumentError("--listen is empty; give host:port, e.g. 127.0.0.1:50051");
+  }
+  options.admin_listen = AdminListenOf(options);
+  std::vector<std::string> warnings;  // server_main prints them; embedders get the decision.
+  if (absl::Status s = CheckServerPolicies(options, &warnings); !s.ok()) return s;
+  std::unique_ptr<AccessControl> access = std::make_unique<AccessControl>();
+  if (!options.auth_tokens_file.empty()) {
+    absl::StatusOr<std::unique_ptr<AccessControl>> loaded =
+        AccessControl::Load(options.auth_tokens_file);
+    if (!loaded.ok()) return loaded.status();
+    access = *std::move(loaded);
   }
   if (absl::Status s = CheckTlsServerOptions(options.tls); !s.ok()) return s;
   if (options.tls.enabled() && !options.data_listen.empty()) {
@@ -215,7 +312,8 @@ absl::StatusOr<std::unique_ptr<CacheServer>> StartCacheServer(const ServerOption
   }
   absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(options.store);
   if (!store.ok()) return store.status();
-  auto server = std::make_unique<CacheServerImpl>(options, *std::move(store));
+  auto server =
+      std::make_unique<CacheServerImpl>(options, *std::move(store), std::move(access));
   if (absl::Status s = server->Start(); !s.ok()) return s;
   return std::unique_ptr<CacheServer>(std::move(server));
 }

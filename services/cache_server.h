@@ -14,6 +14,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -47,6 +48,16 @@ struct ServerOptions {
   // Serve plaintext on an address that is not loopback (refused otherwise).
   // Default: false.
   bool allow_plaintext = false;
+  // The callers, tenants, roles and quotas file (services/access.h, docs/security.md),
+  // re-read by ReloadAccess (SIGHUP). Empty: every caller is the anonymous admin, allowed
+  // only on a loopback `listen` or with `allow_anonymous`. Default: empty.
+  std::string auth_tokens_file;
+  bool allow_anonymous = false;
+  // The admin service's own listener, "host:port" (port 0: any). The admin service is
+  // served here and, when `listen` is a loopback address, on `listen` too (equally
+  // reachable). Empty: 127.0.0.1 and `listen`'s port + 2 (any port when that is 0).
+  // Plaintext on a non-loopback admin address needs `allow_plaintext` as `listen` does.
+  std::string admin_listen;
   // The store: capacities, disk path, block size limit, eviction policy.
   TieredStoreOptions store;
 };
@@ -64,6 +75,12 @@ class CacheServer {
   virtual std::string metrics_address() const = 0;
   // The data channel address actually listened on, or empty.
   virtual std::string data_address() const = 0;
+  // The admin listener's address.
+  virtual std::string admin_address() const = 0;
+
+  // Re-reads the --auth-tokens file (a no-op without one). On an error the callers in use
+  // are kept and the error is returned (the message names the file and line).
+  virtual absl::Status ReloadAccess() = 0;
   // One line describing the effective configuration, for the start-up log.
   virtual std::string ConfigSummary() const = 0;
 
@@ -81,11 +98,24 @@ class CacheServer {
 // Opens the store and starts serving.
 //   INVALID_ARGUMENT  bad options (the message names the flag): among them unreadable or
 //                     mismatched TLS files, a data channel with TLS, plaintext on a
-//                     non-loopback address without allow_plaintext (a usage error).
+//                     non-loopback address without allow_plaintext (a usage error),
+//                     anonymous access on a non-loopback address without
+//                     allow_anonymous, a malformed auth_tokens_file.
+//   NOT_FOUND         auth_tokens_file cannot be read.
 //   INTERNAL          the disk tier could not be opened.
 //   UNAVAILABLE       the listen, data or metrics address could not be bound (in use, or
 //                     not an address of this machine); the message names the flag.
 absl::StatusOr<std::unique_ptr<CacheServer>> StartCacheServer(const ServerOptions& options);
+
+// Whether the server would start with `options` as far as exposure goes: plaintext (TLS
+// off) or anonymous access (no auth_tokens_file) on a non-loopback `listen` or admin
+// address is refused (a usage error naming the flag to give) unless allowed by
+// allow_plaintext / allow_anonymous. OK comes with the warnings to print at start.
+absl::Status CheckServerPolicies(const ServerOptions& options,
+                                 std::vector<std::string>* warnings);
+
+// The admin listener's address for `options` (see ServerOptions::admin_listen).
+std::string AdminListenOf(const ServerOptions& options);
 
 }  // namespace kvcache
 

@@ -3,8 +3,12 @@
 // Lookup is answered inline from the store's in-memory index. Get streams one block per
 // message, fetching the next block only when the previous write is done, so a slow reader
 // holds at most one block; each message references the stored payload instead of copying it
-// (a raw method writing the wire bytes of block_wire.h). Put reads a client stream message by message and stops at the
-// first bad block, keeping the ones before it.
+// (a raw method writing the wire bytes of block_wire.h). Put reads a client stream message by
+// message and stops at the first bad block, keeping the ones before it.
+//
+// Every call is authenticated first (services/access.h): Lookup, Get and OpenDataChannel
+// need the reader role, Put the writer role, and the namespace a caller names is mapped to
+// its tenant's stored namespace before the store sees it.
 
 #include <grpcpp/grpcpp.h>
 
@@ -15,6 +19,7 @@
 #include "proto/block_wire.h"
 #include "proto/grpc_status.h"
 #include "common/data_channel_wire.h"
+#include "services/access_grpc_internal.h"
 #include "services/convert_internal.h"
 #include "services/data_channel_server.h"
 #include "services/services.h"
@@ -22,10 +27,36 @@
 namespace kvcache {
 namespace {
 
+// The caller of `ctx` if it may make `rpc` (`role` or higher); counts refusals and, with
+// auth on, the call under its tenant (`ok` calls are counted by Served).
+absl::StatusOr<Principal> Admit(const ServiceDeps& deps, const grpc::ServerContextBase& ctx,
+                                Rpc rpc, Role role, absl::string_view what) {
+  absl::StatusOr<Principal> who = AuthenticateCall(*deps.access, ctx);
+  if (who.ok()) {
+    if (absl::Status s = AccessControl::Require(*who, role, what); !s.ok()) who = s;
+  }
+  if (!who.ok() && deps.access->enabled()) {
+    deps.metrics->CountTenantCall("", rpc, who.status().code());
+  }
+  return who;
+}
+
+// Counts a call of an admitted caller under its tenant (with auth on).
+void Served(const ServiceDeps& deps, const Principal& who, Rpc rpc, const absl::Status& s) {
+  if (deps.access->enabled()) deps.metrics->CountTenantCall(who.tenant, rpc, s.code());
+}
+
 class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  GetReactor(TieredStore* store, ServerMetrics* metrics, const grpc::ByteBuffer* raw)
-      : store_(store), metrics_(metrics), start_(absl::Now()) {
+  GetReactor(const ServiceDeps& deps, const grpc::CallbackServerContext& ctx,
+             const grpc::ByteBuffer* raw)
+      : deps_(deps), start_(absl::Now()) {
+    absl::StatusOr<Principal> who = Admit(deps_, ctx, Rpc::kGet, Role::kReader, "Get");
+    if (!who.ok()) {
+      Done(who.status());
+      return;
+    }
+    who_ = *std::move(who);
     grpc::ByteBuffer copy(*raw);  // Shares the slices.
     v1::GetRequest request;
     if (!grpc::GenericDeserialize<grpc::ProtoBufferReader, v1::GetRequest>(&copy, &request)
@@ -41,7 +72,7 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       Done(keys.status());
       return;
     }
-    ns_ = *ns;
+    ns_ = StoredNamespace(who_.tenant, *ns);
     keys_ = *std::move(keys);
     WriteNext();
   }
@@ -63,7 +94,7 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       Done(absl::OkStatus());
       return;
     }
-    absl::StatusOr<BlockPtr> block = store_->Get(BlockId{ns_, keys_[next_]});
+    absl::StatusOr<BlockPtr> block = deps_.store->Get(BlockId{ns_, keys_[next_]});
     if (!block.ok()) {  // The run ends at the first block that is gone: not an error.
       Done(absl::OkStatus());
       return;
@@ -77,13 +108,14 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
   void Done(const absl::Status& status) {
-    metrics_->ObserveRpc(Rpc::kGet, absl::Now() - start_, status.ok());
+    deps_.metrics->ObserveRpc(Rpc::kGet, absl::Now() - start_, status.ok());
+    if (!who_.name.empty()) Served(deps_, who_, Rpc::kGet, status);
     Finish(ToGrpcStatus(status));
   }
 
-  TieredStore* const store_;
-  ServerMetrics* const metrics_;
+  const ServiceDeps deps_;
   const absl::Time start_;
+  Principal who_;  // Empty name until admitted.
   Key ns_;
   std::vector<Key> keys_;
   size_t next_ = 0;
@@ -92,8 +124,15 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
 class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
  public:
-  PutReactor(TieredStore* store, ServerMetrics* metrics, v1::PutResponse* response)
-      : store_(store), metrics_(metrics), response_(response), start_(absl::Now()) {
+  PutReactor(const ServiceDeps& deps, const grpc::CallbackServerContext& ctx,
+             v1::PutResponse* response)
+      : deps_(deps), response_(response), start_(absl::Now()) {
+    absl::StatusOr<Principal> who = Admit(deps_, ctx, Rpc::kPut, Role::kWriter, "Put");
+    if (!who.ok()) {
+      Done(who.status());
+      return;
+    }
+    who_ = *std::move(who);
     StartRead(&request_);
   }
 
@@ -117,16 +156,20 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
       absl::StatusOr<Key> ns = ParseNamespace(request_.namespace_id());
       if (!ns.ok()) return ns.status();
       ns_ = *ns;
+      stored_ns_ = StoredNamespace(who_.tenant, *ns);
     }
     for (v1::Block& pb : *request_.mutable_blocks()) {
-      absl::StatusOr<BlockPtr> block = TakeBlock(*ns_, &pb);  // The store checks size and shape.
+      // The store checks size and shape.
+      absl::StatusOr<BlockPtr> block = TakeBlock(stored_ns_, &pb);
       if (!block.ok()) return block.status();
-      absl::StatusOr<PutOutcome> outcome = store_->Put(*std::move(block));
+      const BlockMeta meta = (*block)->meta;
+      absl::StatusOr<PutOutcome> outcome = deps_.store->Put(*std::move(block));
       if (!outcome.ok()) return outcome.status();
       switch (*outcome) {
         case PutOutcome::kStored: response_->set_stored(response_->stored() + 1); break;
         case PutOutcome::kAlreadyPresent:
           response_->set_already_present(response_->already_present() + 1);
+          if (IsConflict(meta)) response_->set_conflicts(response_->conflicts() + 1);
           break;
         case PutOutcome::kNotAdmitted:
           response_->set_not_admitted(response_->not_admitted() + 1);
@@ -137,16 +180,29 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
     return absl::OkStatus();
   }
 
+  // Whether the stored block under `offered`'s id has other bytes (a different checksum):
+  // then it is kept, and the conflict recorded.
+  bool IsConflict(const BlockMeta& offered) {
+    std::optional<BlockInfo> stored = deps_.store->Inspect(offered.id);
+    if (!stored || stored->meta.checksum == offered.checksum) return false;
+    deps_.tenants->RecordConflict(ConflictRecord{who_.tenant, who_.name, *ns_, offered.id.key,
+                                                 stored->meta.checksum, offered.checksum,
+                                                 absl::Now()});
+    return true;
+  }
+
   void Done(const absl::Status& status) {
-    metrics_->ObserveRpc(Rpc::kPut, absl::Now() - start_, status.ok());
+    deps_.metrics->ObserveRpc(Rpc::kPut, absl::Now() - start_, status.ok());
+    if (!who_.name.empty()) Served(deps_, who_, Rpc::kPut, status);
     Finish(ToGrpcStatus(status));
   }
 
-  TieredStore* const store_;
-  ServerMetrics* const metrics_;
+  const ServiceDeps deps_;
   v1::PutResponse* const response_;
   const absl::Time start_;
-  std::optional<Key> ns_;
+  Principal who_;  // Empty name until admitted.
+  std::optional<Key> ns_;  // As the caller sent it.
+  Key stored_ns_;
   v1::PutRequest request_;
 };
 
@@ -156,22 +212,29 @@ using CacheServiceBase = v1::CacheService::WithCallbackMethod_Lookup<
 
 class CacheServiceImpl final : public CacheServiceBase {
  public:
-  CacheServiceImpl(TieredStore* store, ServerMetrics* metrics, const DataChannelServer* data)
-      : store_(store), metrics_(metrics), data_(data) {}
+  explicit CacheServiceImpl(const ServiceDeps& deps) : deps_(deps) {}
 
   grpc::ServerUnaryReactor* OpenDataChannel(grpc::CallbackServerContext* ctx,
                                             const v1::OpenDataChannelRequest*,
                                             v1::OpenDataChannelResponse* response) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (data_ == nullptr) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                   "this server runs without a data channel (--data-listen)"));
-      return reactor;
-    }
-    response->set_address(data_->advertised_address());
-    response->set_token(std::string(data_->token().view()));
-    response->set_protocol_version(data_channel::kVersion);
-    reactor->Finish(grpc::Status::OK);
+    absl::Status status = [&]() -> absl::Status {
+      // Its token carries the caller's tenant and role to the data channel, which checks
+      // them per request as the RPCs do.
+      absl::StatusOr<Principal> who =
+          Admit(deps_, *ctx, Rpc::kGet, Role::kReader, "OpenDataChannel");
+      if (!who.ok()) return who.status();
+      if (deps_.data == nullptr) {
+        return absl::UnavailableError("this server runs without a data channel (--data-listen)");
+      }
+      absl::StatusOr<Key> token = deps_.access->IssueDataToken(*who);
+      if (!token.ok()) return token.status();
+      response->set_address(deps_.data->advertised_address());
+      response->set_token(std::string(token->view()));
+      response->set_protocol_version(data_channel::kVersion);
+      return absl::OkStatus();
+    }();
+    reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
 
@@ -180,16 +243,22 @@ class CacheServiceImpl final : public CacheServiceBase {
                                    v1::LookupResponse* response) override {
     const absl::Time start = absl::Now();
     absl::Status status = [&]() -> absl::Status {
-      absl::StatusOr<Key> ns = ParseNamespace(request->namespace_id());
-      if (!ns.ok()) return ns.status();
-      absl::StatusOr<std::vector<Key>> keys = ParseKeys(request->keys());
-      if (!keys.ok()) return keys.status();
-      LookupResult r = store_->Lookup(*ns, *keys);
-      response->set_num_present(static_cast<uint32_t>(r.num_present));
-      response->set_num_in_ram(static_cast<uint32_t>(r.num_in_ram));
-      return absl::OkStatus();
+      absl::StatusOr<Principal> who = Admit(deps_, *ctx, Rpc::kLookup, Role::kReader, "Lookup");
+      if (!who.ok()) return who.status();
+      absl::Status s = [&]() -> absl::Status {
+        absl::StatusOr<Key> ns = ParseNamespace(request->namespace_id());
+        if (!ns.ok()) return ns.status();
+        absl::StatusOr<std::vector<Key>> keys = ParseKeys(request->keys());
+        if (!keys.ok()) return keys.status();
+        LookupResult r = deps_.store->Lookup(StoredNamespace(who->tenant, *ns), *keys);
+        response->set_num_present(static_cast<uint32_t>(r.num_present));
+        response->set_num_in_ram(static_cast<uint32_t>(r.num_in_ram));
+        return absl::OkStatus();
+      }();
+      Served(deps_, *who, Rpc::kLookup, s);
+      return s;
     }();
-    metrics_->ObserveRpc(Rpc::kLookup, absl::Now() - start, status.ok());
+    deps_.metrics->ObserveRpc(Rpc::kLookup, absl::Now() - start, status.ok());
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
@@ -197,27 +266,24 @@ class CacheServiceImpl final : public CacheServiceBase {
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Get(grpc::CallbackServerContext* ctx,
                                                   const grpc::ByteBuffer* request) override {
-    if (data_ != nullptr) metrics_->CountDataChannelFallback(Rpc::kGet);
-    return new GetReactor(store_, metrics_, request);
+    if (deps_.data != nullptr) deps_.metrics->CountDataChannelFallback(Rpc::kGet);
+    return new GetReactor(deps_, *ctx, request);
   }
 
   grpc::ServerReadReactor<v1::PutRequest>* Put(grpc::CallbackServerContext* ctx,
                                                v1::PutResponse* response) override {
-    if (data_ != nullptr) metrics_->CountDataChannelFallback(Rpc::kPut);
-    return new PutReactor(store_, metrics_, response);
+    if (deps_.data != nullptr) deps_.metrics->CountDataChannelFallback(Rpc::kPut);
+    return new PutReactor(deps_, *ctx, response);
   }
 
  private:
-  TieredStore* const store_;
-  ServerMetrics* const metrics_;
-  const DataChannelServer* const data_;
+  const ServiceDeps deps_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewCacheService(TieredStore* store, ServerMetrics* metrics,
-                                               const DataChannelServer* data) {
-  return std::make_unique<CacheServiceImpl>(store, metrics, data);
+std::unique_ptr<grpc::Service> NewCacheService(const ServiceDeps& deps) {
+  return std::make_unique<CacheServiceImpl>(deps);
 }
 
 }  // namespace kvcache

@@ -52,15 +52,16 @@ bool IsResourceShortage(int err) {
 
 class DataChannelServerImpl final : public DataChannelServer {
  public:
-  DataChannelServerImpl(int listen_fd, std::string address, std::string advertised, Key token,
-                        TieredStore* store, ServerMetrics* metrics,
-                        const DataChannelOptions& options)
+  DataChannelServerImpl(int listen_fd, std::string address, std::string advertised,
+                        TieredStore* store, ServerMetrics* metrics, const AccessControl* access,
+                        TenantBook* tenants, const DataChannelOptions& options)
       : listen_fd_(listen_fd),
         address_(std::move(address)),
         advertised_(std::move(advertised)),
-        token_(token),
         store_(store),
         metrics_(metrics),
+        access_(access),
+        tenants_(tenants),
         options_(options) {
     ::pipe2(wake_, O_CLOEXEC);
     acceptor_ = std::thread([this] { AcceptLoop(); });
@@ -70,7 +71,6 @@ class DataChannelServerImpl final : public DataChannelServer {
 
   std::string address() const override { return address_; }
   std::string advertised_address() const override { return advertised_; }
-  const Key& token() const override { return token_; }
   DataChannelCounters counters() const override {
     absl::MutexLock lock(&mu_);
     return counters_;
@@ -177,8 +177,9 @@ class DataChannelServerImpl final : public DataChannelServer {
   void Serve(std::list<Connection>::iterator self) {
     const int fd = self->fd;
     try {
-      absl::Status s = Hello(fd);
-      while (s.ok()) s = ServeOne(fd);
+      Key token;
+      absl::Status s = Hello(fd, &token);
+      while (s.ok()) s = ServeOne(fd, token);
       if (absl::IsDeadlineExceeded(s)) {
         Count(&DataChannelCounters::deadline_closed, DataChannelEvent::kDeadline);
       }
@@ -203,19 +204,23 @@ class DataChannelServerImpl final : public DataChannelServer {
     for (Connection& c : done) c.thread.join();
   }
 
-  absl::Status Hello(int fd) {
+  absl::Status Hello(int fd, Key* token_out) {
     const absl::Time deadline = absl::Now() + options_.hello_deadline;
     char hello[dc::kHelloBytes];
     if (absl::Status s = ReadFull(fd, hello, sizeof(hello), deadline); !s.ok()) return s;
     absl::StatusOr<Key> token = dc::DecodeHello(absl::string_view(hello, sizeof(hello)));
     if (!token.ok()) return token.status();  // Closed without an answer.
-    if (*token != token_) return absl::PermissionDeniedError("bad hello token");
+    if (!access_->ResolveDataToken(*token)) {
+      return absl::PermissionDeniedError("unknown or revoked hello token");
+    }
+    *token_out = *token;
     const char ok = 0;
     return WriteFull(fd, &ok, 1, deadline);
   }
 
-  // Serves one request. An error return closes the connection.
-  absl::Status ServeOne(int fd) {
+  // Serves one request of the connection that said hello with `token`. An error return
+  // closes the connection.
+  absl::Status ServeOne(int fd, const Key& token) {
     char op;
     if (absl::Status s = ReadFull(fd, &op, 1, absl::Now() + options_.idle_timeout); !s.ok()) {
       return s;
@@ -225,9 +230,23 @@ class DataChannelServerImpl final : public DataChannelServer {
     if (absl::Status s = ReadFull(fd, ns_bytes, kKeyBytes, header_deadline); !s.ok()) return s;
     Key ns;
     std::memcpy(ns.bytes.data(), ns_bytes, kKeyBytes);
+    if (op == dc::kGet || op == dc::kPut) {
+      // Checked on every request, so a reload of --auth-tokens that revokes the caller or
+      // changes its role ends its connections' rights at once.
+      std::optional<Principal> who = access_->ResolveDataToken(token);
+      absl::Status allowed =
+          !who ? absl::UnauthenticatedError("data channel token revoked: reopen the channel")
+               : AccessControl::Require(*who, op == dc::kGet ? Role::kReader : Role::kWriter,
+                                        op == dc::kGet ? "Get" : "Put");
+      if (!allowed.ok()) {
+        SendError(fd, allowed).IgnoreError();  // The request is not read: closing.
+        return allowed;
+      }
+      const Key stored = StoredNamespace(who->tenant, ns);
+      return op == dc::kGet ? ServeGet(fd, stored, header_deadline)
+                            : ServePut(fd, *who, ns, stored, header_deadline);
+    }
     switch (op) {
-      case dc::kGet: return ServeGet(fd, ns, header_deadline);
-      case dc::kPut: return ServePut(fd, ns, header_deadline);
       default:
         SendError(fd, absl::InvalidArgumentError(absl::StrCat("data channel: unknown op ",
                                                               static_cast<int>(op))))
@@ -273,7 +292,9 @@ class DataChannelServerImpl final : public DataChannelServer {
     return s;
   }
 
-  absl::Status ServePut(int fd, const Key& ns, absl::Time header_deadline) {
+  // `ns` as the caller sent it, `stored` as the store keeps it.
+  absl::Status ServePut(int fd, const Principal& who, const Key& ns, const Key& stored,
+                        absl::Time header_deadline) {
     const absl::Time start = absl::Now();
     char head[dc::kBlockHeaderBytes];
     if (absl::Status s = ReadFull(fd, head, sizeof(head), header_deadline); !s.ok()) return s;
@@ -293,7 +314,7 @@ class DataChannelServerImpl final : public DataChannelServer {
     }
     const dc::BlockHeader& h = *header;
     auto block = std::make_shared<Block>();
-    block->meta = BlockMeta{BlockId{ns, h.key}, h.parent, h.checksum, h.shape};
+    block->meta = BlockMeta{BlockId{stored, h.key}, h.parent, h.checksum, h.shape};
     block->payload.resize(h.payload_bytes);
     const absl::Time payload_deadline = absl::Now() + options_.payload_deadline;
     if (absl::Status s = ReadFull(fd, block->payload.data(), h.payload_bytes, payload_deadline);
@@ -303,6 +324,14 @@ class DataChannelServerImpl final : public DataChannelServer {
     absl::StatusOr<PutOutcome> outcome = store_->Put(std::move(block));
     metrics_->ObserveRpc(Rpc::kPut, absl::Now() - start, outcome.ok());
     if (!outcome.ok()) return SendError(fd, outcome.status(), payload_deadline);  // Go on.
+    if (*outcome == PutOutcome::kAlreadyPresent) {
+      // Other bytes under a stored key: kept, and recorded (the reply says already present).
+      std::optional<BlockInfo> kept = store_->Inspect(BlockId{stored, h.key});
+      if (kept && kept->meta.checksum != h.checksum) {
+        tenants_->RecordConflict(ConflictRecord{who.tenant, who.name, ns, h.key,
+                                                kept->meta.checksum, h.checksum, absl::Now()});
+      }
+    }
     const char reply[2] = {dc::kStored, static_cast<char>(OutcomeByte(*outcome))};
     return WriteFull(fd, reply, 2, payload_deadline);
   }
@@ -328,9 +357,10 @@ class DataChannelServerImpl final : public DataChannelServer {
   const int listen_fd_;
   const std::string address_;
   const std::string advertised_;
-  const Key token_;
   TieredStore* const store_;
   ServerMetrics* const metrics_;
+  const AccessControl* const access_;
+  TenantBook* const tenants_;
   const DataChannelOptions options_;
   int wake_[2] = {-1, -1};
   std::thread acceptor_;
@@ -347,15 +377,12 @@ class DataChannelServerImpl final : public DataChannelServer {
 
 absl::StatusOr<std::unique_ptr<DataChannelServer>> StartDataChannelServer(
     const std::string& listen, TieredStore* store, ServerMetrics* metrics,
-    const std::string& advertise, const DataChannelOptions& options) {
+    const AccessControl* access, TenantBook* tenants, const std::string& advertise,
+    const DataChannelOptions& options) {
   if (options.max_connections < 1 || options.max_connections_per_peer < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "data channel connection limits must be at least 1 (got ", options.max_connections,
         " in total, ", options.max_connections_per_peer, " per peer)"));
-  }
-  Key token;
-  if (absl::Status s = FillRandom(token.bytes.data(), kKeyBytes); !s.ok()) {
-    return absl::InternalError(absl::StrCat("data channel token: ", s.message()));
   }
   absl::StatusOr<std::pair<int, std::string>> listener = ListenTcp(listen);
   if (!listener.ok()) return listener.status();
@@ -374,8 +401,8 @@ absl::StatusOr<std::unique_ptr<DataChannelServer>> StartDataChannelServer(
     }
   }
   return std::make_unique<DataChannelServerImpl>(listener->first, listener->second,
-                                                 std::move(advertised), token, store, metrics,
-                                                 options);
+                                                 std::move(advertised), store, metrics, access,
+                                                 tenants, options);
 }
 
 }  // namespace kvcache

@@ -1,7 +1,9 @@
 // The bulk data channel's server side: a TCP listener whose connections carry Get and Put
 // of blocks in the plain framing of common/data_channel_wire.h, one thread per connection,
 // payloads written from and read into the store's own buffers. Clients learn its address
-// and token from CacheService.OpenDataChannel. Internal to services/.
+// and a token from CacheService.OpenDataChannel; the token stands for the caller that asked
+// (AccessControl::IssueDataToken), whose tenant and role every request is checked against
+// as the RPCs are. Internal to services/.
 //
 // Thread safety: Start once; Shutdown from any thread (idempotent; it closes the listener,
 // ends every connection and joins their threads).
@@ -16,8 +18,10 @@
 #include "absl/time/time.h"
 #include "cachestore/block_store.h"
 #include "common/key.h"
+#include "services/access.h"
 #include "services/data_channel_options.h"
 #include "services/metrics.h"
+#include "services/tenant_book.h"
 
 namespace kvcache {
 
@@ -41,7 +45,6 @@ class DataChannelServer {
   virtual std::string address() const = 0;
   // What OpenDataChannel tells clients to connect to (see StartDataChannelServer).
   virtual std::string advertised_address() const = 0;
-  virtual const Key& token() const = 0;
   virtual DataChannelCounters counters() const = 0;
   virtual void Shutdown() = 0;
 };
@@ -51,13 +54,13 @@ class DataChannelServer {
 // an unspecified host, 0.0.0.0 or ::, connects to the host it dialled instead); "host"
 // advertises host:<bound port>; "host:port" is advertised as it is (a port mapped by a
 // container or a Service).
-// REQUIRES: `store` and `metrics` outlive the server.
+// REQUIRES: `store`, `metrics`, `access` and `tenants` outlive the server.
 //   UNAVAILABLE       `listen` cannot be bound (in use, or not an address of this machine).
 //   INVALID_ARGUMENT  `listen` is not host:port, or a limit in `options` is not positive.
-//   INTERNAL          getrandom(2) cannot make the token.
 absl::StatusOr<std::unique_ptr<DataChannelServer>> StartDataChannelServer(
     const std::string& listen, TieredStore* store, ServerMetrics* metrics,
-    const std::string& advertise = "", const DataChannelOptions& options = {});
+    const AccessControl* access, TenantBook* tenants, const std::string& advertise = "",
+    const DataChannelOptions& options = {});
 
 }  // namespace kvcache
 

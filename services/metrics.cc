@@ -122,6 +122,20 @@ ServerMetrics::ServerMetrics(const TieredStore* store)
   for (int e = 0; e < static_cast<int>(DataChannelEvent::kNumEvents); ++e) {
     data_events_[e] = &events.Add({{"event", event_names[e]}});
   }
+  tenant_calls_ = &prometheus::BuildCounter()
+                       .Name("kvcache_tenant_requests_total")
+                       .Help("Calls of a server with --auth-tokens by tenant, RPC and status "
+                             "code (refusals included).")
+                       .Register(*registry_);
+}
+
+void ServerMetrics::CountTenantCall(const std::string& tenant, Rpc rpc, absl::StatusCode code) {
+  static const char* const kNames[] = {"Lookup", "Get", "Put", "Admin"};
+  tenant_calls_
+      ->Add({{"tenant", tenant.empty() ? "(unauthenticated)" : tenant},
+             {"rpc", kNames[static_cast<int>(rpc)]},
+             {"code", absl::StatusCodeToString(code)}})
+      .Increment();
 }
 
 void ServerMetrics::CountDataChannelEvent(DataChannelEvent event) {

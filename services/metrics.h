@@ -7,10 +7,14 @@
 #define KVCACHE_SERVICES_METRICS_H_
 
 #include <memory>
+#include <string>
+
+#include "absl/status/status.h"
 
 #include "absl/time/time.h"
 #include "cachestore/block_store.h"
 #include "prometheus/counter.h"
+#include "prometheus/family.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 
@@ -35,6 +39,11 @@ class ServerMetrics {
 
   void ObserveRpc(Rpc rpc, absl::Duration latency, bool ok);
 
+  // kvcache_tenant_requests_total{tenant, rpc, code}: calls of servers with --auth-tokens
+  // by tenant and outcome; calls refused before a tenant was known count under tenant
+  // "(unauthenticated)".
+  void CountTenantCall(const std::string& tenant, Rpc rpc, absl::StatusCode code);
+
   // A Get or Put served over gRPC while this server offers a data channel: a client that
   // could not reach the channel (or chose not to use it) fell back to gRPC.
   void CountDataChannelFallback(Rpc rpc);
@@ -52,6 +61,7 @@ class ServerMetrics {
   prometheus::Histogram* latency_[static_cast<int>(Rpc::kNumRpcs)][2];  // [rpc][ok]
   prometheus::Counter* fallbacks_[static_cast<int>(Rpc::kNumRpcs)];      // Get and Put only.
   prometheus::Counter* data_events_[static_cast<int>(DataChannelEvent::kNumEvents)];
+  prometheus::Family<prometheus::Counter>* tenant_calls_;
 };
 
 }  // namespace kvcache

@@ -47,6 +47,15 @@ ABSL_FLAG(int, data_max_connections_per_peer, 32,
           "at accept");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Prometheus /metrics address, host:port; empty for none");
+ABSL_FLAG(std::string, auth_tokens, "",
+          "callers, tenants, roles and quotas file (docs/security.md), re-read on SIGHUP; "
+          "empty: every caller is an anonymous admin (loopback only, or --allow-anonymous)");
+ABSL_FLAG(bool, allow_anonymous, false,
+          "serve without --auth-tokens on a non-loopback address (refused otherwise)");
+ABSL_FLAG(std::string, admin_listen, "",
+          "the admin service's listener, host:port; empty: 127.0.0.1 and --listen's port + 2 "
+          "(any port when that is 0). With a loopback --listen the admin service is served "
+          "there too");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "drain period after SIGTERM/SIGINT: health answers NOT_SERVING and calls are still "
           "served for this long, then the server stops (a unit is required: 10s, 500ms)");
@@ -74,6 +83,14 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   }
   options.tls = TlsServerOptionsFromFlags();
   options.allow_plaintext = AllowPlaintextFromFlag();
+  options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens);
+  options.allow_anonymous = absl::GetFlag(FLAGS_allow_anonymous);
+  options.admin_listen = absl::GetFlag(FLAGS_admin_listen);
+  if (!options.admin_listen.empty()) {
+    if (absl::Status s = CheckListenAddress("--admin-listen", options.admin_listen); !s.ok()) {
+      return s;
+    }
+  }
   if (absl::Status s = CheckTlsServerOptions(options.tls); !s.ok()) {
     return UsageError(s.message());
   }
@@ -160,6 +177,8 @@ int main(int argc, char** argv) {
       "                      [--metrics-listen=HOST:PORT] [--shutdown-grace=DURATION]\n"
       "                      [--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]] "
       "[--allow-plaintext]\n"
+      "                      [--auth-tokens=FILE | --allow-anonymous] "
+      "[--admin-listen=HOST:PORT]\n"
       "Exit status: 0 after a clean shutdown, 2 for a usage error, 1 when the server cannot "
       "start.");
   std::vector<std::string> rest = kvcache::ParseFlags(argc, argv);
@@ -170,14 +189,11 @@ int main(int argc, char** argv) {
   absl::StatusOr<kvcache::ServerOptions> options = kvcache::OptionsFromFlags();
   if (!options.ok()) return kvcache::Fail(options.status());
 
-  std::string warning;
-  if (absl::Status s = kvcache::CheckPlaintextPolicy("kvcache-server", options->listen,
-                                                     options->tls.enabled(),
-                                                     options->allow_plaintext, &warning);
-      !s.ok()) {
+  std::vector<std::string> warnings;
+  if (absl::Status s = kvcache::CheckServerPolicies(*options, &warnings); !s.ok()) {
     return kvcache::Fail(s);
   }
-  if (!warning.empty()) std::cerr << warning << std::endl;
+  for (const std::string& warning : warnings) std::cerr << warning << std::endl;
 
   kvcache::BlockTerminationSignals();  // Before gRPC starts its threads.
   absl::StatusOr<std::unique_ptr<kvcache::CacheServer>> server =
@@ -185,7 +201,18 @@ int main(int argc, char** argv) {
   if (!server.ok()) return kvcache::Fail(server.status());
   std::cout << (*server)->ConfigSummary() << std::endl;
 
-  const int sig = kvcache::WaitForTerminationSignal();
+  const int sig = kvcache::WaitForTerminationSignal([&] {
+    const absl::Status s = (*server)->ReloadAccess();
+    if (options->auth_tokens_file.empty()) {
+      std::cout << "kvcache-server: SIGHUP: nothing to reload (no --auth-tokens)" << std::endl;
+    } else if (s.ok()) {
+      std::cout << "kvcache-server: SIGHUP: reloaded " << options->auth_tokens_file
+                << std::endl;
+    } else {
+      std::cerr << "kvcache-server: SIGHUP: kept the callers in use: " << s.message()
+                << std::endl;
+    }
+  });
   std::cout << "kvcache-server: signal " << sig << ", draining for "
             << absl::FormatDuration(options->shutdown_grace)
             << " (health NOT_SERVING, calls still served)" << std::endl;

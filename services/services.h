@@ -11,20 +11,28 @@
 
 #include "cachestore/block_store.h"
 #include "kvcache/v1/cache.pb.h"
+#include "services/access.h"
 #include "services/metrics.h"
+#include "services/tenant_book.h"
 
 namespace kvcache {
 
 class DataChannelServer;
 
-// REQUIRES: `store`, `metrics` and `data` (null when there is no data channel) outlive the
-// service.
-std::unique_ptr<grpc::Service> NewCacheService(TieredStore* store, ServerMetrics* metrics,
-                                               const DataChannelServer* data);
+// What the services work with. REQUIRES: all of it outlives the services.
+struct ServiceDeps {
+  TieredStore* store = nullptr;
+  ServerMetrics* metrics = nullptr;
+  AccessControl* access = nullptr;
+  TenantBook* tenants = nullptr;
+  const DataChannelServer* data = nullptr;  // Null when there is no data channel.
+};
+
+std::unique_ptr<grpc::Service> NewCacheService(const ServiceDeps& deps);
 
 // `config` answers GetConfig (called once per call, from any thread).
-std::unique_ptr<grpc::Service> NewAdminService(
-    TieredStore* store, ServerMetrics* metrics, std::function<v1::GetConfigResponse()> config);
+std::unique_ptr<grpc::Service> NewAdminService(const ServiceDeps& deps,
+                                               std::function<v1::GetConfigResponse()> config);
 
 }  // namespace kvcache
 

@@ -82,8 +82,9 @@ check(server_entry[0].endswith("/kvcache-server"), "Dockerfile runs kvcache-serv
 check(accepted("kvcache-server", server_entry[1:]), f"kvcache-server accepts {server_entry[1:]}")
 server_entry_flags = flags_of(server_entry[1:])
 for flag in ("listen", "data-listen", "metrics-listen"):
-    check(port_of(server_entry_flags[flag]) in server_exposed,
-          f"Dockerfile EXPOSEs --{flag}'s port")
+    if flag in server_entry_flags:
+        check(port_of(server_entry_flags[flag]) in server_exposed,
+              f"Dockerfile EXPOSEs --{flag}'s port")
 
 worker_entry, worker_cmd, worker_exposed = dockerfile_entrypoint(
     SRC / "deploy/container/Dockerfile.worker")
@@ -132,15 +133,29 @@ def check_pods(workload, binary, entry_flags, leading_args=()):
     flags = {**entry_flags, **flags_of(args)}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     check(ports.get("grpc") == port_of(flags["listen"]), f"{name}: grpc port is --listen's")
-    if "data-listen" in flags:
+    if flags.get("data-listen", "off") not in ("off", "auto"):
         check(ports.get("data") == port_of(flags["data-listen"]),
               f"{name}: data port is --data-listen's")
     if "metrics-listen" in flags:
         check(ports.get("metrics") == port_of(flags["metrics-listen"]),
               f"{name}: metrics port is --metrics-listen's")
     for probe in ("readinessProbe", "livenessProbe"):
-        check(container[probe].get("grpc", {}).get("port") == ports["grpc"],
-              f"{name}: {probe} is a gRPC health check on the grpc port")
+        # Kubernetes' own gRPC probe speaks plaintext only: over TLS the probe runs
+        # kvcache-admin health against the grpc port on loopback, with the flags it needs.
+        command = container[probe].get("exec", {}).get("command", [])
+        if command:
+            probe_flags = flags_of(command[1:-1])
+            check(command[0].endswith("kvcache-admin") and command[-1] == "health",
+                  f"{name}: {probe} runs kvcache-admin health")
+            check(accepted("kvcache-admin", command[1:-1]),
+                  f"{name}: kvcache-admin accepts {command[1:-1]}")
+            check(probe_flags.get("server") == f"127.0.0.1:{ports['grpc']}",
+                  f"{name}: {probe} checks the grpc port")
+            check(("tls-cert" in flags) == ("tls-ca" in probe_flags),
+                  f"{name}: {probe} speaks TLS exactly when the server does")
+        else:
+            check(container[probe].get("grpc", {}).get("port") == ports["grpc"],
+                  f"{name}: {probe} is a gRPC health check on the grpc port")
     grace = duration_s(flags.get("shutdown-grace", "10s"))
     check(spec["terminationGracePeriodSeconds"] > grace,
           f"{name}: terminationGracePeriodSeconds > --shutdown-grace")
@@ -170,6 +185,17 @@ check(size_bytes(resources["limits"]["memory"]) >= size_bytes(resources["request
 check(size_bytes(claim["spec"]["resources"]["requests"]["storage"])
       >= size_bytes(server_flags["disk-bytes"]), "cache node: volume >= --disk-bytes")
 mounts = {m["name"]: m["mountPath"] for m in server_container["volumeMounts"]}
+# Shipped with TLS and tokens, each file from a mounted Secret.
+for flag in ("tls-cert", "tls-key", "auth-tokens"):
+    check(flag in server_flags, f"cache node: --{flag} is given")
+for flag in ("allow-plaintext", "allow-anonymous"):
+    check(flag not in server_flags, f"cache node: no --{flag}")
+secret_volumes = {v["name"] for v in cache_set["spec"]["template"]["spec"].get("volumes", [])
+                  if "secret" in v}
+for flag in ("tls-cert", "tls-key", "auth-tokens"):
+    path = server_flags.get(flag, "")
+    check(any(path.startswith(mounts[v] + "/") for v in secret_volumes if v in mounts),
+          f"cache node: --{flag} is in a mounted Secret")
 check(mounts.get(claim["metadata"]["name"]) == server_flags["disk-path"],
       "cache node: the volume is mounted at --disk-path")
 

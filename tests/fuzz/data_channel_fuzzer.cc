@@ -29,6 +29,9 @@ constexpr int kCloseDeadlineMs = 20000;
 struct Fixture {
   std::unique_ptr<TieredStore> store;
   std::unique_ptr<ServerMetrics> metrics;
+  AccessControl access;  // Auth off: the anonymous admin.
+  TenantBook tenants;
+  Key token;
   std::unique_ptr<DataChannelServer> server;
 };
 
@@ -41,12 +44,14 @@ Fixture& Server() {
     f->store = *NewTieredStore(options);
     f->metrics = std::make_unique<ServerMetrics>(f->store.get());
     absl::StatusOr<std::unique_ptr<DataChannelServer>> server =
-        StartDataChannelServer("127.0.0.1:0", f->store.get(), f->metrics.get(), "");
+        StartDataChannelServer("127.0.0.1:0", f->store.get(), f->metrics.get(), &f->access,
+                               &f->tenants, "");
     if (!server.ok()) {
       std::fprintf(stderr, "data channel server: %s\n", server.status().ToString().c_str());
       std::abort();
     }
     f->server = *std::move(server);
+    f->token = *f->access.IssueDataToken(Principal{"", Role::kAdmin, "fuzz", ""});
     return f;
   }();
   return *f;
@@ -99,7 +104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string out;
   if (data[0] % 2 == 0) {
     out.resize(dc::kHelloBytes);
-    dc::EncodeHello(f.server->token(), out.data());
+    dc::EncodeHello(f.token, out.data());
   }
   out.append(reinterpret_cast<const char*>(data) + 1, size - 1);
 

@@ -50,9 +50,11 @@ class DataChannelLimitsTest : public ::testing::Test {
     store_ = *NewTieredStore(so);
     metrics_ = std::make_unique<ServerMetrics>(store_.get());
     absl::StatusOr<std::unique_ptr<DataChannelServer>> server =
-        StartDataChannelServer("127.0.0.1:0", store_.get(), metrics_.get(), "", options);
+        StartDataChannelServer("127.0.0.1:0", store_.get(), metrics_.get(), &access_,
+                               &tenants_, "", options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
+    token_ = *access_.IssueDataToken(Principal{"", Role::kAdmin, "test", ""});
   }
   void TearDown() override {
     for (int fd : open_) ::close(fd);
@@ -84,7 +86,7 @@ class DataChannelLimitsTest : public ::testing::Test {
   }
   std::string HelloBytes() const {
     std::string h = std::string(dc::kMagic, 4) + std::string(4, '\0') +
-                    std::string(server_->token().view());
+                    std::string(token_.view());
     dc::PutU32(h.data() + 4, dc::kVersion);
     return h;
   }
@@ -136,6 +138,9 @@ class DataChannelLimitsTest : public ::testing::Test {
 
   std::unique_ptr<TieredStore> store_;
   std::unique_ptr<ServerMetrics> metrics_;
+  AccessControl access_;  // Auth off: the anonymous admin.
+  TenantBook tenants_;
+  Key token_;
   std::unique_ptr<DataChannelServer> server_;
   std::vector<int> open_;
   Key ns_ = TestKey(7, 7);

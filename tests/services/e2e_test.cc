@@ -359,8 +359,18 @@ TEST_F(EndToEndTest, HealthAnswersNotServingWhileDraining) {
 }
 
 TEST_F(EndToEndTest, DataChannelOnEveryInterfaceIsReachedOnTheDialledHost) {
-  auto server = StartServer({"--listen=0.0.0.0:0", "--allow-plaintext"});
+  auto server = StartServer({"--listen=0.0.0.0:0", "--allow-plaintext", "--allow-anonymous"});
   const std::string port = address_.substr(address_.rfind(':') + 1);
+  // Off loopback the admin service is on its own listener only (127.0.0.1, port + 2 or,
+  // with port 0, any: the start-up line names it).
+  const std::string summary = server->output();
+  const size_t admin_at = summary.find("| admin ");
+  ASSERT_NE(admin_at, std::string::npos) << summary;
+  const std::string admin = summary.substr(admin_at + 8, summary.find(' ', admin_at + 8) -
+                                                             (admin_at + 8));
+  CommandResult unimplemented = Admin({"config", "--json"});
+  EXPECT_NE(unimplemented.exit_status, 0) << "admin served on a non-loopback --listen";
+  address_ = admin;
   CommandResult config = Admin({"config", "--json"});
   // The server was reached on 0.0.0.0 here; dial 127.0.0.1 like a remote client would.
   CacheClientOptions o;
