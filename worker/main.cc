@@ -277,6 +277,8 @@ int main(int argc, char** argv) {
       "           [--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]] [--allow-plaintext]\n"
       "       generate and serve: [--tls-ca=PEM] (TLS to --cache; with --tls-cert/--tls-key: "
       "mutual)\n"
+      "           --cache=HOST:PORT,HOST:PORT,... or dns:///NAME:PORT is a cluster "
+      "[--replicas=1]\n"
       "Exit status: 0 on success, 2 for a usage error, 1 when the work fails.");
   const std::vector<std::string> args = kvcache::ParseFlags(argc, argv);
   if (args.size() != 2) {
