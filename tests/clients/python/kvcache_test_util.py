@@ -64,7 +64,19 @@ class Server:
 
 class ServerTestCase(unittest.TestCase):
     """Each test gets its own temporary folder; servers started with start_server() stop at
-    the end of the test."""
+    the end of the test. Servers a class shares (start_class_server(), from setUpClass) stop
+    after its last test: its tests keep apart by using keys of their own."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.class_tmp = Path(tempfile.mkdtemp(prefix="kvcache_py_class."))
+        cls.addClassCleanup(shutil.rmtree, cls.class_tmp, True)
+
+    @classmethod
+    def start_class_server(cls, *extra):
+        server = Server(cls.class_tmp, *extra)
+        cls.addClassCleanup(server.stop)
+        return server
 
     def setUp(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="kvcache_py_test."))

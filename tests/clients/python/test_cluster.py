@@ -12,10 +12,13 @@ import kvcache_client as kc
 
 
 class ClusterClientTest(ServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.nodes = [cls.start_class_server().address for _ in range(3)]
+
     def setUp(self):
         super().setUp()
-        self.servers = [self.start_server() for _ in range(3)]
-        self.nodes = [s.address for s in self.servers]
         self.singles = [kc.connect(a) for a in self.nodes]
         for c in self.singles:
             self.addCleanup(c.close)
