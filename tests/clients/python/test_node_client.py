@@ -148,18 +148,18 @@ class TlsTest(ServerTestCase):
             self.assertEqual(client.put(NS, blocks).stored, 2)
             self.assertEqual(client.lookup(NS, keys).num_present, 2)
         # Plaintext to a TLS server fails, as does TLS checked against another name.
-        with kc.connect(server.address, timeout=2.0) as client:
+        with kc.connect(server.address, timeout=5.0) as client:
             with self.assertRaises(kc.UnavailableError):
                 client.lookup(NS, keys)
         tls = kc.TlsOptions(ca_file=c["ca.pem"], server_name="not-the-server")
-        with kc.connect(server.address, timeout=2.0, tls=tls) as client:
+        with kc.connect(server.address, timeout=5.0, tls=tls) as client:
             with self.assertRaises(kc.UnavailableError):
                 client.lookup(NS, keys)
 
         mtls = self.start_server(f"--tls-cert={c['server.pem']}",
                                  f"--tls-key={c['server.key']}",
                                  f"--tls-client-ca={c['ca.pem']}")
-        with kc.connect(mtls.address, timeout=2.0,
+        with kc.connect(mtls.address, timeout=5.0,
                         tls=kc.TlsOptions(ca_file=c["ca.pem"])) as client:
             with self.assertRaises(kc.UnavailableError):
                 client.lookup(NS, keys)  # No client certificate.
