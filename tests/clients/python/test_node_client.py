@@ -95,6 +95,51 @@ class NodeClientTest(ServerTestCase):
             self.assertEqual(client.lookup(NS, keys).num_present, 2)
 
 
+class TokenTest(unittest.TestCase):
+    """The bearer token goes out as `authorization: Bearer <token>` on every call. The real
+    server does not check tokens yet, so a small gRPC server records what arrives."""
+
+    def test_every_call_carries_the_token(self):
+        import concurrent.futures
+
+        import grpc
+        from kvcache_client._pb import pb, pb_grpc
+
+        seen = []
+
+        class Recorder(pb_grpc.CacheServiceServicer):
+            def Lookup(self, request, context):
+                seen.append(("Lookup", dict(context.invocation_metadata())))
+                return pb.LookupResponse(num_present=len(request.keys))
+
+            def Get(self, request, context):
+                seen.append(("Get", dict(context.invocation_metadata())))
+                return iter(())
+
+            def Put(self, request_iterator, context):
+                n = sum(len(r.blocks) for r in request_iterator)
+                seen.append(("Put", dict(context.invocation_metadata())))
+                return pb.PutResponse(stored=n)
+
+        server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
+        pb_grpc.add_CacheServiceServicer_to_server(Recorder(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        self.addCleanup(server.stop, None)
+        keys, blocks = chain(2, seed=6)
+        with kc.connect(f"127.0.0.1:{port}", token="s3cret") as client:
+            self.assertEqual(client.lookup(NS, keys).num_present, 2)
+            self.assertEqual(client.get(NS, keys), [])
+            self.assertEqual(client.put(NS, blocks).stored, 2)
+        self.assertEqual([call for call, _ in seen], ["Lookup", "Get", "Put"])
+        for _, metadata in seen:
+            self.assertEqual(metadata.get("authorization"), "Bearer s3cret")
+        seen.clear()
+        with kc.connect(f"127.0.0.1:{port}") as client:  # No token: no header.
+            client.lookup(NS, keys)
+        self.assertNotIn("authorization", seen[0][1])
+
+
 class FailureTest(ServerTestCase):
     def test_a_closed_port_is_unavailable(self):
         s = socket.socket()

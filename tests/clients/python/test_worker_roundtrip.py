@@ -59,6 +59,22 @@ class WorkerRoundTripTest(ServerTestCase):
             self.assertEqual(ns_a.hex(), salted["namespace"])
             self.assertEqual(salted["cached_tokens"], 0)
 
+    def test_sharded_bf16_models_hash_the_same_in_python(self):
+        # Two safetensors files (hashed in name order) and bf16 weights: the digest framing
+        # and the KV dtype (always f32 in the worker) must match.
+        model = self.tmp / "sharded"
+        r = run([binary("kvcache-worker"), "make-model", f"--out={model}", "--preset=tiny",
+                 "--dtype=bf16", "--shards=3", "--seed=7"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(list(model.glob("*.safetensors"))), 3)
+        out = worker_generate(model, self.server.address, PROMPT, "--block-size=8")
+        desc = kc.model_namespace(model, block_size=8)
+        self.assertEqual(kc.namespace_id(desc).hex(), out["namespace"])
+        self.assertEqual(desc.dtype, "f32")
+        keys = kc.block_keys(kc.namespace_id(desc), kc.text_tokens(PROMPT), 8)
+        with kc.connect(self.server.address) as client:
+            self.assertEqual(client.lookup(kc.namespace_id(desc), keys).num_present, len(keys))
+
     def test_python_publishes_blocks_the_worker_reuses(self):
         # Blocks a first worker computed, fetched by Python and published again under the
         # same keys on a second server: a worker there starts warm.
