@@ -5,7 +5,7 @@ and a node that is down costs misses, never errors."""
 import socket
 import unittest
 
-from kvcache_test_util import ServerTestCase
+from kvcache_test_util import ServerTestCase, binary, run
 from test_node_client import NS, chain
 
 import kvcache_client as kc
@@ -39,6 +39,25 @@ class ClusterClientTest(ServerTestCase):
             self.assertEqual(client.lookup(NS, keys), kc.LookupResult(12, 12))
             got = client.get(NS, keys)
             self.assertEqual([b.payload for b in got], [b.payload for b in blocks])
+
+    def test_blocks_the_cpp_client_placed_are_where_python_looks(self):
+        # kvcache-admin put (the C++ cluster client) places; Python finds each block on the
+        # node its own rendezvous order names, and reads the chain back through the cluster.
+        keys, blocks = chain(6, seed=13)
+        for b in blocks:
+            payload = self.tmp / "payload"
+            payload.write_bytes(b.payload)
+            args = [binary("kvcache-admin"), f"--server={','.join(self.nodes)}", "put",
+                    f"--namespace={NS.hex()}", f"--key={b.key.hex()}", f"--file={payload}"]
+            if b.parent:
+                args.append(f"--parent={b.parent.hex()}")
+            r = run(args)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for key in keys:
+            self.assertEqual(self.holders(key), [kc.locate_owners(self.nodes, NS, key)[0]])
+        with kc.connect(",".join(self.nodes), lookup_timeout=2.0) as client:
+            self.assertEqual([b.payload for b in client.get(NS, keys)],
+                             [b.payload for b in blocks])
 
     def test_replicas_go_to_the_next_owners(self):
         with kc.connect(",".join(self.nodes), replicas=2, lookup_timeout=2.0) as client:
