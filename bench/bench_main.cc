@@ -38,7 +38,7 @@ void Usage(std::ostream& out) {
 void Help() {
   Usage(std::cout);
   for (const Command& c : kCommands) {
-    std::cout << "\nkvcache-bench " << c.name << ": " << kvcache::FlagsHelp(*c.flags);
+    std::cout << "\n" << kvcache::FlagsHelp(*c.flags);
   }
 }
 

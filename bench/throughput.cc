@@ -29,6 +29,7 @@
 #include "client/cache_client.h"
 #include "common/byte_size.h"
 #include "common/malloc_tuning.h"
+#include "common/progress.h"
 #include "common/tls_flags.h"
 #include "nlohmann/json.hpp"
 
@@ -402,6 +403,13 @@ int RunFill(const Options& o) {
   const uint64_t total = (o.fill_bytes + value_bytes - 1) / value_bytes;
   std::atomic<uint64_t> next{0}, errors{0};
   std::string first_error;
+  ProgressOptions po;  // On a terminal only, and not with --json (common/progress.h).
+  po.label = "fill";
+  po.total = total * value_bytes;
+  po.unit = "MiB";
+  po.unit_scale = 1 << 20;
+  po.enabled = !o.json;
+  ProgressMeter progress(po);
   const Clock::time_point begin = Clock::now();
   std::vector<std::thread> pool;
   for (int t = 0; t < o.clients; ++t) {
@@ -419,10 +427,12 @@ int RunFill(const Options& o) {
         std::memcpy(v.data(), &tag, std::min<size_t>(8, v.size()));
         absl::Status s = (*c)->Put(id + (1ull << 50), &v);
         if (!s.ok() && errors++ == 0) first_error = std::string(s.message());
+        progress.Add(value_bytes);
       }
     });
   }
   for (std::thread& th : pool) th.join();
+  progress.Finish();
   const double secs = std::chrono::duration<double>(Clock::now() - begin).count();
   json j = {{"target", TargetName(o.target)},
             {"op", "fill"},

@@ -34,6 +34,7 @@
 #include "cachestore/eviction_policy.h"
 #include "client/cache_client.h"
 #include "common/byte_size.h"
+#include "common/progress.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, trace, "", "request trace, JSONL in the Mooncake format");
@@ -219,7 +220,17 @@ int RunReplay(const Trace& trace) {
   o.speed = absl::GetFlag(FLAGS_speed);
   o.limit_requests = absl::GetFlag(FLAGS_limit_requests);
   const TraceKeys keys = KeysOf(trace);
+  ProgressOptions po;  // On a terminal only, and not with --json (common/progress.h).
+  po.label = "replay";
+  po.unit = "requests";
+  po.enabled = !absl::GetFlag(FLAGS_json);
+  ProgressMeter progress(po);
+  o.on_progress = [&progress](uint64_t done, uint64_t total) {
+    progress.SetTotal(total);
+    progress.Set(done);
+  };
   absl::StatusOr<ReplayResult> r = ReplayTrace(**client, trace, keys, o);
+  progress.Finish();
   if (!r.ok()) return Fail(r.status());
   if (absl::GetFlag(FLAGS_json)) {
     json j = HitCountsJson(*r);

@@ -78,6 +78,7 @@ absl::StatusOr<ReplayResult> ReplayTrace(CacheClient& client, const Trace& trace
       }
     }
     request_us.push_back(MicrosSince(t0));
+    if (options.on_progress) options.on_progress(r + 1, n);
   }
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   result.lookup = SummarizeLatencies(lookup_us);

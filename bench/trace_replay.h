@@ -8,6 +8,7 @@
 #define KVCACHE_BENCH_TRACE_REPLAY_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -25,6 +26,9 @@ struct ReplayOptions {
   double speed = 0;
   // Replay only the first N requests; 0 for all. Default: 0.
   uint64_t limit_requests = 0;
+  // Called with (requests done, requests to replay) after each request, on the replaying
+  // thread (a progress meter: common/progress.h). Default: none.
+  std::function<void(uint64_t done, uint64_t total)> on_progress;
 };
 
 struct ReplayResult : HitCounts {

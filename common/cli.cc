@@ -37,6 +37,9 @@ std::string ProgramName(const char* argv0) {
 // Whether `flag` is one `scope` accepts. Abseil's own flags, like --flagfile, never are.
 bool InScope(const absl::CommandLineFlag& flag, const FlagScope& scope) {
   if (absl::StrContains(flag.Filename(), "absl/")) return false;
+  for (absl::string_view name : absl::StrSplit(scope.exclude, ',', absl::SkipEmpty())) {
+    if (flag.Name() == name) return false;
+  }
   if (scope.source == nullptr || absl::EndsWith(flag.Filename(), scope.source)) return true;
   for (absl::string_view name : absl::StrSplit(scope.shared, ',', absl::SkipEmpty())) {
     if (flag.Name() == name) return true;
@@ -102,9 +105,23 @@ std::string FlagsHelp(const FlagScope& scope) {
   }
   absl::StrAppend(&text,
                   "  --help\n      print this text and exit\n"
-                  "  --version\n      print the version and exit\n"
-                  "Flags are also accepted with underscores (--ram_bytes), as --name=value or "
-                  "--name value,\nand booleans as --json / --nojson.\n");
+                  "  --version\n      print the version and exit\n");
+  // The spelling notes, with examples among this command's own flags.
+  std::string underscored, boolean;
+  for (const auto& [name, flag] : own) {
+    if (underscored.empty() && absl::StrContains(name, '-')) underscored = name;
+    if (boolean.empty() && flag->IsOfType<bool>()) boolean = name;
+  }
+  absl::StrAppend(&text, "Flags are also accepted",
+                  underscored.empty()
+                      ? ""
+                      : absl::StrCat(" with underscores (--",
+                                     absl::StrReplaceAll(underscored, {{"-", "_"}}), "),"),
+                  " as --name=value or --name value",
+                  boolean.empty() ? ""
+                                  : absl::StrCat(",\nand booleans as --", boolean, " / --no",
+                                                 boolean),
+                  ".\n");
   return text;
 }
 

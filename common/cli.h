@@ -47,6 +47,9 @@ struct FlagScope {
   const char* source = nullptr;
   // Flags accepted besides `source`'s, comma separated ("json"). Default: none.
   const char* shared = "";
+  // Flags of the program neither accepted nor listed, comma separated: a server links the TLS
+  // client flags for --tls-cert/--tls-key but has no use for --tls-ca. Default: none.
+  const char* exclude = "";
 };
 
 // Parses the flags of argv (see above) and returns the positional arguments, argv[0] first.

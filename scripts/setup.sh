@@ -14,6 +14,11 @@ PACKAGES=(
   libabsl-dev librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   libssl-dev libxxhash-dev libopenblas-dev nlohmann-json3-dev libhiredis-dev libmemcached-dev
   python3-yaml
+  # The Python client (clients/python) and its tests: Debian's gRPC, protobuf and xxhash for
+  # /usr/bin/python3, pip, setuptools and venv for its offline install, openssl for test
+  # certificates.
+  python3-grpcio python3-protobuf python3-xxhash python3-pip python3-setuptools python3-venv
+  openssl
 )
 # scripts/test.sh's Clang and sanitizer passes (CXX=clang++): Clang, and its sanitizer and
 # libFuzzer runtimes, which clang-14 only recommends.

@@ -181,7 +181,11 @@ int main(int argc, char** argv) {
       "[--admin-listen=HOST:PORT]\n"
       "Exit status: 0 after a clean shutdown, 2 for a usage error, 1 when the server cannot "
       "start.");
-  std::vector<std::string> rest = kvcache::ParseFlags(argc, argv);
+  // The TLS client flags come along with --tls-cert/--tls-key; a server has no use for
+  // --tls-ca or --tls-server-name (its client CA is --tls-client-ca): refuse them.
+  kvcache::FlagScope flags;
+  flags.exclude = "tls_ca,tls_server_name";
+  std::vector<std::string> rest = kvcache::ParseFlags(argc, argv, flags);
   if (rest.size() > 1) {
     return kvcache::Fail(kvcache::UsageError("unexpected argument '" + rest[1] +
                                              "' (flags are --name=value)"));

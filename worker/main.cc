@@ -21,6 +21,7 @@
 #include "client/cache_client.h"
 #include "common/cli.h"
 #include "common/malloc_tuning.h"
+#include "common/progress.h"
 #include "common/signals.h"
 #include "common/tls_flags.h"
 #include "worker/blas.h"
@@ -86,7 +87,17 @@ int MakeModelCommand() {
   options.dtype = *dtype;
   options.num_shards = absl::GetFlag(FLAGS_shards);
   if (options.num_shards == 0) return Fail(UsageError("--shards must be at least 1"));
+  ProgressOptions po;  // On a terminal only (common/progress.h).
+  po.label = "make-model";
+  po.unit = "M parameters";
+  po.unit_scale = 1000000;
+  ProgressMeter progress(po);
+  options.on_progress = [&progress](uint64_t done, uint64_t total) {
+    progress.SetTotal(total);
+    progress.Set(done);
+  };
   absl::Status s = WriteRandomModel(out, *config, options);
+  progress.Finish();
   if (!s.ok()) return Fail(absl::Status(s.code(), absl::StrCat("--out: ", s.message())));
   std::printf("wrote %s model (%s, seed %llu) to %s\n", absl::GetFlag(FLAGS_preset).c_str(),
               ShortName(*dtype), static_cast<unsigned long long>(options.seed), out.c_str());
@@ -266,6 +277,8 @@ int main(int argc, char** argv) {
       "           [--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]] [--allow-plaintext]\n"
       "       generate and serve: [--tls-ca=PEM] (TLS to --cache; with --tls-cert/--tls-key: "
       "mutual)\n"
+      "           --cache=HOST:PORT,HOST:PORT,... or dns:///NAME:PORT is a cluster "
+      "[--replicas=1]\n"
       "Exit status: 0 on success, 2 for a usage error, 1 when the work fails.");
   const std::vector<std::string> args = kvcache::ParseFlags(argc, argv);
   if (args.size() != 2) {

@@ -143,6 +143,13 @@ absl::Status WriteRandomModel(const std::string& out_dir, const ModelConfig& con
     out << ModelConfigToJson(c);
     if (!out) return absl::InternalError(absl::StrCat(out_dir, "/config.json: write failed"));
   }
+  uint64_t total_params = 0, done_params = 0;
+  for (const PlannedTensor& t : plan) {
+    uint64_t count = 1;
+    for (int64_t d : t.spec.shape) count *= static_cast<uint64_t>(d);
+    total_params += count;
+  }
+  if (options.on_progress) options.on_progress(0, total_params);
   const size_t n = options.num_shards;
   for (size_t shard = 0; shard < n; ++shard) {
     const size_t begin = plan.size() * shard / n, end = plan.size() * (shard + 1) / n;
@@ -158,6 +165,8 @@ absl::Status WriteRandomModel(const std::string& out_dir, const ModelConfig& con
                            size_t count = 1;
                            for (int64_t d : t.spec.shape) count *= static_cast<size_t>(d);
                            Fill(t.spec.name, t.init, t.fan_in, options.seed, count, data);
+                           done_params += count;
+                           if (options.on_progress) options.on_progress(done_params, total_params);
                          });
     if (!s.ok()) return s;
   }

@@ -15,6 +15,7 @@
 #define KVCACHE_WORKER_MAKE_MODEL_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -33,6 +34,9 @@ struct MakeModelOptions {
   // Split the tensors over this many model-0000i-of-0000n.safetensors files (the
   // Hugging Face sharded layout). Default: 1 (model.safetensors).
   uint32_t num_shards = 1;
+  // Called with (parameters written, parameters in all) after each tensor, on the calling
+  // thread (a progress meter: common/progress.h). Default: none.
+  std::function<void(uint64_t done, uint64_t total)> on_progress;
 };
 
 // The configuration of a preset ("tiny" or "bench"). INVALID_ARGUMENT for other names.

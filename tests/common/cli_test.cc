@@ -61,5 +61,22 @@ TEST(CliTest, HelpShowsEveryFlagWithItsDashNameAndDefault) {
   EXPECT_EQ(help.find("--flagfile"), std::string::npos) << "Abseil's own flags are not ours";
 }
 
+TEST(CliTest, ExcludedFlagsAreNeitherListedNorAccepted) {
+  FlagScope scope;
+  scope.usage = "usage: cli_test";
+  scope.exclude = "cli_test_grace";
+  const std::string help = FlagsHelp(scope);
+  EXPECT_EQ(help.find("--cli-test-grace"), std::string::npos) << help;
+  EXPECT_NE(help.find("--cli-test-address"), std::string::npos) << help;
+  // The spelling notes name a flag of this scope, not one of another binary's.
+  EXPECT_NE(help.find("with underscores (--cli_test_address)"), std::string::npos) << help;
+  EXPECT_EQ(help.find("--ram_bytes"), std::string::npos) << help;
+  char prog[] = "cli_test";
+  char grace[] = "--cli-test-grace=5s";
+  char* argv[] = {prog, grace, nullptr};
+  EXPECT_EXIT(ParseFlags(2, argv, scope), ::testing::ExitedWithCode(kExitUsage),
+              "unknown flag --cli-test-grace");
+}
+
 }  // namespace
 }  // namespace kvcache
