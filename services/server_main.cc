@@ -182,9 +182,10 @@ int main(int argc, char** argv) {
       "Exit status: 0 after a clean shutdown, 2 for a usage error, 1 when the server cannot "
       "start.");
   // The TLS client flags come along with --tls-cert/--tls-key; a server has no use for
-  // --tls-ca or --tls-server-name (its client CA is --tls-client-ca): refuse them.
+  // --tls-ca, --tls-server-name (its client CA is --tls-client-ca) or --token-file (its
+  // callers are --auth-tokens): refuse them.
   kvcache::FlagScope flags;
-  flags.exclude = "tls_ca,tls_server_name";
+  flags.exclude = "tls_ca,tls_server_name,token_file";
   std::vector<std::string> rest = kvcache::ParseFlags(argc, argv, flags);
   if (rest.size() > 1) {
     return kvcache::Fail(kvcache::UsageError("unexpected argument '" + rest[1] +
