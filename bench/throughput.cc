@@ -605,13 +605,13 @@ const FlagScope kThroughputFlags = {
     "         --addr=HOST:PORT --op=get|put|lookup --value-bytes=256KiB --clients=4\n"
     "         --seconds=3 [--json] [--warmup-seconds=0.5] [--keys=N] [--verify-every=32]\n"
     "         [--chain=64] [--server-pid=PID] [--nonce=N --populate=false]\n"
-    "         [--tune-malloc=auto|true|false] [--tls-ca=PEM [--tls-cert=PEM --tls-key=PEM]]\n"
+    "         [--tune-malloc=auto|true|false] [--tls-ca=PEM [--tls-cert=PEM --tls-key=PEM]] [--token-file=PATH]\n"
     "       kvcache-bench throughput --target=... --addr=... --op=fill --fill-bytes=1GiB\n"
     "         [--value-bytes=1MiB --clients=4]  (writes fresh keys: brings a store to its\n"
     "         memory limit, so that later puts measure a full cache that evicts)\n"
     "       kvcache-bench throughput --op=index-scale --blocks=N [--value-bytes=64] [--json]\n"
     "       kvcache-bench throughput --serve-rawtcp [--listen=127.0.0.1:0]\n",
-    "bench/throughput.cc", "json,tls_ca,tls_cert,tls_key,tls_server_name"};
+    "bench/throughput.cc", "json,tls_ca,tls_cert,tls_key,tls_server_name,token_file"};
 
 int RunThroughput(int argc, char** argv) {
   std::vector<char*> args(argv, argv + argc);

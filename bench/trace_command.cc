@@ -272,7 +272,7 @@ const FlagScope kTraceFlags = {
     "       kvcache-bench trace --server=HOST:PORT --trace=FILE --block-bytes=N [--speed=X]\n"
     "         [--limit-requests=N] [--json] [--tls-ca=PEM [--tls-cert=PEM --tls-key=PEM]]\n"
     "     (--synthetic [--seed=N] instead of --trace=FILE uses a generated trace)\n",
-    "bench/trace_command.cc", "json,tls_ca,tls_cert,tls_key,tls_server_name"};
+    "bench/trace_command.cc", "json,tls_ca,tls_cert,tls_key,tls_server_name,token_file"};
 
 int TraceCommand(int argc, char** argv) {
   std::vector<std::string> rest = ParseFlags(argc, argv, kTraceFlags);
