@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cachestore/block_store.h"
+#include "cachestore/eviction_policy.h"
 #include "common/byte_size.h"
 
 namespace kvcache {
@@ -24,8 +25,9 @@ absl::StatusOr<std::vector<PlanRow>> PlanCapacity(const Trace& trace, const Trac
         row.block_bytes = block;
         row.ram_bytes = ram;
         row.disk_bytes = disk;
-        row.ram_blocks = ram / ChargeOf(block);
-        row.disk_blocks = disk / ChargeOf(block);
+        const uint64_t charge = ChargeOf(block) + EvictionPolicyExtraBytes(options.eviction);
+        row.ram_blocks = ram / charge;
+        row.disk_blocks = disk / charge;
         if (row.ram_blocks == 0) {
           return absl::InvalidArgumentError(absl::StrCat(
               "RAM size ", FormatBytes(ram), " holds no block of ", FormatBytes(block)));

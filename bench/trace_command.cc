@@ -110,14 +110,15 @@ absl::StatusOr<Trace> TheTrace() {
   return trace;
 }
 
-// Blocks from a block-count flag, else from a byte flag over ChargeOf(--block-bytes).
+// Blocks from a block-count flag, else from a byte flag over what a block of --block-bytes
+// costs the tiers with --eviction (ChargeOf plus the policy's state per block).
 absl::StatusOr<uint64_t> Blocks(uint64_t blocks, const std::string& bytes, const char* flag) {
   if (blocks > 0 || bytes.empty()) return blocks;
   absl::StatusOr<uint64_t> b = ParseByteSize(bytes, flag);
   if (!b.ok()) return b.status();
   absl::StatusOr<uint64_t> block = OneSize("--block-bytes", absl::GetFlag(FLAGS_block_bytes));
   if (!block.ok()) return block.status();
-  return *b / ChargeOf(*block);
+  return *b / (ChargeOf(*block) + EvictionPolicyExtraBytes(absl::GetFlag(FLAGS_eviction)));
 }
 
 // The hit counters both simulation and replay report, by the same names.
@@ -162,6 +163,7 @@ int RunSimulate(const Trace& trace) {
               {"puts", r->puts},
               {"evictions", r->evictions},
               {"demotions", r->demotions},
+              {"block_overhead_bytes", r->block_overhead_bytes},
               {"seconds", r->seconds}});
     std::cout << j.dump() << std::endl;
   } else {

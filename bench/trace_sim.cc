@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "cachestore/block_store.h"
+#include "cachestore/eviction_policy.h"
 
 namespace kvcache {
 namespace {
@@ -41,7 +42,8 @@ absl::StatusOr<SimulationResult> Simulate(const Trace& trace, const TraceKeys& k
   if (options.ram_blocks == 0) {
     return absl::InvalidArgumentError("the RAM tier needs a capacity of at least one block");
   }
-  const uint64_t charge = ChargeOf(kSimPayloadBytes);
+  // What the tiers charge a block, the policy's own state included (ExtraBytesPerBlock).
+  const uint64_t charge = ChargeOf(kSimPayloadBytes) + EvictionPolicyExtraBytes(options.eviction);
   TieredStoreOptions store_options;
   store_options.ram.capacity_bytes = options.ram_blocks * charge;
   store_options.ram.num_shard_bits = options.ram_shard_bits;
@@ -59,6 +61,7 @@ absl::StatusOr<SimulationResult> Simulate(const Trace& trace, const TraceKeys& k
   if (!store.ok()) return store.status();
 
   SimulationResult result;
+  result.block_overhead_bytes = charge - kSimPayloadBytes;
   const std::string payload(kSimPayloadBytes, 'k');
   const absl::Time start = absl::Now();
   for (size_t r = 0; r < trace.requests.size(); ++r) {

@@ -58,7 +58,11 @@ class DiskTier final : public BlockStore {
  public:
   DiskTier(const DiskTierOptions& options, std::unique_ptr<EvictionPolicy> policy,
            rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> handles)
-      : options_(options), db_(db), handles_(std::move(handles)), policy_(std::move(policy)) {
+      : options_(options),
+        db_(db),
+        handles_(std::move(handles)),
+        extra_bytes_(policy->ExtraBytesPerBlock()),
+        policy_(std::move(policy)) {
     write_options_.sync = options.sync_writes;
   }
 
@@ -94,7 +98,7 @@ class DiskTier final : public BlockStore {
     {
       absl::MutexLock lock(&mu_);
       for (const MetaRecord& r : records) {
-        const uint64_t charge = ChargeOf(r.payload_bytes);
+        const uint64_t charge = Charge(r.payload_bytes);
         policy_->OnInsert(internal::PolicyEntryOf(r.meta, charge));
         index_[r.meta.id] = DiskEntry{r.meta, r.payload_bytes, r.written_unix_micros, 0};
         bytes_ += charge;
@@ -113,7 +117,7 @@ class DiskTier final : public BlockStore {
   absl::StatusOr<PutOutcome> Put(BlockPtr block, std::vector<Evicted>* evicted) override {
     if (absl::Status s = internal::ValidateBlock(*block); !s.ok()) return s;
     const BlockId& id = block->meta.id;
-    const uint64_t charge = ChargeOf(block->payload.size());
+    const uint64_t charge = Charge(block->payload.size());
     if (charge > options_.capacity_bytes) {
       return absl::ResourceExhaustedError(
           absl::StrCat("block of ", FormatBytes(charge), " does not fit the disk tier (",
@@ -258,7 +262,7 @@ class DiskTier final : public BlockStore {
         }
         doomed.push_back(it->first);
         policy_->OnErase(it->first);
-        bytes_ -= ChargeOf(it->second.payload_bytes);
+        bytes_ -= Charge(it->second.payload_bytes);
         index_.erase(it++);
       }
     }
@@ -337,7 +341,7 @@ class DiskTier final : public BlockStore {
       if (!victim) break;
       auto it = index_.find(victim->id);
       if (it == index_.end()) continue;
-      bytes_ -= ChargeOf(it->second.payload_bytes);
+      bytes_ -= Charge(it->second.payload_bytes);
       index_.erase(it);
       ++stats_.evictions;
       victims->push_back(victim->id);
@@ -348,7 +352,7 @@ class DiskTier final : public BlockStore {
   void RemoveLocked(absl::flat_hash_map<BlockId, DiskEntry>::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     policy_->OnErase(it->first);
-    bytes_ -= ChargeOf(it->second.payload_bytes);
+    bytes_ -= Charge(it->second.payload_bytes);
     index_.erase(it);
   }
 
@@ -366,6 +370,9 @@ class DiskTier final : public BlockStore {
   const DiskTierOptions options_;
   rocksdb::DB* const db_;
   const std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, blocks.
+  const uint64_t extra_bytes_;  // The policy's state per block (ExtraBytesPerBlock).
+  // What a block costs: ChargeOf plus the policy's own state per block.
+  uint64_t Charge(uint64_t payload_bytes) const { return ChargeOf(payload_bytes) + extra_bytes_; }
   rocksdb::WriteOptions write_options_;
 
   mutable absl::Mutex mu_;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cachestore/prefix_lfu_policy.h"
+#include "cachestore/reuse_density_policy.h"
 
 namespace kvcache {
 namespace {
@@ -17,6 +18,7 @@ struct PolicyFactory {
 
 // The default first.
 constexpr PolicyFactory kPolicies[] = {
+    {"reuse-density", &NewReuseDensityPolicy},
     {"lru", &NewLruPolicy},
     {"prefix-lfu", &NewPrefixLfuPolicy},
 };
@@ -30,6 +32,11 @@ absl::StatusOr<std::unique_ptr<EvictionPolicy>> NewEvictionPolicy(absl::string_v
   return absl::InvalidArgumentError(absl::StrCat("unknown eviction policy '", name,
                                                  "'; known: ",
                                                  absl::StrJoin(EvictionPolicyNames(), ", ")));
+}
+
+uint64_t EvictionPolicyExtraBytes(absl::string_view name) {
+  absl::StatusOr<std::unique_ptr<EvictionPolicy>> p = NewEvictionPolicy(name);
+  return p.ok() ? (*p)->ExtraBytesPerBlock() : 0;
 }
 
 std::vector<std::string> EvictionPolicyNames() {

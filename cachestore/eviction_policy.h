@@ -64,15 +64,24 @@ class EvictionPolicy {
   // Chooses the next block to give up and stops tracking it. nullopt only when nothing is
   // tracked.
   virtual std::optional<Victim> PopVictim() = 0;
+
+  // Bytes of policy state per block beyond LRU's (which kBlockOverheadBytes covers),
+  // including any history of evicted keys, amortised over the blocks tracked. The tiers
+  // charge each block ChargeOf(payload) plus this, so a policy's memory is in the budget.
+  virtual uint64_t ExtraBytesPerBlock() const { return 0; }
 };
 
-// Least recently used: the first policy, and the default.
+// Least recently used: the first policy, still the default of the store's options structs
+// (their tests count blocks by ChargeOf alone); servers default to reuse-density.
 std::unique_ptr<EvictionPolicy> NewLruPolicy();
 
 // A policy by name. INVALID_ARGUMENT naming the known policies for an unknown name.
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> NewEvictionPolicy(absl::string_view name);
 
-// The names NewEvictionPolicy accepts, the default first.
+// ExtraBytesPerBlock of the policy `name` (0 for an unknown name).
+uint64_t EvictionPolicyExtraBytes(absl::string_view name);
+
+// The names NewEvictionPolicy accepts, the server's default (reuse-density) first.
 std::vector<std::string> EvictionPolicyNames();
 
 }  // namespace kvcache

@@ -52,7 +52,10 @@ BlockInfo InfoOf(const Entry& e) {
 class RamTier final : public BlockStore {
  public:
   RamTier(uint64_t capacity, int shard_bits, std::vector<std::unique_ptr<EvictionPolicy>> policies)
-      : capacity_(capacity), shards_(size_t{1} << shard_bits), mask_((size_t{1} << shard_bits) - 1) {
+      : capacity_(capacity),
+        extra_bytes_(policies.empty() ? 0 : policies[0]->ExtraBytesPerBlock()),
+        shards_(size_t{1} << shard_bits),
+        mask_((size_t{1} << shard_bits) - 1) {
     for (size_t i = 0; i < shards_.size(); ++i) {
       Shard& s = shards_[i];
       absl::MutexLock lock(&s.mu);
@@ -63,7 +66,7 @@ class RamTier final : public BlockStore {
 
   absl::StatusOr<PutOutcome> Put(BlockPtr block, std::vector<Evicted>* evicted) override {
     if (absl::Status s = internal::ValidateBlock(*block); !s.ok()) return s;
-    const uint64_t charge = ChargeOf(block->payload.size());
+    const uint64_t charge = Charge(block->payload.size());
     Shard& shard = ShardOf(block->meta.id);
     if (charge > shard.capacity) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -86,7 +89,7 @@ class RamTier final : public BlockStore {
         if (!victim) break;  // Unreachable while the policy tracks what the map holds.
         auto vit = shard.map.find(victim->id);
         if (vit == shard.map.end()) continue;
-        shard.bytes -= ChargeOf(vit->second.block->payload.size());
+        shard.bytes -= Charge(vit->second.block->payload.size());
         ++shard.stats.evictions;
         victims.push_back(Evicted{std::move(vit->second.block), victim->worth_demoting});
         shard.map.erase(vit);
@@ -150,7 +153,7 @@ class RamTier final : public BlockStore {
     auto it = shard.map.find(id);
     if (it == shard.map.end()) return false;
     doomed = std::move(it->second.block);
-    shard.bytes -= ChargeOf(doomed->payload.size());
+    shard.bytes -= Charge(doomed->payload.size());
     shard.policy->OnErase(id);
     shard.map.erase(it);
     return true;
@@ -166,7 +169,7 @@ class RamTier final : public BlockStore {
           ++it;
           continue;
         }
-        shard.bytes -= ChargeOf(it->second.block->payload.size());
+        shard.bytes -= Charge(it->second.block->payload.size());
         shard.policy->OnErase(it->first);
         doomed.push_back(std::move(it->second.block));
         shard.map.erase(it++);
@@ -200,7 +203,11 @@ class RamTier final : public BlockStore {
     return IndexShard(IndexHash(id), mask_ + 1);
   }
 
+  // What a block costs: ChargeOf plus the policy's own state per block.
+  uint64_t Charge(uint64_t payload_bytes) const { return ChargeOf(payload_bytes) + extra_bytes_; }
+
   const uint64_t capacity_;
+  const uint64_t extra_bytes_;
   std::vector<Shard> shards_;
   const size_t mask_;
 };

@@ -32,7 +32,15 @@ kill_at_exit SERVER_PID
 sim() { "$BENCH" trace --simulate --json "$@"; }
 fmt() { printf '%.4f' "$1"; }
 
-POLICIES=($("$BENCH" trace --list-policies))
+# Every registered policy, LRU first (the baseline of the comparisons) and the server's
+# default (the first --list-policies name) last.
+ALL_POLICIES=($("$BENCH" trace --list-policies))
+DEFAULT_POLICY="${ALL_POLICIES[0]}"
+POLICIES=(lru)
+for p in "${ALL_POLICIES[@]}"; do
+  [ "$p" = lru ] || [ "$p" = "$DEFAULT_POLICY" ] || POLICIES+=("$p")
+done
+[ "$DEFAULT_POLICY" = lru ] || POLICIES+=("$DEFAULT_POLICY")
 echo "trace_report: policies ${POLICIES[*]}; trace $TRACE" >&2
 
 # --- Hit ratio against capacity, per policy (the chart and the main table). -------------
@@ -60,9 +68,9 @@ policy_table() {
   local extra="$1"; shift
   printf '| capacity (blocks) |'
   for p in "${POLICIES[@]}"; do printf ' %s |' "$p"; done
-  printf ' Belady | %s vs LRU |\n|---:|' "${POLICIES[-1]}"
+  printf ' Belady | %s vs LRU | LRU-to-Belady gap closed |\n|---:|' "${POLICIES[-1]}"
   for p in "${POLICIES[@]}"; do printf -- '---:|'; done
-  printf -- '---:|---:|\n'
+  printf -- '---:|---:|---:|\n'
   for c in "$@"; do
     printf '| %s |' "$c"
     local lru="" last="" j=""
@@ -73,8 +81,11 @@ policy_table() {
       [ -z "$lru" ] && lru="$last"
       printf ' %s (%s) |' "$(fmt "$last")" "$(fmt "$(jq -r .token_hit_ratio <<<"$j")")"
     done
-    printf ' %s |' "$(fmt "$(jq -r .belady_hit_ratio <<<"$j")")"
-    printf ' %+.1f%% |\n' "$(jq -n "($last / $lru - 1) * 100")"
+    local belady
+    belady="$(jq -r .belady_hit_ratio <<<"$j")"
+    printf ' %s |' "$(fmt "$belady")"
+    printf ' %+.1f%% |' "$(jq -n "($last / $lru - 1) * 100")"
+    printf ' %.0f%% |\n' "$(jq -n "if $belady > $lru then ($last - $lru) / ($belady - $lru) * 100 else 0 end")"
   done
 }
 
@@ -83,9 +94,10 @@ policy_table() {
   echo "($(wc -l <"$TRACE") requests). Block hit ratio, token hit ratio in"
   echo "parentheses; one RAM shard of exactly N blocks; Belady = offline optimum at the same"
   echo "capacity (MIN with bypass, same prefix rule). Reproduce one cell with"
-  echo "\`build/bin/kvcache-bench trace --simulate --trace=$TRACE --capacity-blocks=4000 --eviction=prefix-lfu --json\`."
+  echo "\`build/bin/kvcache-bench trace --simulate --trace=$TRACE --capacity-blocks=4000 --eviction=${POLICIES[-1]} --json\`."
+  echo "Gap closed: (policy - LRU) / (Belady - LRU), for the last policy column."
   echo
-  policy_table "--trace=$TRACE" 1000 4000 16000
+  policy_table "--trace=$TRACE" 1000 4000 16000 32000
   echo
   echo "![hit ratio against capacity, per policy](eviction-hit-ratio.png)"
   echo
@@ -120,18 +132,18 @@ gnuplot "$WORK/chart.gp"
   echo "prompts and 400 shared documents with Zipf popularity, chats of geometric length with"
   echo "exponential think times; 12,000 requests; see bench/synthetic_trace.h):"
   echo
-  policy_table "--synthetic --seed=1" 1000 4000 16000
+  policy_table "--synthetic --seed=1" 1000 4000 16000 32000
   echo
   echo "The conversation trace with its requests in random order (\`--shuffle-seed=7\`): the same"
   echo "blocks without the temporal locality of chats:"
   echo
-  policy_table "--trace=$TRACE --shuffle-seed=7" 1000 4000 16000
+  policy_table "--trace=$TRACE --shuffle-seed=7" 1000 4000 16000 32000
   echo
   echo "A RAM tier of 16 shards (\`--ram-shard-bits=4\`, the server's layout above 1 GiB): each"
   echo "shard has its own policy and 1/16 of the capacity, and a chain's blocks are spread over"
   echo "shards:"
   echo
-  policy_table "--trace=$TRACE --ram-shard-bits=4" 1000 4000 16000
+  policy_table "--trace=$TRACE --ram-shard-bits=4" 1000 4000 16000 32000
 } >"$WORK/offtrace.md"
 
 # --- Two tiers: RAM over a RocksDB disk tier. --------------------------------------------
@@ -153,8 +165,10 @@ gnuplot "$WORK/chart.gp"
 # 4 KiB payloads (the ordering does not depend on the payload size, and the replay stays
 # short), one RAM shard holding exactly the simulated number of blocks.
 BLOCK_BYTES=4096
-CHARGE=$((BLOCK_BYTES + 640))  # ChargeOf: payload + kBlockOverheadBytes.
 start_server() {  # start_server POLICY RAM_BLOCKS DISK_BLOCKS
+  # What a block costs the tiers with this policy: payload + kBlockOverheadBytes + the
+  # policy's own state (the simulation reports the last two as block_overhead_bytes).
+  CHARGE=$((BLOCK_BYTES + $(sim --synthetic --limit-requests=1 --capacity-blocks=1 --eviction="$1" | jq -r .block_overhead_bytes)))
   local disk_args=(--disk-path=)
   if [ "$3" -gt 0 ]; then
     rm -rf "$WORK/disk"
@@ -170,7 +184,8 @@ stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERV
 if [ "$LIVE" = 1 ]; then
   [ -x "$SERVER" ] || { echo "trace_report: $SERVER missing (or LIVE=0)" >&2; exit 1; }
   {
-    echo "Live: \`kvcache-server --ram-bytes=N*$CHARGE --ram-shard-bits=0 --eviction=P\` (plus"
+    echo "Live: \`kvcache-server --ram-bytes=N*C --ram-shard-bits=0 --eviction=P\`, C = $BLOCK_BYTES + the"
+    echo "policy's \`block_overhead_bytes\` (640 + its own state per block), (plus"
     echo "\`--disk-path --disk-bytes\` for the tiered rows) and \`kvcache-bench trace --server=ADDR"
     echo "--trace=$TRACE --block-bytes=$BLOCK_BYTES --json\`, all $(wc -l <"$TRACE") requests back to back,"
     echo "one client; the simulated hit ratio of the same configuration beside it."

@@ -28,8 +28,8 @@ ABSL_FLAG(std::string, disk_path, "./kvcache-data",
 ABSL_FLAG(std::string, disk_bytes, "8GiB", "disk tier capacity; 0 runs RAM only");
 ABSL_FLAG(std::string, max_block_bytes, "16MiB",
           "largest block payload accepted; larger puts get RESOURCE_EXHAUSTED");
-ABSL_FLAG(std::string, eviction, "lru",
-          "eviction policy of both tiers: lru or prefix-lfu (docs/eviction.md)");
+ABSL_FLAG(std::string, eviction, "reuse-density",
+          "eviction policy of both tiers: reuse-density, lru or prefix-lfu (docs/eviction.md)");
 ABSL_FLAG(int, ram_shard_bits, -1,
           "log2 of the RAM tier's shards, -1 to 10; -1 picks the most (up to 16) that leave "
           "64 MiB or more each");
@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
       "kvcache-server: the KV-cache block service (kvcache.v1), docs/operations.md.\n"
       "usage: kvcache-server [--listen=HOST:PORT] [--ram-bytes=SIZE] [--disk-path=DIR] "
       "[--disk-bytes=SIZE]\n"
-      "                      [--max-block-bytes=SIZE] [--eviction=lru|prefix-lfu] "
+      "                      [--max-block-bytes=SIZE] [--eviction=NAME] "
       "[--ram-shard-bits=N]\n"
       "                      [--data-listen=HOST:PORT|auto|off] [--data-advertise=HOST[:PORT]]\n"
       "                      [--metrics-listen=HOST:PORT] [--shutdown-grace=DURATION]\n"

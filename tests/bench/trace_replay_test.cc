@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cachestore/block_store.h"
+#include "cachestore/eviction_policy.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/process.h"
@@ -48,7 +49,8 @@ class TraceReplayTest : public ::testing::TestWithParam<Config> {
 
 TEST_P(TraceReplayTest, LiveReplayMatchesTheSimulation) {
   const Config c = GetParam();
-  const uint64_t charge = ChargeOf(kBlockBytes);
+  // What a block costs the server's tiers with this policy (its own state included).
+  const uint64_t charge = ChargeOf(kBlockBytes) + EvictionPolicyExtraBytes(c.eviction);
   std::vector<std::string> server_args{
       Bin("kvcache-server"), "--listen=127.0.0.1:0",
       "--metrics-listen=",   "--ram-bytes=" + std::to_string(c.ram_blocks * charge),
@@ -84,7 +86,9 @@ TEST_P(TraceReplayTest, LiveReplayMatchesTheSimulation) {
 
 INSTANTIATE_TEST_SUITE_P(Policies, TraceReplayTest,
                          ::testing::Values(Config{"lru", 300, 0}, Config{"prefix-lfu", 300, 0},
-                                           Config{"lru", 100, 400}, Config{"prefix-lfu", 100, 400}),
+                                           Config{"reuse-density", 300, 0},
+                                           Config{"lru", 100, 400}, Config{"prefix-lfu", 100, 400},
+                                           Config{"reuse-density", 100, 400}),
                          [](const ::testing::TestParamInfo<Config>& info) {
                            std::string name = info.param.eviction;
                            for (char& ch : name) {

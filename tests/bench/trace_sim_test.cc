@@ -2,6 +2,7 @@
 
 #include "bench/capacity_plan.h"
 #include "cachestore/block_store.h"
+#include "cachestore/eviction_policy.h"
 #include "gtest/gtest.h"
 
 namespace kvcache {
@@ -61,6 +62,24 @@ TEST(SimulateTest, PrefixLfuOnATinyTrace) {
   EXPECT_EQ(r.ram_hits, 1u);
   EXPECT_EQ(r.token_hits, 512u);
   EXPECT_DOUBLE_EQ(r.TokenHitRatio(), 512.0 / 2124.0);
+}
+
+TEST(SimulateTest, ReuseDensityOnATinyTrace) {
+  // R2's put evicts the leaf 2 (1 still has a child; 3 is not stored yet); R3 hits 1.
+  const SimulationResult r = SimulateOrDie(TinyTrace(), Opts(2, 0, "reuse-density"));
+  EXPECT_EQ(r.block_hits, 1u);
+  EXPECT_EQ(r.token_hits, 512u);
+}
+
+TEST(SimulateTest, ChargesEachBlockThePolicysState) {
+  // N blocks of room whatever the policy: the capacity includes the policy's own state.
+  const SimulationResult lru = SimulateOrDie(TinyTrace(), Opts(2, 0, "lru"));
+  EXPECT_EQ(lru.block_overhead_bytes, kBlockOverheadBytes);
+  const SimulationResult rd = SimulateOrDie(TinyTrace(), Opts(2, 0, "reuse-density"));
+  EXPECT_EQ(rd.block_overhead_bytes,
+            kBlockOverheadBytes + EvictionPolicyExtraBytes("reuse-density"));
+  EXPECT_EQ(rd.puts - rd.evictions, 2u);  // Two blocks held at the end, as for LRU.
+  EXPECT_EQ(lru.puts - lru.evictions, 2u);
 }
 
 TEST(SimulateTest, AHitNeedsTheWholePrefix) {

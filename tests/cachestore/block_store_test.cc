@@ -40,6 +40,10 @@ class BlockStoreTest : public ::testing::TestWithParam<Param> {
  protected:
   Kind kind() const { return std::get<0>(GetParam()); }
   const std::string& policy() const { return std::get<1>(GetParam()); }
+  // What a block of `payload_bytes` costs the store with this policy.
+  uint64_t Charge(uint64_t payload_bytes) const {
+    return ChargeOf(payload_bytes) + EvictionPolicyExtraBytes(policy());
+  }
 
   // A store of each kind holding about `capacity` bytes in its first tier.
   std::unique_ptr<BlockStore> Make(uint64_t capacity) {
@@ -93,7 +97,7 @@ TEST_P(BlockStoreTest, HitAndMiss) {
   EXPECT_EQ(s.blocks, 1u);
   EXPECT_EQ(s.hits, 1u);
   EXPECT_EQ(s.misses, 1u);
-  EXPECT_EQ(s.bytes, ChargeOf(1000));
+  EXPECT_EQ(s.bytes, Charge(1000));
 }
 
 TEST_P(BlockStoreTest, PutIsIdempotent) {
@@ -138,7 +142,7 @@ TEST_P(BlockStoreTest, RejectsBlockLargerThanCapacity) {
 }
 
 TEST_P(BlockStoreTest, NeverExceedsCapacityAndEvictsByPolicy) {
-  const uint64_t capacity = 10 * ChargeOf(1000);
+  const uint64_t capacity = 10 * Charge(1000);
   auto store = Make(capacity);
   for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(store->Put(Blk(i)).ok());
   ASSERT_TRUE(store->Get(Id(0)).ok());  // 0 is now the most recent.

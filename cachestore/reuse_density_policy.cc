@@ -1,0 +1,404 @@
+// reuse-density: eviction by learned hit density over the prefix tree, with a key history
+// four times the capacity. See reuse_density_policy.h for the design and docs/eviction.md
+// for the measurements.
+
+#include "cachestore/reuse_density_policy.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <deque>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
+#include "absl/numeric/bits.h"
+
+namespace kvcache {
+namespace {
+
+// Ages are counted in policy events (inserts and accesses) and fall in log-spaced bins, four
+// per doubling, so the histograms have no scale of their own: the same bins serve a cache of
+// a hundred blocks and one of a hundred million.
+constexpr int kBinsPerDoubling = 4;
+constexpr int kNumBins = 48 * kBinsPerDoubling;  // Ages up to 2^48 events.
+
+int BinOf(uint64_t age) {
+  const uint64_t a = age + 1;
+  const int log = 63 - absl::countl_zero(a);
+  if (log < 2) return static_cast<int>(a - 1);  // Ages 0, 1, 2 have a bin each.
+  const int sub = static_cast<int>((a >> (log - 2)) & 3);
+  return std::min(kNumBins - 1, log * kBinsPerDoubling + sub);
+}
+
+// The smallest age in bin `b` (BinStart(BinOf(x)) <= x < BinStart(BinOf(x) + 1)).
+double BinStart(int b) {
+  if (b < 3) return b;
+  return std::ldexp(1.0 + (b % kBinsPerDoubling) / 4.0, b / kBinsPerDoubling) - 1;
+}
+
+// Classes whose reuse is learned separately: uses so far (1, 2, 3, 4 or more), times whether
+// a chain ever continued past the block (a request's last block almost never comes back).
+constexpr uint32_t kUseBuckets = 4;
+constexpr int kNumClasses = 2 * kUseBuckets;
+
+int ClassOf(uint32_t uses, bool had_children) {
+  const uint32_t u = std::clamp<uint32_t>(uses, 1, kUseBuckets);
+  return static_cast<int>((u - 1) * 2 + (had_children ? 1 : 0));
+}
+uint32_t UsesOfClass(int cls) { return static_cast<uint32_t>(cls / 2 + 1); }
+bool HadChildrenOfClass(int cls) { return cls % 2 == 1; }
+
+// Design constants (not fitted to any trace; docs/eviction.md shows the sensitivity):
+// the history remembers kHistoryFactor times the capacity in evicted keys; a victim is the
+// lowest density among kSample random leaves, the kTailScan least recently used blocks and
+// the parent the last eviction exposed (LHD samples 64); the histograms lose half their
+// weight every kHalfLifeUpdates recomputations (one per capacity's worth of events).
+constexpr uint64_t kHistoryFactor = 4;
+constexpr int kSample = 64;
+constexpr int kTailScan = 16;
+constexpr double kHalfLifeUpdates = 64;
+
+class ReuseDensityPolicy final : public EvictionPolicy {
+ public:
+  absl::string_view Name() const override { return "reuse-density"; }
+
+  void OnInsert(const PolicyEntry& entry) override {
+    auto [it, inserted] = nodes_.try_emplace(entry.id);
+    if (!inserted) return;  // REQUIRES says it is not tracked; stay consistent anyway.
+    Tick();
+    Node& node = it->second;
+    node.last = now_;
+    node.uses = 1;
+    if (auto g = ghosts_.find(IndexHash(entry.id)); g != ghosts_.end()) {
+      // Remembered: its return is a hit for the class it left in, at its real reuse
+      // distance, and cancels the provisional end booked at its eviction.
+      const Ghost& ghost = g->second;
+      hits_[ghost.cls][BinOf(now_ - ghost.last)] += 1;
+      double& end = ends_[ghost.cls][ghost.end_bin];
+      end = std::max(0.0, end - 1);
+      node.uses = UsesOfClass(ghost.cls) + 1;
+      node.had_children = HadChildrenOfClass(ghost.cls);
+      ghosts_.erase(g);
+    }
+    if (entry.parent) {
+      node.parent = entry.parent;
+      ++chained_inserts_;
+      const BlockId parent{entry.id.ns, *entry.parent};
+      if (auto p = nodes_.find(parent); p != nodes_.end()) {
+        ++attached_inserts_;
+        AddChild(&*p);
+      } else {
+        ++pending_children_[parent];
+      }
+    }
+    // Children that arrived before this block (a disk index rebuilt in write order, or a
+    // parent stored again after its eviction) now hang from it.
+    if (auto p = pending_children_.find(entry.id); p != pending_children_.end()) {
+      node.children = p->second;
+      node.had_children = true;
+      pending_children_.erase(p);
+    }
+    if (node.children == 0) AddLeaf(&*it);
+    LinkFront(&*it);
+    capacity_ = std::max<uint64_t>(capacity_, nodes_.size());
+  }
+
+  void OnAccess(const BlockId& id) override {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end()) return;
+    Tick();
+    Node& node = it->second;
+    hits_[ClassOf(node.uses, node.had_children)][BinOf(now_ - node.last)] += 1;
+    if (node.uses < std::numeric_limits<uint32_t>::max()) ++node.uses;
+    node.read_again = true;
+    node.last = now_;
+    Unlink(&*it);
+    LinkFront(&*it);
+  }
+
+  void OnErase(const BlockId& id) override {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end()) return;
+    Forget(it);
+  }
+
+  std::optional<Victim> PopVictim() override {
+    if (nodes_.empty()) return std::nullopt;
+    Entry* pick = Choose();
+    // No leaf at all only when clients made a cycle of parents: then least recently used.
+    if (pick == nullptr) pick = tail_;
+    auto it = nodes_.find(pick->first);
+    const Node& node = it->second;
+    // Dropped instead of demoted only when it is visibly a chain's dead tail (as prefix-lfu
+    // decides it: never read again, its parent here, no chain ever continued past it, and
+    // chains mostly visible in this tier).
+    const bool chains_visible = 2 * attached_inserts_ > chained_inserts_;
+    const bool dead_tail = chains_visible && node.parent && !node.had_children &&
+                           !node.read_again &&
+                           nodes_.contains(BlockId{it->first.ns, *node.parent});
+    Victim victim{it->first, !dead_tail};
+    Remember(it);
+    Forget(it);
+    return victim;
+  }
+
+  uint64_t ExtraBytesPerBlock() const override { return kExtraBytesPerBlock; }
+
+ private:
+  struct Node;
+  using Map = absl::node_hash_map<BlockId, Node>;
+  using Entry = Map::value_type;
+  static constexpr uint32_t kNotLeaf = std::numeric_limits<uint32_t>::max();
+
+  struct Node {
+    std::optional<Key> parent;  // The chain's previous block (same namespace).
+    uint64_t last = 0;          // Event time of the last insert or access.
+    uint64_t seen_at = 0;       // The PopVictim that last looked at it (no double counting).
+    Entry* newer = nullptr;     // Recency list, towards the most recent.
+    Entry* older = nullptr;     // Towards the least recent.
+    uint32_t uses = 0;
+    uint32_t children = 0;  // Tracked blocks whose parent this is.
+    uint32_t leaf_index = kNotLeaf;
+    bool had_children = false;  // Some chain continued past it at some point.
+    bool read_again = false;    // Accessed after it was stored.
+    bool exposed = false;       // In exposed_: its last child was just evicted.
+  };
+
+  // An evicted block, by its IndexHash fingerprint: the class it left in, its last use, and
+  // the bin where its provisional end was booked.
+  struct Ghost {
+    uint64_t last = 0;
+    uint8_t cls = 0;
+    uint8_t end_bin = 0;
+  };
+
+  // Per tracked block: the node (key, hash node, allocation), its slot in the leaf vector,
+  // and kHistoryFactor ghosts (hash slot at ~7/8 load plus the FIFO entry), less what LRU
+  // keeps per block (a list node and a hash slot), which kBlockOverheadBytes already covers.
+  static constexpr uint64_t kNodeBytes = sizeof(Entry) + 16 + sizeof(void*) + 1 + sizeof(Entry*);
+  static constexpr uint64_t kGhostBytes =
+      (sizeof(std::pair<uint64_t, Ghost>) + 1) * 8 / 7 + sizeof(std::pair<uint64_t, uint64_t>);
+  static constexpr uint64_t kLruBytes = 2 * sizeof(void*) + sizeof(BlockId) + 16 +
+                                        sizeof(BlockId) + sizeof(void*) + 1;
+  static constexpr uint64_t kExtraBytesPerBlock =
+      kNodeBytes + kHistoryFactor * kGhostBytes - kLruBytes;
+
+  struct Candidate {
+    double density;
+    uint64_t age;
+    Entry* entry;
+  };
+
+  // The lowest-density leaf among the candidates (ties: the oldest); the block of the latest
+  // event only when it is the only candidate; nullptr when no block is a leaf.
+  Entry* Choose() {
+    ++pops_;
+    Entry* best = nullptr;
+    Entry* newest = nullptr;
+    double best_density = 0;
+    uint64_t best_age = 0;
+    auto consider = [&](Entry* e) {
+      Node& node = e->second;
+      if (node.seen_at == pops_ || node.leaf_index == kNotLeaf) return;
+      node.seen_at = pops_;
+      const uint64_t age = now_ - node.last;
+      // The block of the latest event is the tip of the chain being stored (its child
+      // comes next), not a request's last block, whatever its class says.
+      if (age == 0) {
+        newest = e;
+        return;
+      }
+      const double d = density_[ClassOf(node.uses, node.had_children)][BinOf(age)];
+      if (best == nullptr || d < best_density || (d == best_density && age > best_age)) {
+        best = e;
+        best_density = d;
+        best_age = age;
+      }
+    };
+    for (Entry* e : exposed_) {
+      e->second.exposed = false;
+      consider(e);
+    }
+    exposed_.clear();
+    int scanned = 0;
+    for (Entry* e = tail_; e != nullptr && scanned < kTailScan; e = e->second.newer, ++scanned) {
+      consider(e);
+    }
+    if (leaves_.size() <= static_cast<size_t>(kSample)) {
+      for (Entry* e : leaves_) consider(e);
+    } else {
+      for (int i = 0; i < kSample; ++i) consider(leaves_[Random() % leaves_.size()]);
+    }
+    if (best == nullptr && newest == nullptr && !leaves_.empty()) return leaves_.front();
+    return best != nullptr ? best : newest;
+  }
+
+  uint64_t Random() {
+    // splitmix64 from a fixed seed, so simulations repeat exactly. Which leaves are sampled
+    // does not depend on keys, so clients cannot steer it.
+    uint64_t z = (rng_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+
+  void Tick() {
+    ++now_;
+    if (++since_update_ >= std::max<uint64_t>(capacity_, 64)) Update();
+  }
+
+  // Hit density per class and age (LHD: Beckmann, Chen and Cidon, NSDI 2018): of the blocks
+  // of this class that reached this age, the hits still to come over the room-time they will
+  // hold until a hit or an end. Ends are booked at eviction, at the age the block will have
+  // when the history forgets it, and cancelled if it comes back first; so the densities are
+  // those of a cache that kept every block until its reuse or the history's horizon, which
+  // ranks blocks by how soon and how surely they come back. Where chains are split over
+  // shards (most parents are in another shard), the densities are made non-increasing in
+  // age within a class (an older block never outranks a younger one of its class): then a
+  // chain's blocks, touched together, leave every shard at about the same time, as in LRU,
+  // instead of at the whim of each shard's estimates (a block is no use without its prefix).
+  void Update() {
+    since_update_ = 0;
+    const double keep = std::exp2(-1.0 / kHalfLifeUpdates);
+    // Most chained blocks find their parent in another shard of the tier.
+    const bool chains_split = chained_inserts_ > 0 && 2 * attached_inserts_ <= chained_inserts_;
+    for (int c = 0; c < kNumClasses; ++c) {
+      double hits = 0, events = 0, weighted = 0;
+      for (int b = kNumBins - 1; b >= 0; --b) {
+        const double n = hits_[c][b] + ends_[c][b];
+        hits += hits_[c][b];
+        events += n;
+        weighted += n * BinStart(b + 1);
+        const double room_time = weighted - events * BinStart(b);
+        density_[c][b] = room_time > 0 ? hits / room_time : 0;
+      }
+      if (chains_split) {
+        for (int b = 1; b < kNumBins; ++b) {
+          density_[c][b] = std::min(density_[c][b], density_[c][b - 1]);
+        }
+      }
+      for (int b = 0; b < kNumBins; ++b) {
+        hits_[c][b] *= keep;
+        ends_[c][b] *= keep;
+      }
+    }
+  }
+
+  void AddLeaf(Entry* e) {
+    e->second.leaf_index = static_cast<uint32_t>(leaves_.size());
+    leaves_.push_back(e);
+  }
+  void RemoveLeaf(Entry* e) {
+    const uint32_t i = e->second.leaf_index;
+    if (i == kNotLeaf) return;
+    leaves_[i] = leaves_.back();
+    leaves_[i]->second.leaf_index = i;
+    leaves_.pop_back();
+    e->second.leaf_index = kNotLeaf;
+  }
+  void AddChild(Entry* p) {
+    p->second.had_children = true;
+    if (p->second.children++ == 0) RemoveLeaf(p);
+  }
+  void RemoveChild(const BlockId& parent) {
+    auto it = nodes_.find(parent);
+    if (it == nodes_.end()) {
+      auto p = pending_children_.find(parent);
+      if (p != pending_children_.end() && --p->second == 0) pending_children_.erase(p);
+      return;
+    }
+    Node& p = it->second;
+    if (p.children > 0 && --p.children == 0) {
+      AddLeaf(&*it);
+      // Exposed by an eviction: the rest of the same chain, the likeliest next victim, is a
+      // candidate whatever the sample draws (children before parents).
+      if (!p.exposed) {
+        p.exposed = true;
+        exposed_.push_back(&*it);
+      }
+    }
+  }
+
+  void LinkFront(Entry* e) {
+    Node& n = e->second;
+    n.newer = nullptr;
+    n.older = head_;
+    if (head_ != nullptr) head_->second.newer = e;
+    head_ = e;
+    if (tail_ == nullptr) tail_ = e;
+  }
+  void Unlink(Entry* e) {
+    Node& n = e->second;
+    (n.newer != nullptr ? n.newer->second.older : head_) = n.older;
+    (n.older != nullptr ? n.older->second.newer : tail_) = n.newer;
+    n.newer = n.older = nullptr;
+  }
+
+  // Stops tracking a node.
+  void Forget(Map::iterator it) {
+    const BlockId id = it->first;
+    const std::optional<Key> parent = it->second.parent;
+    const uint32_t children = it->second.children;
+    Unlink(&*it);
+    RemoveLeaf(&*it);
+    if (it->second.exposed) exposed_.erase(std::find(exposed_.begin(), exposed_.end(), &*it));
+    nodes_.erase(it);
+    if (parent) RemoveChild(BlockId{id.ns, *parent});
+    if (children > 0) pending_children_[id] += children;  // Orphans until it returns.
+  }
+
+  // Books the victim's provisional end and files its ghost in a FIFO of kHistoryFactor
+  // times the capacity.
+  void Remember(Map::iterator it) {
+    const Node& node = it->second;
+    ++evictions_;
+    const int cls = ClassOf(node.uses, node.had_children);
+    // Forgotten unread after kHistoryFactor * capacity more evictions, at the rate seen.
+    const double horizon = static_cast<double>(kHistoryFactor * capacity_) *
+                           static_cast<double>(now_) / static_cast<double>(evictions_);
+    const int end_bin = BinOf(now_ - node.last + static_cast<uint64_t>(horizon));
+    ends_[cls][end_bin] += 1;
+    const uint64_t fp = IndexHash(it->first);
+    ghosts_[fp] = Ghost{node.last, static_cast<uint8_t>(cls), static_cast<uint8_t>(end_bin)};
+    fifo_.emplace_back(fp, node.last);
+    const size_t limit = std::max<size_t>(kHistoryFactor * capacity_, 1);
+    while (ghosts_.size() > limit || fifo_.size() > 2 * limit) {
+      const auto [old_fp, old_last] = fifo_.front();
+      fifo_.pop_front();
+      auto g = ghosts_.find(old_fp);
+      if (g != ghosts_.end() && g->second.last == old_last) ghosts_.erase(g);
+    }
+  }
+
+  Map nodes_;
+  std::vector<Entry*> leaves_;   // Tracked blocks without tracked children.
+  std::vector<Entry*> exposed_;  // Leaves since the last PopVictim's eviction.
+  Entry* head_ = nullptr;        // Most recently used.
+  Entry* tail_ = nullptr;        // Least recently used.
+  // Tracked children of blocks that are not tracked, by the missing parent.
+  absl::flat_hash_map<BlockId, uint32_t> pending_children_;
+  absl::flat_hash_map<uint64_t, Ghost> ghosts_;
+  std::deque<std::pair<uint64_t, uint64_t>> fifo_;  // (fingerprint, last use) by eviction.
+  std::array<std::array<double, kNumBins>, kNumClasses> hits_{};
+  std::array<std::array<double, kNumBins>, kNumClasses> ends_{};
+  std::array<std::array<double, kNumBins>, kNumClasses> density_{};
+  uint64_t capacity_ = 0;  // The most blocks tracked at once: the tier's capacity once full.
+  uint64_t now_ = 0;
+  uint64_t since_update_ = 0;
+  uint64_t evictions_ = 0;
+  uint64_t pops_ = 0;
+  uint64_t rng_ = 0;
+  uint64_t chained_inserts_ = 0;   // Inserts that named a parent...
+  uint64_t attached_inserts_ = 0;  // ... and found it tracked here.
+};
+
+}  // namespace
+
+std::unique_ptr<EvictionPolicy> NewReuseDensityPolicy() {
+  return std::make_unique<ReuseDensityPolicy>();
+}
+
+}  // namespace kvcache
