@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "cachestore/block_store.h"
 #include "common/tls_options.h"
+#include "services/call_limits.h"
 #include "services/data_channel_options.h"
 
 namespace kvcache {
@@ -47,6 +48,9 @@ struct ServerOptions {
   // Serve plaintext on an address that is not loopback (refused otherwise).
   // Default: false.
   bool allow_plaintext = false;
+  // The gRPC surface's limits (keys per request, blocks per stream, bytes in flight, call
+  // duration, message size, streams per connection, gRPC memory); docs/operations.md.
+  CallLimits limits;
   // The store: capacities, disk path, block size limit, eviction policy.
   TieredStoreOptions store;
 };

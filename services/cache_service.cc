@@ -15,6 +15,7 @@
 #include "proto/block_wire.h"
 #include "proto/grpc_status.h"
 #include "common/data_channel_wire.h"
+#include "services/call_limits.h"
 #include "services/convert_internal.h"
 #include "services/data_channel_server.h"
 #include "services/services.h"
@@ -24,8 +25,10 @@ namespace {
 
 class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  GetReactor(TieredStore* store, ServerMetrics* metrics, const grpc::ByteBuffer* raw)
-      : store_(store), metrics_(metrics), start_(absl::Now()) {
+  GetReactor(TieredStore* store, ServerMetrics* metrics, CallLimiter* limiter,
+             grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw)
+      : store_(store), metrics_(metrics), limiter_(limiter), ctx_(ctx), start_(absl::Now()) {
+    limiter_->Watch(ctx_);
     grpc::ByteBuffer copy(*raw);  // Shares the slices.
     v1::GetRequest request;
     if (!grpc::GenericDeserialize<grpc::ProtoBufferReader, v1::GetRequest>(&copy, &request)
@@ -33,7 +36,9 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       Done(absl::InvalidArgumentError("GetRequest does not parse"));
       return;
     }
-    absl::StatusOr<Key> ns = ParseNamespace(request.namespace_id());
+    absl::Status within = limiter_->CheckKeys(request.keys_size());
+    absl::StatusOr<Key> ns =
+        within.ok() ? ParseNamespace(request.namespace_id()) : absl::StatusOr<Key>(within);
     absl::StatusOr<std::vector<Key>> keys =
         ns.ok() ? ParseKeys(request.keys()) : absl::StatusOr<std::vector<Key>>(ns.status());
     if (keys.ok() && keys->empty()) keys = absl::InvalidArgumentError("Get names no keys");
@@ -47,6 +52,8 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
   void OnWriteDone(bool ok) override {
+    response_.Clear();  // Unpins the block.
+    ReleasePinned();
     if (!ok) {
       Done(absl::CancelledError("the client went away"));
       return;
@@ -55,12 +62,20 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     WriteNext();
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    limiter_->Unwatch(ctx_);
+    ReleasePinned();
+    delete this;
+  }
 
  private:
   void WriteNext() {
     if (next_ >= keys_.size()) {
       Done(absl::OkStatus());
+      return;
+    }
+    if (absl::Status s = limiter_->CheckDuration(start_); !s.ok()) {
+      Done(s);
       return;
     }
     absl::StatusOr<BlockPtr> block = store_->Get(BlockId{ns_, keys_[next_]});
@@ -71,6 +86,12 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     v1::Block header;
     FillBlockHeader(**block, &header);
     const absl::string_view payload = (*block)->payload;
+    // The block stays pinned (held past its eviction) until the write is done: counted.
+    if (absl::Status s = limiter_->Reserve(CallLimiter::Op::kGet, payload.size()); !s.ok()) {
+      Done(s);
+      return;
+    }
+    pinned_ = payload.size();
     response_ = EncodeGetResponse(static_cast<uint32_t>(next_), header, payload,
                                   *std::move(block));
     StartWrite(&response_);
@@ -81,9 +102,17 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     Finish(ToGrpcStatus(status));
   }
 
+  void ReleasePinned() {
+    limiter_->Release(CallLimiter::Op::kGet, pinned_);
+    pinned_ = 0;
+  }
+
   TieredStore* const store_;
   ServerMetrics* const metrics_;
+  CallLimiter* const limiter_;
+  grpc::CallbackServerContext* const ctx_;
   const absl::Time start_;
+  uint64_t pinned_ = 0;
   Key ns_;
   std::vector<Key> keys_;
   size_t next_ = 0;
@@ -92,8 +121,15 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
 class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
  public:
-  PutReactor(TieredStore* store, ServerMetrics* metrics, v1::PutResponse* response)
-      : store_(store), metrics_(metrics), response_(response), start_(absl::Now()) {
+  PutReactor(TieredStore* store, ServerMetrics* metrics, CallLimiter* limiter,
+             grpc::CallbackServerContext* ctx, v1::PutResponse* response)
+      : store_(store),
+        metrics_(metrics),
+        limiter_(limiter),
+        ctx_(ctx),
+        response_(response),
+        start_(absl::Now()) {
+    limiter_->Watch(ctx_);
     StartRead(&request_);
   }
 
@@ -102,16 +138,36 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
       Done(absl::OkStatus());
       return;
     }
-    if (absl::Status s = Store(); !s.ok()) {
+    if (absl::Status s = WithinLimits(); !s.ok()) {
       Done(s);
+      return;
+    }
+    const uint64_t bytes = request_.ByteSizeLong();
+    if (absl::Status s = limiter_->Reserve(CallLimiter::Op::kPut, bytes); !s.ok()) {
+      Done(s);
+      return;
+    }
+    absl::Status stored = Store();
+    limiter_->Release(CallLimiter::Op::kPut, bytes);
+    if (!stored.ok()) {
+      Done(stored);
       return;
     }
     StartRead(&request_);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    limiter_->Unwatch(ctx_);
+    delete this;
+  }
 
  private:
+  absl::Status WithinLimits() {
+    if (absl::Status s = limiter_->CheckDuration(start_); !s.ok()) return s;
+    blocks_ += request_.blocks_size();
+    return limiter_->CheckBlocks(blocks_);
+  }
+
   absl::Status Store() {
     if (!request_.namespace_id().empty() || !ns_) {
       absl::StatusOr<Key> ns = ParseNamespace(request_.namespace_id());
@@ -144,8 +200,11 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
 
   TieredStore* const store_;
   ServerMetrics* const metrics_;
+  CallLimiter* const limiter_;
+  grpc::CallbackServerContext* const ctx_;
   v1::PutResponse* const response_;
   const absl::Time start_;
+  int64_t blocks_ = 0;
   std::optional<Key> ns_;
   v1::PutRequest request_;
 };
@@ -156,8 +215,9 @@ using CacheServiceBase = v1::CacheService::WithCallbackMethod_Lookup<
 
 class CacheServiceImpl final : public CacheServiceBase {
  public:
-  CacheServiceImpl(TieredStore* store, ServerMetrics* metrics, const DataChannelServer* data)
-      : store_(store), metrics_(metrics), data_(data) {}
+  CacheServiceImpl(TieredStore* store, ServerMetrics* metrics, const DataChannelServer* data,
+                   CallLimiter* limiter)
+      : store_(store), metrics_(metrics), data_(data), limiter_(limiter) {}
 
   grpc::ServerUnaryReactor* OpenDataChannel(grpc::CallbackServerContext* ctx,
                                             const v1::OpenDataChannelRequest*,
@@ -182,6 +242,7 @@ class CacheServiceImpl final : public CacheServiceBase {
     absl::Status status = [&]() -> absl::Status {
       absl::StatusOr<Key> ns = ParseNamespace(request->namespace_id());
       if (!ns.ok()) return ns.status();
+      if (absl::Status s = limiter_->CheckKeys(request->keys_size()); !s.ok()) return s;
       absl::StatusOr<std::vector<Key>> keys = ParseKeys(request->keys());
       if (!keys.ok()) return keys.status();
       LookupResult r = store_->Lookup(*ns, *keys);
@@ -198,26 +259,28 @@ class CacheServiceImpl final : public CacheServiceBase {
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Get(grpc::CallbackServerContext* ctx,
                                                   const grpc::ByteBuffer* request) override {
     if (data_ != nullptr) metrics_->CountDataChannelFallback(Rpc::kGet);
-    return new GetReactor(store_, metrics_, request);
+    return new GetReactor(store_, metrics_, limiter_, ctx, request);
   }
 
   grpc::ServerReadReactor<v1::PutRequest>* Put(grpc::CallbackServerContext* ctx,
                                                v1::PutResponse* response) override {
     if (data_ != nullptr) metrics_->CountDataChannelFallback(Rpc::kPut);
-    return new PutReactor(store_, metrics_, response);
+    return new PutReactor(store_, metrics_, limiter_, ctx, response);
   }
 
  private:
   TieredStore* const store_;
   ServerMetrics* const metrics_;
   const DataChannelServer* const data_;
+  CallLimiter* const limiter_;
 };
 
 }  // namespace
 
 std::unique_ptr<grpc::Service> NewCacheService(TieredStore* store, ServerMetrics* metrics,
-                                               const DataChannelServer* data) {
-  return std::make_unique<CacheServiceImpl>(store, metrics, data);
+                                               const DataChannelServer* data,
+                                               CallLimiter* limiter) {
+  return std::make_unique<CacheServiceImpl>(store, metrics, data, limiter);
 }
 
 }  // namespace kvcache

@@ -15,12 +15,14 @@
 
 namespace kvcache {
 
+class CallLimiter;
 class DataChannelServer;
 
-// REQUIRES: `store`, `metrics` and `data` (null when there is no data channel) outlive the
-// service.
+// REQUIRES: `store`, `metrics`, `data` (null when there is no data channel) and `limiter`
+// (services/call_limits.h) outlive the service.
 std::unique_ptr<grpc::Service> NewCacheService(TieredStore* store, ServerMetrics* metrics,
-                                               const DataChannelServer* data);
+                                               const DataChannelServer* data,
+                                               CallLimiter* limiter);
 
 // `config` answers GetConfig (called once per call, from any thread).
 std::unique_ptr<grpc::Service> NewAdminService(
