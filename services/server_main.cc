@@ -26,6 +26,12 @@ ABSL_FLAG(std::string, ram_bytes, "512MiB",
 ABSL_FLAG(std::string, disk_path, "./kvcache-data",
           "RocksDB directory of the disk tier; empty runs RAM only");
 ABSL_FLAG(std::string, disk_bytes, "8GiB", "disk tier capacity; 0 runs RAM only");
+ABSL_FLAG(std::string, disk_index_bytes, "256MiB",
+          "RAM budget of the disk tier's in-memory index (512 B per block on disk); the "
+          "oldest blocks are evicted to stay within it; 0: no budget");
+ABSL_FLAG(std::string, disk_min_free_bytes, "64MiB",
+          "the disk tier takes no writes (reported degraded; RAM still serves) while its "
+          "filesystem has less free space than this");
 ABSL_FLAG(std::string, max_block_bytes, "16MiB",
           "largest block payload accepted; larger puts get RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, eviction, "lru",
@@ -204,6 +210,13 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
     d.path = disk_path;
     d.capacity_bytes = *disk;
     d.eviction = options.store.ram.eviction;
+    absl::StatusOr<uint64_t> index = size(absl::GetFlag(FLAGS_disk_index_bytes), "--disk-index-bytes");
+    if (!index.ok()) return index.status();
+    absl::StatusOr<uint64_t> min_free =
+        size(absl::GetFlag(FLAGS_disk_min_free_bytes), "--disk-min-free-bytes");
+    if (!min_free.ok()) return min_free.status();
+    d.index_capacity_bytes = *index;
+    d.min_free_bytes = *min_free;
     options.store.disk = d;
   }
   return options;
