@@ -278,5 +278,58 @@ TEST_F(LimitsTest, AnIdleConnectionIsClosedAndTheClientReconnects) {
   EXPECT_TRUE(stub_->Lookup(&ctx, LookupOf(1), &lookup).ok());
 }
 
+// A full disk (free space under --disk-min-free-bytes: here more than any disk has) leaves
+// the server serving from RAM and says so in its stats, without failing any call.
+TEST(DiskTroubleTest, AFullDiskIsReportedWhileRamKeepsServing) {
+  testing::TempDir dir;
+  ServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.store.ram.capacity_bytes = 1 << 20;
+  o.store.max_block_bytes = 256 << 10;
+  o.store.disk = DiskTierOptions{};
+  o.store.disk->path = dir.Sub("db");
+  o.store.disk->capacity_bytes = 64 << 20;
+  o.store.disk->min_free_bytes = ~0ull;
+  absl::StatusOr<std::unique_ptr<CacheServer>> server = StartCacheServer(o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel = grpc::CreateChannel((*server)->address(), grpc::InsecureChannelCredentials());
+  auto stub = v1::CacheService::NewStub(channel);
+  auto admin = v1::AdminService::NewStub(channel);
+  const std::string ns(TestKey(7, 9).view());
+  // 40 blocks of 100 KiB through a 1 MiB RAM tier: most are victims the disk cannot take.
+  for (uint64_t i = 0; i < 40; ++i) {
+    v1::PutRequest r;
+    r.set_namespace_id(ns);
+    v1::Block* b = r.add_blocks();
+    b->set_key(std::string(TestKey(i).view()));
+    b->set_payload(TestPayload(100 << 10, i));
+    b->set_checksum(PayloadChecksum(b->payload()));
+    v1::PutResponse response;
+    grpc::ClientContext ctx;
+    auto writer = stub->Put(&ctx, &response);
+    ASSERT_TRUE(writer->Write(r));
+    writer->WritesDone();
+    ASSERT_TRUE(writer->Finish().ok());
+  }
+  v1::GetRequest get;  // The newest block is in RAM and served.
+  get.set_namespace_id(ns);
+  get.add_keys(std::string(TestKey(39).view()));
+  grpc::ClientContext get_ctx;
+  auto reader = stub->Get(&get_ctx, get);
+  v1::GetResponse block;
+  int served = 0;
+  while (reader->Read(&block)) ++served;
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(served, 1);
+
+  grpc::ClientContext ctx;
+  v1::GetStatsResponse stats;
+  ASSERT_TRUE(admin->GetStats(&ctx, v1::GetStatsRequest(), &stats).ok());
+  EXPECT_TRUE(stats.disk().degraded());
+  EXPECT_TRUE(absl::StrContains(stats.disk().fault(), "disk full")) << stats.disk().fault();
+  EXPECT_GT(stats.ram().demotion_failures(), 0u);
+  EXPECT_EQ(stats.disk().blocks(), 0u);
+}
+
 }  // namespace
 }  // namespace kvcache
