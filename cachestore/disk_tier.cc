@@ -401,7 +401,7 @@ class DiskTier final : public BlockStore {
   }
 
   // Every check_interval: re-measures (RefreshHealth), and when the directory holds more
-  // than an eighth of the capacity beyond the live blocks, has RocksDB rewrite the older
+  // than a sixteenth of the capacity beyond the live blocks (and RocksDB's fixed files), has RocksDB rewrite the older
   // half of its blob files (their live blobs move on, the garbage goes): RocksDB collects
   // blob garbage only while compacting, which a cache's few small keys rarely trigger.
   void MaintenanceLoop() {
@@ -415,7 +415,7 @@ class DiskTier final : public BlockStore {
       {
         absl::MutexLock lock(&mu_);
         collect = space_fault_.empty() && write_fault_.empty() &&
-                  overhead_bytes_ > options_.capacity_bytes / 8;
+                  overhead_bytes_ > options_.capacity_bytes / 16;
       }
       if (!collect) continue;
       rocksdb::CompactRangeOptions compact;
