@@ -204,17 +204,18 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
                                    absl::StrJoin(policies, ", ")));
   }
   options.store.max_block_bytes = *max_block;
+  absl::StatusOr<uint64_t> index =
+      size(absl::GetFlag(FLAGS_disk_index_bytes), "--disk-index-bytes");
+  if (!index.ok()) return index.status();
+  absl::StatusOr<uint64_t> min_free =
+      size(absl::GetFlag(FLAGS_disk_min_free_bytes), "--disk-min-free-bytes");
+  if (!min_free.ok()) return min_free.status();
   const std::string disk_path = absl::GetFlag(FLAGS_disk_path);
   if (!disk_path.empty() && *disk > 0) {
     DiskTierOptions d;
     d.path = disk_path;
     d.capacity_bytes = *disk;
     d.eviction = options.store.ram.eviction;
-    absl::StatusOr<uint64_t> index = size(absl::GetFlag(FLAGS_disk_index_bytes), "--disk-index-bytes");
-    if (!index.ok()) return index.status();
-    absl::StatusOr<uint64_t> min_free =
-        size(absl::GetFlag(FLAGS_disk_min_free_bytes), "--disk-min-free-bytes");
-    if (!min_free.ok()) return min_free.status();
     d.index_capacity_bytes = *index;
     d.min_free_bytes = *min_free;
     options.store.disk = d;
