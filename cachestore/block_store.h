@@ -26,6 +26,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/block_shape.h"
 #include "common/key.h"
@@ -76,6 +77,20 @@ struct TierStats {
   // RAM tier of the tiered store: victims worth keeping that the disk tier failed to take
   // (dropped instead of demoted).
   uint64_t demotion_failures = 0;
+  // Disk tier: writes turned away because its directory had reached its cap while RocksDB
+  // collected the garbage of evicted blocks (the blocks were dropped, not demoted).
+  uint64_t write_refusals = 0;
+  // Disk tier: memory its in-memory index takes (kDiskIndexEntryBytes a block), charged to
+  // DiskTierOptions::index_capacity_bytes.
+  uint64_t index_bytes = 0;
+  // Disk tier: bytes its directory takes (live blocks, RocksDB's garbage not yet collected,
+  // WAL, metadata), as last measured; and the filesystem's free bytes.
+  uint64_t dir_bytes = 0;
+  uint64_t free_bytes = 0;
+  // Disk tier: 1 while it takes no writes (disk full, or writes failing); the store keeps
+  // serving from RAM and from what the disk can still read. `fault` says why.
+  uint64_t degraded = 0;
+  std::string fault;
 };
 
 // What the store knows of a stored block, without its payload.
@@ -184,7 +199,23 @@ struct DiskTierOptions {
   // fsync each write. Off, a write survives a crash of the process (kill -9) but not of the
   // machine: a cache can afford to lose blocks. Default: false.
   bool sync_writes = false;
+  // The memory budget of the in-memory index: each block on disk costs
+  // kDiskIndexEntryBytes of RAM, and the oldest blocks are evicted to keep the index within
+  // it (so millions of tiny blocks cannot exhaust memory, at run time or when a restart
+  // reloads them). 0: no budget. Default: 256 MiB (524,288 blocks).
+  uint64_t index_capacity_bytes = 256ull << 20;
+  // The tier takes no writes while the filesystem has less free space than this (it reports
+  // itself degraded, and resumes by itself once space is back). Default: 64 MiB.
+  uint64_t min_free_bytes = 64ull << 20;
+  // How often disk space, the directory's size and a failing disk are re-checked.
+  // Default: 1 s.
+  absl::Duration check_interval = absl::Seconds(1);
 };
+
+// RAM the disk tier's index takes per block: the entry of its hash map, the metadata and
+// the eviction policy's state (measured at 300-460 B with LRU and prefix-lfu; see
+// disk_tier_test's IndexBudget test), rounded up.
+inline constexpr uint64_t kDiskIndexEntryBytes = 512;
 
 // Opens (or creates) the disk tier and rebuilds its index from what is on disk, so blocks
 // written before a restart, clean or not, are served again.

@@ -11,8 +11,23 @@
 // machine.
 //
 // The meta record's layout and its codec: cachestore/meta_record_internal.h.
+//
+// Budgets and disk trouble: the index costs kDiskIndexEntryBytes of RAM a block and is kept
+// within index_capacity_bytes (evicting the oldest), at run time and at load. Every
+// check_interval the tier measures its directory (live blocks plus RocksDB's garbage, WAL
+// and metadata) and the filesystem's free space: what the directory holds beyond the live
+// blocks is taken off the live blocks' budget (down to half the capacity), so the directory
+// stays near its cap; free space under min_free_bytes, or a write the disk refuses, turns
+// the tier degraded: it takes no writes (UNAVAILABLE; the store keeps serving from RAM and
+// from what it can read), says why in TierStats::fault and on stderr, and tries the disk
+// again each check_interval until a write succeeds.
+
+#include <sys/statvfs.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -21,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "cachestore/block_internal.h"
 #include "cachestore/block_store.h"
 #include "cachestore/disk_tier_internal.h"
@@ -39,6 +55,10 @@ using internal::DbKey;
 using internal::MetaRecord;
 constexpr char kMetaCf[] = "meta";
 constexpr char kBlocksCf[] = "blocks";
+
+// RocksDB's files that do not shrink with the capacity (info LOG up to 2 x 1 MiB, the WAL
+// of at least 4 MiB, MANIFEST and OPTIONS): allowed on top of the cap.
+constexpr uint64_t kRocksDbFixedBytes = 8ull << 20;
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -59,6 +79,7 @@ class DiskTier final : public BlockStore {
   DiskTier(const DiskTierOptions& options, std::unique_ptr<EvictionPolicy> policy,
            rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> handles)
       : options_(options),
+        max_entries_(options.index_capacity_bytes / kDiskIndexEntryBytes),
         db_(db),
         handles_(std::move(handles)),
         extra_bytes_(policy->ExtraBytesPerBlock()),
@@ -67,6 +88,11 @@ class DiskTier final : public BlockStore {
   }
 
   ~DiskTier() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    if (maintenance_.joinable()) maintenance_.join();
     for (rocksdb::ColumnFamilyHandle* h : handles_) db_->DestroyColumnFamilyHandle(h);
     db_->Close();
     delete db_;
@@ -76,7 +102,20 @@ class DiskTier final : public BlockStore {
   // capacity (which may have shrunk since the last run).
   absl::Status LoadIndex() {
     std::vector<MetaRecord> records;
-    std::vector<std::string> bad_keys;
+    rocksdb::WriteBatch batch;  // Bad and trimmed entries, written as it grows.
+    auto newest_first = [](const MetaRecord& a, const MetaRecord& b) {
+      return a.written_unix_micros > b.written_unix_micros;
+    };
+    // Within the index budget while loading too: past twice the entries the budget allows,
+    // only the newest are kept (a directory written under a larger budget, or by millions
+    // of tiny blocks, cannot exhaust memory at start).
+    auto trim = [&](size_t keep) -> absl::Status {
+      if (max_entries_ == 0 || records.size() <= keep) return absl::OkStatus();
+      std::nth_element(records.begin(), records.begin() + keep, records.end(), newest_first);
+      for (size_t i = keep; i < records.size(); ++i) AddDelete(&batch, records[i].meta.id);
+      records.resize(keep);
+      return FlushBatch(&batch);
+    };
     {
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_cf()));
       for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -85,12 +124,17 @@ class DiskTier final : public BlockStore {
             absl::string_view(it->value().data(), it->value().size()));
         if (r.ok()) {
           records.push_back(*std::move(r));
+          if (records.size() > 2 * max_entries_) {
+            if (absl::Status s = trim(max_entries_); !s.ok()) return s;
+          }
         } else {
-          bad_keys.push_back(it->key().ToString());
+          batch.Delete(meta_cf(), it->key());
+          batch.Delete(blocks_cf(), it->key());
         }
       }
       if (absl::Status s = FromRocks(it->status(), "scanning the index"); !s.ok()) return s;
     }
+    if (absl::Status s = trim(max_entries_); !s.ok()) return s;
     std::sort(records.begin(), records.end(), [](const MetaRecord& a, const MetaRecord& b) {
       return a.written_unix_micros < b.written_unix_micros;
     });
@@ -103,15 +147,15 @@ class DiskTier final : public BlockStore {
         index_[r.meta.id] = DiskEntry{r.meta, r.payload_bytes, r.written_unix_micros, 0};
         bytes_ += charge;
       }
-      MakeRoomLocked(0, &trimmed);
-    }
-    rocksdb::WriteBatch batch;
-    for (const std::string& k : bad_keys) {
-      batch.Delete(meta_cf(), k);
-      batch.Delete(blocks_cf(), k);
+      MakeRoomLocked(0, 0, &trimmed);
     }
     for (const BlockId& id : trimmed) AddDelete(&batch, id);
-    return FromRocks(db_->Write(write_options_, &batch), "dropping stale entries");
+    return FlushBatch(&batch);
+  }
+
+  // Starts the thread that watches the disk and collects RocksDB's garbage.
+  void StartMaintenance() {
+    maintenance_ = std::thread([this] { MaintenanceLoop(); });
   }
 
   absl::StatusOr<PutOutcome> Put(BlockPtr block, std::vector<Evicted>* evicted) override {
@@ -126,6 +170,7 @@ class DiskTier final : public BlockStore {
     const int64_t now = internal::NowUnixMicros();
     std::vector<BlockId> victims;
     uint64_t generation;
+    RefreshHealth();
     {
       absl::MutexLock lock(&mu_);
       auto it = index_.find(id);
@@ -134,9 +179,24 @@ class DiskTier final : public BlockStore {
         it->second.last_access_unix_micros = now;
         return PutOutcome::kAlreadyPresent;
       }
+      if (absl::Status s = WritableLocked(); !s.ok()) return s;
+      // The directory as last measured plus what was written since: a write that would
+      // take it past the cap waits for RocksDB's garbage collection (the block is dropped,
+      // not demoted; a miss later, never wrong bytes).
+      if (dir_bytes_ + written_since_check_ + block->payload.size() >
+              options_.capacity_bytes + kRocksDbFixedBytes &&
+          dir_bytes_ != 0) {
+        ++stats_.write_refusals;
+        next_check_ = absl::InfinitePast();
+        return absl::UnavailableError(absl::StrCat(
+            "disk tier directory at its cap (", FormatBytes(dir_bytes_ + written_since_check_),
+            " of ", FormatBytes(options_.capacity_bytes),
+            ") until RocksDB collects its garbage"));
+      }
+      written_since_check_ += block->payload.size();
       const PolicyEntry entry = internal::PolicyEntryOf(block->meta, charge);
       if (!policy_->Admit(entry)) return PutOutcome::kNotAdmitted;
-      MakeRoomLocked(charge, &victims);
+      MakeRoomLocked(charge, 1, &victims);
       generation = ++next_generation_;
       policy_->OnInsert(entry);
       index_[id] = DiskEntry{block->meta, block->payload.size(), now, generation};
@@ -272,11 +332,18 @@ class DiskTier final : public BlockStore {
   }
 
   TierStats Stats() const override {
+    RefreshHealth();
     absl::MutexLock lock(&mu_);
     TierStats s = stats_;
     s.blocks = index_.size();
     s.bytes = bytes_;
     s.capacity_bytes = options_.capacity_bytes;
+    s.index_bytes = index_.size() * kDiskIndexEntryBytes;
+    s.dir_bytes = dir_bytes_;
+    s.free_bytes = free_bytes_;
+    const std::string fault = FaultLocked();
+    s.degraded = fault.empty() ? 0 : 1;
+    s.fault = fault;
     return s;
   }
 
@@ -318,10 +385,136 @@ class DiskTier final : public BlockStore {
     const rocksdb::Status s = db_->Write(write_options_, &batch);
     absl::MutexLock lock(&mu_);
     resume_before_write_ = !s.ok();
-    if (s.ok()) return absl::OkStatus();
+    if (s.ok()) {
+      if (!write_fault_.empty()) {
+        write_fault_.clear();
+        LogHealthLocked();
+      }
+      return absl::OkStatus();
+    }
     ++stats_.write_errors;
     pending_deletes_.insert(deletes.begin(), deletes.end());
+    if (write_fault_.empty()) {
+      write_fault_ = absl::StrCat("writes failing (", s.ToString(), ")");
+      LogHealthLocked();
+    }
     return FromRocks(s, what);
+  }
+
+  // Every check_interval: re-measures (RefreshHealth), and when the directory holds more
+  // than a sixteenth of the capacity beyond the live blocks (and RocksDB's fixed files), has RocksDB rewrite the older
+  // half of its blob files (their live blobs move on, the garbage goes): RocksDB collects
+  // blob garbage only while compacting, which a cache's few small keys rarely trigger.
+  void MaintenanceLoop() {
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.check_interval)) return;
+      }
+      RefreshHealth();
+      bool collect;
+      {
+        absl::MutexLock lock(&mu_);
+        collect = space_fault_.empty() && write_fault_.empty() &&
+                  overhead_bytes_ > options_.capacity_bytes / 16;
+      }
+      if (!collect) continue;
+      rocksdb::CompactRangeOptions compact;
+      compact.blob_garbage_collection_policy = rocksdb::BlobGarbageCollectionPolicy::kForce;
+      compact.blob_garbage_collection_age_cutoff = 0.5;
+      db_->CompactRange(compact, blocks_cf(), nullptr, nullptr).PermitUncheckedError();
+      absl::MutexLock lock(&mu_);
+      next_check_ = absl::InfinitePast();  // Measure again at once.
+    }
+  }
+
+  absl::Status FlushBatch(rocksdb::WriteBatch* batch) {
+    if (batch->Count() == 0) return absl::OkStatus();
+    const rocksdb::Status s = db_->Write(write_options_, batch);
+    batch->Clear();
+    return FromRocks(s, "dropping stale entries");
+  }
+
+  // Re-measures the directory and free space once check_interval has passed since the last
+  // time (one caller measures; the others go on with the last figures), and lets one write
+  // try a failing disk again.
+  void RefreshHealth() const ABSL_LOCKS_EXCLUDED(mu_) {
+    const absl::Time now = absl::Now();
+    {
+      absl::MutexLock lock(&mu_);
+      if (checking_ || now < next_check_) return;
+      checking_ = true;
+      next_check_ = now + options_.check_interval;
+    }
+    struct statvfs vfs;
+    const bool have_free = ::statvfs(options_.path.c_str(), &vfs) == 0;
+    const uint64_t free_bytes =
+        have_free ? static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize : 0;
+    uint64_t dir_bytes = 0;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(options_.path, ec)) {
+      std::error_code size_ec;
+      if (entry.is_regular_file(size_ec)) {
+        const uint64_t size = entry.file_size(size_ec);
+        if (!size_ec) dir_bytes += size;
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    checking_ = false;
+    free_bytes_ = free_bytes;
+    dir_bytes_ = dir_bytes;
+    written_since_check_ = 0;
+    // What the directory holds beyond the live blocks' payloads: RocksDB's garbage, WAL and
+    // metadata. Taken off the live budget, down to half the capacity.
+    const uint64_t held = bytes_ + kRocksDbFixedBytes;
+    overhead_bytes_ = std::min(dir_bytes > held ? dir_bytes - held : 0,
+                               options_.capacity_bytes / 2);
+    std::string space_fault;
+    if (have_free && free_bytes < options_.min_free_bytes) {
+      space_fault = absl::StrCat("disk full: ", FormatBytes(free_bytes), " free at '",
+                                 options_.path, "', under the ",
+                                 FormatBytes(options_.min_free_bytes), " the tier keeps free");
+    }
+    if (space_fault != space_fault_) {
+      space_fault_ = space_fault;
+      LogHealthLocked();
+    }
+    if (!write_fault_.empty()) probe_write_ = true;
+  }
+
+  // OK when a write may go to disk; UNAVAILABLE (with the fault) while degraded, except for
+  // one write each check_interval that tries a failing disk again.
+  absl::Status WritableLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!space_fault_.empty()) {
+      return absl::UnavailableError(absl::StrCat("disk tier degraded: ", space_fault_));
+    }
+    if (!write_fault_.empty()) {
+      if (probe_write_) {
+        probe_write_ = false;
+        return absl::OkStatus();
+      }
+      return absl::UnavailableError(absl::StrCat("disk tier degraded: ", write_fault_));
+    }
+    return absl::OkStatus();
+  }
+
+  std::string FaultLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!space_fault_.empty()) return space_fault_;
+    return write_fault_;
+  }
+
+  // One line on stderr for each change of health.
+  void LogHealthLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::string fault = FaultLocked();
+    if (fault.empty()) {
+      std::fprintf(stderr, "kvcache: disk tier at '%s' healthy again; taking writes\n",
+                   options_.path.c_str());
+    } else {
+      std::fprintf(stderr,
+                   "kvcache: disk tier at '%s' degraded: %s; serving from RAM and what the "
+                   "disk can read\n",
+                   options_.path.c_str(), fault.c_str());
+    }
   }
 
   rocksdb::ColumnFamilyHandle* meta_cf() const { return handles_[1]; }
@@ -333,10 +526,13 @@ class DiskTier final : public BlockStore {
     batch->Delete(blocks_cf(), key);
   }
 
-  // Evicts until `charge` more bytes fit; the victims' ids go to `victims` for deletion.
-  void MakeRoomLocked(uint64_t charge, std::vector<BlockId>* victims)
+  // Evicts until `charge` more bytes and `entries` more index entries fit the budgets; the
+  // victims' ids go to `victims` for deletion.
+  void MakeRoomLocked(uint64_t charge, size_t entries, std::vector<BlockId>* victims)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    while (bytes_ + charge > options_.capacity_bytes) {
+    const uint64_t live_capacity = options_.capacity_bytes - overhead_bytes_;
+    while (bytes_ + charge > live_capacity ||
+           (max_entries_ != 0 && index_.size() + entries > max_entries_)) {
       std::optional<Victim> victim = policy_->PopVictim();
       if (!victim) break;
       auto it = index_.find(victim->id);
@@ -368,6 +564,7 @@ class DiskTier final : public BlockStore {
 
   // Constant after construction.
   const DiskTierOptions options_;
+  const size_t max_entries_;  // Of the index; 0: no limit.
   rocksdb::DB* const db_;
   const std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, blocks.
   const uint64_t extra_bytes_;  // The policy's state per block (ExtraBytesPerBlock).
@@ -384,6 +581,18 @@ class DiskTier final : public BlockStore {
   // Deletes a failed write left undone, retried with the next write; see Commit.
   absl::flat_hash_set<BlockId> pending_deletes_ ABSL_GUARDED_BY(mu_);
   bool resume_before_write_ ABSL_GUARDED_BY(mu_) = false;
+  // Health (RefreshHealth, Commit).
+  mutable bool checking_ ABSL_GUARDED_BY(mu_) = false;
+  mutable absl::Time next_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  mutable uint64_t free_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable uint64_t dir_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable uint64_t written_since_check_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable uint64_t overhead_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable std::string space_fault_ ABSL_GUARDED_BY(mu_);
+  mutable bool probe_write_ ABSL_GUARDED_BY(mu_) = false;
+  std::string write_fault_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread maintenance_;
 };
 
 }  // namespace
@@ -403,17 +612,23 @@ absl::StatusOr<std::unique_ptr<BlockStore>> internal::NewDiskTierOnEnv(
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
-  db_options.max_total_wal_size = 256ull << 20;
+  // Sized to the capacity so RocksDB's own files (WAL, memtables, blob files awaiting
+  // garbage collection) stay a small part of the directory and of memory.
+  const uint64_t cap = options.capacity_bytes;
+  db_options.max_total_wal_size = std::clamp<uint64_t>(cap / 16, 4ull << 20, 256ull << 20);
+  db_options.max_log_file_size = 1 << 20;  // RocksDB's info LOG: at most 2 x 1 MiB.
+  db_options.keep_log_file_num = 2;
 
   rocksdb::ColumnFamilyOptions meta_options;
   rocksdb::ColumnFamilyOptions blocks_options;
   // Payloads live in blob files: compaction moves only the small blob references.
   blocks_options.enable_blob_files = true;
   blocks_options.min_blob_size = 0;
-  blocks_options.blob_file_size = 256ull << 20;
+  blocks_options.blob_file_size = std::clamp<uint64_t>(cap / 32, 1ull << 20, 256ull << 20);
   blocks_options.enable_blob_garbage_collection = true;
-  blocks_options.blob_garbage_collection_age_cutoff = 0.25;
-  blocks_options.write_buffer_size = 64ull << 20;
+  blocks_options.blob_garbage_collection_age_cutoff = 0.5;
+  blocks_options.blob_garbage_collection_force_threshold = 0.5;
+  blocks_options.write_buffer_size = std::clamp<uint64_t>(cap / 32, 4ull << 20, 64ull << 20);
 
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
@@ -429,6 +644,7 @@ absl::StatusOr<std::unique_ptr<BlockStore>> internal::NewDiskTierOnEnv(
   }
   auto tier = std::make_unique<DiskTier>(options, *std::move(policy), db, std::move(handles));
   if (absl::Status loaded = tier->LoadIndex(); !loaded.ok()) return loaded;
+  tier->StartMaintenance();
   return std::unique_ptr<BlockStore>(std::move(tier));
 }
 

@@ -27,7 +27,13 @@ json TierJson(const v1::TierStats& t) {
               {"checksum_failures", t.checksum_failures()},
               {"inserts", t.inserts()},
               {"write_errors", t.write_errors()},
-              {"demotion_failures", t.demotion_failures()}};
+              {"demotion_failures", t.demotion_failures()},
+              {"index_bytes", t.index_bytes()},
+              {"dir_bytes", t.dir_bytes()},
+              {"free_bytes", t.free_bytes()},
+              {"degraded", t.degraded()},
+              {"fault", t.fault()},
+              {"write_refusals", t.write_refusals()}};
 }
 
 // Adds every uint64 field of `from` to `into`, recursing into message fields.
@@ -88,6 +94,9 @@ void PrintStats(const v1::GetStatsResponse& s, std::ostream& out) {
   if (s.disk().write_errors() != 0 || s.ram().demotion_failures() != 0) {
     out << absl::StrFormat("disk trouble: %d failed writes, %d blocks not demoted\n",
                            s.disk().write_errors(), s.ram().demotion_failures());
+  }
+  if (s.disk().degraded()) {
+    out << "disk degraded, serving from RAM: " << s.disk().fault() << "\n";
   }
   out << absl::StrFormat("lookups %d: %d of %d keys present\n", s.lookups(), s.lookup_hits(),
                          s.lookup_keys());

@@ -3,6 +3,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 
 #include <exception>
 
@@ -42,7 +43,8 @@ class CacheServerImpl final : public CacheServer {
       : options_(options),
         store_(std::move(store)),
         metrics_(store_.get()),
-        access_(std::move(access)) {}
+        access_(std::move(access)),
+        limiter_(options.limits, *metrics_.registry()) {}
 
   ~CacheServerImpl() override {
     Shutdown(absl::ZeroDuration());
@@ -77,13 +79,16 @@ class CacheServerImpl final : public CacheServer {
       }
       data_ = *std::move(data);
     }
-    const ServiceDeps deps{store_.get(), &metrics_, access_.get(), &tenants_, data_.get()};
+    const ServiceDeps deps{store_.get(), &metrics_, access_.get(), &tenants_, data_.get(),
+                           &limiter_};
     cache_service_ = NewCacheService(deps);
     admin_service_ = NewAdminService(deps, [this] { return Config(); });
 
-    const int max_message =
-        static_cast<int>(std::min<uint64_t>(options_.store.max_block_bytes + kMessageOverheadBytes,
-                                            std::numeric_limits<int>::max()));
+    const CallLimits& limits = options_.limits;
+    const int max_message = static_cast<int>(std::min<uint64_t>(
+        limits.max_message_bytes != 0 ? limits.max_message_bytes
+                                      : options_.store.max_block_bytes + kMessageOverheadBytes,
+        std::numeric_limits<int>::max()));
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort(options_.listen, *credentials, &port);
@@ -92,6 +97,18 @@ class CacheServerImpl final : public CacheServer {
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.SetMaxReceiveMessageSize(max_message);
     builder.SetMaxSendMessageSize(max_message);
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams);
+    if (limits.max_connection_idle > absl::ZeroDuration()) {
+      builder.AddChannelArgument(
+          GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+          static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(limits.max_connection_idle),
+                                             std::numeric_limits<int>::max())));
+    }
+    if (limits.grpc_memory_bytes != 0) {
+      grpc::ResourceQuota quota("kvcache-server");
+      quota.Resize(limits.grpc_memory_bytes);
+      builder.SetResourceQuota(quota);
+    }
     builder.RegisterService(cache_service_.get());
     // On loopback the admin service is no more exposed here than on its own listener.
     if (IsLoopbackAddress(options_.listen)) builder.RegisterService(admin_service_.get());
@@ -226,6 +243,7 @@ class CacheServerImpl final : public CacheServer {
   ServerMetrics metrics_;
   const std::unique_ptr<AccessControl> access_;
   TenantBook tenants_;
+  CallLimiter limiter_;  // Outlives the services (declared before them).
   std::unique_ptr<DataChannelServer> data_;
   std::unique_ptr<grpc::Service> cache_service_;
   std::unique_ptr<grpc::Service> admin_service_;

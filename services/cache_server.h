@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "cachestore/block_store.h"
 #include "common/tls_options.h"
+#include "services/call_limits.h"
 #include "services/data_channel_options.h"
 
 namespace kvcache {
@@ -58,6 +59,9 @@ struct ServerOptions {
   // reachable). Empty: 127.0.0.1 and `listen`'s port + 2 (any port when that is 0).
   // Plaintext on a non-loopback admin address needs `allow_plaintext` as `listen` does.
   std::string admin_listen;
+  // The gRPC surface's limits (keys per request, blocks per stream, bytes in flight, call
+  // duration, message size, streams per connection, gRPC memory); docs/operations.md.
+  CallLimits limits;
   // The store: capacities, disk path, block size limit, eviction policy.
   TieredStoreOptions store;
 };

@@ -20,6 +20,7 @@
 #include "proto/grpc_status.h"
 #include "common/data_channel_wire.h"
 #include "services/access_grpc_internal.h"
+#include "services/call_limits.h"
 #include "services/convert_internal.h"
 #include "services/data_channel_server.h"
 #include "services/services.h"
@@ -48,10 +49,11 @@ void Served(const ServiceDeps& deps, const Principal& who, Rpc rpc, const absl::
 
 class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  GetReactor(const ServiceDeps& deps, const grpc::CallbackServerContext& ctx,
+  GetReactor(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
              const grpc::ByteBuffer* raw)
-      : deps_(deps), start_(absl::Now()) {
-    absl::StatusOr<Principal> who = Admit(deps_, ctx, Rpc::kGet, Role::kReader, "Get");
+      : deps_(deps), ctx_(ctx), start_(absl::Now()) {
+    deps_.limiter->Watch(ctx_);
+    absl::StatusOr<Principal> who = Admit(deps_, *ctx, Rpc::kGet, Role::kReader, "Get");
     if (!who.ok()) {
       Done(who.status());
       return;
@@ -64,7 +66,9 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       Done(absl::InvalidArgumentError("GetRequest does not parse"));
       return;
     }
-    absl::StatusOr<Key> ns = ParseNamespace(request.namespace_id());
+    absl::Status within = deps_.limiter->CheckKeys(request.keys_size());
+    absl::StatusOr<Key> ns =
+        within.ok() ? ParseNamespace(request.namespace_id()) : absl::StatusOr<Key>(within);
     absl::StatusOr<std::vector<Key>> keys =
         ns.ok() ? ParseKeys(request.keys()) : absl::StatusOr<std::vector<Key>>(ns.status());
     if (keys.ok() && keys->empty()) keys = absl::InvalidArgumentError("Get names no keys");
@@ -78,6 +82,8 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
   void OnWriteDone(bool ok) override {
+    response_.Clear();  // Unpins the block.
+    ReleasePinned();
     if (!ok) {
       Done(absl::CancelledError("the client went away"));
       return;
@@ -86,12 +92,20 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     WriteNext();
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    deps_.limiter->Unwatch(ctx_);
+    ReleasePinned();
+    delete this;
+  }
 
  private:
   void WriteNext() {
     if (next_ >= keys_.size()) {
       Done(absl::OkStatus());
+      return;
+    }
+    if (absl::Status s = deps_.limiter->CheckDuration(start_); !s.ok()) {
+      Done(s);
       return;
     }
     absl::StatusOr<BlockPtr> block = deps_.store->Get(BlockId{ns_, keys_[next_]});
@@ -102,6 +116,13 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     v1::Block header;
     FillBlockHeader(**block, &header);
     const absl::string_view payload = (*block)->payload;
+    // The block stays pinned (held past its eviction) until the write is done: counted.
+    if (absl::Status s = deps_.limiter->Reserve(CallLimiter::Op::kGet, payload.size());
+        !s.ok()) {
+      Done(s);
+      return;
+    }
+    pinned_ = payload.size();
     response_ = EncodeGetResponse(static_cast<uint32_t>(next_), header, payload,
                                   *std::move(block));
     StartWrite(&response_);
@@ -113,8 +134,15 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     Finish(ToGrpcStatus(status));
   }
 
+  void ReleasePinned() {
+    deps_.limiter->Release(CallLimiter::Op::kGet, pinned_);
+    pinned_ = 0;
+  }
+
   const ServiceDeps deps_;
+  grpc::CallbackServerContext* const ctx_;
   const absl::Time start_;
+  uint64_t pinned_ = 0;
   Principal who_;  // Empty name until admitted.
   Key ns_;
   std::vector<Key> keys_;
@@ -124,10 +152,11 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
 class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
  public:
-  PutReactor(const ServiceDeps& deps, const grpc::CallbackServerContext& ctx,
+  PutReactor(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
              v1::PutResponse* response)
-      : deps_(deps), response_(response), start_(absl::Now()) {
-    absl::StatusOr<Principal> who = Admit(deps_, ctx, Rpc::kPut, Role::kWriter, "Put");
+      : deps_(deps), ctx_(ctx), response_(response), start_(absl::Now()) {
+    deps_.limiter->Watch(ctx_);
+    absl::StatusOr<Principal> who = Admit(deps_, *ctx, Rpc::kPut, Role::kWriter, "Put");
     if (!who.ok()) {
       Done(who.status());
       return;
@@ -141,16 +170,36 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
       Done(absl::OkStatus());
       return;
     }
-    if (absl::Status s = Store(); !s.ok()) {
+    if (absl::Status s = WithinLimits(); !s.ok()) {
       Done(s);
+      return;
+    }
+    const uint64_t bytes = request_.ByteSizeLong();
+    if (absl::Status s = deps_.limiter->Reserve(CallLimiter::Op::kPut, bytes); !s.ok()) {
+      Done(s);
+      return;
+    }
+    absl::Status stored = Store();
+    deps_.limiter->Release(CallLimiter::Op::kPut, bytes);
+    if (!stored.ok()) {
+      Done(stored);
       return;
     }
     StartRead(&request_);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    deps_.limiter->Unwatch(ctx_);
+    delete this;
+  }
 
  private:
+  absl::Status WithinLimits() {
+    if (absl::Status s = deps_.limiter->CheckDuration(start_); !s.ok()) return s;
+    blocks_ += request_.blocks_size();
+    return deps_.limiter->CheckBlocks(blocks_);
+  }
+
   absl::Status Store() {
     if (!request_.namespace_id().empty() || !ns_) {
       absl::StatusOr<Key> ns = ParseNamespace(request_.namespace_id());
@@ -198,8 +247,10 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
   }
 
   const ServiceDeps deps_;
+  grpc::CallbackServerContext* const ctx_;
   v1::PutResponse* const response_;
   const absl::Time start_;
+  int64_t blocks_ = 0;
   Principal who_;  // Empty name until admitted.
   std::optional<Key> ns_;  // As the caller sent it.
   Key stored_ns_;
@@ -248,6 +299,7 @@ class CacheServiceImpl final : public CacheServiceBase {
       absl::Status s = [&]() -> absl::Status {
         absl::StatusOr<Key> ns = ParseNamespace(request->namespace_id());
         if (!ns.ok()) return ns.status();
+        if (absl::Status s = deps_.limiter->CheckKeys(request->keys_size()); !s.ok()) return s;
         absl::StatusOr<std::vector<Key>> keys = ParseKeys(request->keys());
         if (!keys.ok()) return keys.status();
         LookupResult r = deps_.store->Lookup(StoredNamespace(who->tenant, *ns), *keys);
@@ -267,13 +319,13 @@ class CacheServiceImpl final : public CacheServiceBase {
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Get(grpc::CallbackServerContext* ctx,
                                                   const grpc::ByteBuffer* request) override {
     if (deps_.data != nullptr) deps_.metrics->CountDataChannelFallback(Rpc::kGet);
-    return new GetReactor(deps_, *ctx, request);
+    return new GetReactor(deps_, ctx, request);
   }
 
   grpc::ServerReadReactor<v1::PutRequest>* Put(grpc::CallbackServerContext* ctx,
                                                v1::PutResponse* response) override {
     if (deps_.data != nullptr) deps_.metrics->CountDataChannelFallback(Rpc::kPut);
-    return new PutReactor(deps_, *ctx, response);
+    return new PutReactor(deps_, ctx, response);
   }
 
  private:

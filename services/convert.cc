@@ -77,6 +77,12 @@ void FillTierStats(const TierStats& s, v1::TierStats* out) {
   out->set_write_errors(s.write_errors);
   out->set_demotion_failures(s.demotion_failures);
   out->set_inserts(s.inserts);
+  out->set_index_bytes(s.index_bytes);
+  out->set_dir_bytes(s.dir_bytes);
+  out->set_free_bytes(s.free_bytes);
+  out->set_degraded(s.degraded != 0);
+  out->set_fault(s.fault);
+  out->set_write_refusals(s.write_refusals);
 }
 
 }  // namespace kvcache

@@ -51,6 +51,18 @@ class StoreCollector final : public prometheus::Collectable {
          prometheus::MetricType::Counter, &TierStats::write_errors},
         {"kvcache_tier_demotion_failures_total", "RAM victims the disk failed to take.",
          prometheus::MetricType::Counter, &TierStats::demotion_failures},
+        {"kvcache_tier_write_refusals_total",
+         "Disk writes turned away while the directory was at its cap (garbage pending).",
+         prometheus::MetricType::Counter, &TierStats::write_refusals},
+        {"kvcache_tier_index_bytes", "RAM the disk tier's index takes.",
+         prometheus::MetricType::Gauge, &TierStats::index_bytes},
+        {"kvcache_tier_dir_bytes", "Bytes the disk tier's directory takes.",
+         prometheus::MetricType::Gauge, &TierStats::dir_bytes},
+        {"kvcache_tier_free_bytes", "Free bytes of the disk tier's filesystem.",
+         prometheus::MetricType::Gauge, &TierStats::free_bytes},
+        {"kvcache_tier_degraded",
+         "1 while the disk tier takes no writes (full or failing); RAM still serves.",
+         prometheus::MetricType::Gauge, &TierStats::degraded},
     };
     for (const Spec& spec : specs) {
       prometheus::MetricFamily family{spec.name, spec.help, spec.type, {}};

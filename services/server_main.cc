@@ -26,6 +26,12 @@ ABSL_FLAG(std::string, ram_bytes, "512MiB",
 ABSL_FLAG(std::string, disk_path, "./kvcache-data",
           "RocksDB directory of the disk tier; empty runs RAM only");
 ABSL_FLAG(std::string, disk_bytes, "8GiB", "disk tier capacity; 0 runs RAM only");
+ABSL_FLAG(std::string, disk_index_bytes, "256MiB",
+          "RAM budget of the disk tier's in-memory index (512 B per block on disk); the "
+          "oldest blocks are evicted to stay within it; 0: no budget");
+ABSL_FLAG(std::string, disk_min_free_bytes, "64MiB",
+          "the disk tier takes no writes (reported degraded; RAM still serves) while its "
+          "filesystem has less free space than this");
 ABSL_FLAG(std::string, max_block_bytes, "16MiB",
           "largest block payload accepted; larger puts get RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, eviction, "reuse-density",
@@ -45,6 +51,26 @@ ABSL_FLAG(int, data_max_connections, 256,
 ABSL_FLAG(int, data_max_connections_per_peer, 32,
           "most data channel connections at once from one client IP address; more are closed "
           "at accept");
+ABSL_FLAG(int, max_keys_per_request, 65536,
+          "most keys one Lookup or Get may name (1 to 65536); more: RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, max_blocks_per_put, 65536,
+          "most blocks one Put stream may carry; the message past it: RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, max_inflight_bytes, "1GiB",
+          "most bytes held at once by Put messages being stored and Get blocks being sent; "
+          "over it: RESOURCE_EXHAUSTED; 0: no limit");
+ABSL_FLAG(absl::Duration, max_call_duration, absl::Minutes(10),
+          "longest a Get or Put stream may run: DEADLINE_EXCEEDED at its next message, "
+          "CANCELLED if stalled; 0: no limit");
+ABSL_FLAG(std::string, grpc_max_message_bytes, "auto",
+          "largest gRPC message either way; auto: --max-block-bytes plus 4MiB; larger: "
+          "RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, grpc_max_concurrent_streams, 256,
+          "most calls at once on one client connection; more wait at the client");
+ABSL_FLAG(std::string, grpc_memory_bytes, "1GiB",
+          "gRPC's memory quota for transport buffers and calls; 0: unbounded");
+ABSL_FLAG(absl::Duration, grpc_max_connection_idle, absl::Minutes(10),
+          "a gRPC connection with no call for this long is closed (clients reconnect); 0: "
+          "never");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Prometheus /metrics address, host:port; empty for none");
 ABSL_FLAG(std::string, auth_tokens, "",
@@ -67,6 +93,49 @@ int Fail(const absl::Status& status) {
   std::cerr << "kvcache-server: " << status.message() << "\n";
   if (IsUsageError(status)) std::cerr << "kvcache-server --help lists the flags\n";
   return ExitStatusOf(status);
+}
+
+// The limit flags (services/call_limits.h, docs/operations.md "Limits").
+absl::Status LimitsFromFlags(CallLimits* limits) {
+  limits->max_keys_per_request = absl::GetFlag(FLAGS_max_keys_per_request);
+  if (limits->max_keys_per_request < 1 || limits->max_keys_per_request > 65536) {
+    return UsageError("--max-keys-per-request must be in [1, 65536]");
+  }
+  limits->max_blocks_per_put = absl::GetFlag(FLAGS_max_blocks_per_put);
+  if (limits->max_blocks_per_put < 1) return UsageError("--max-blocks-per-put must be at least 1");
+  absl::StatusOr<uint64_t> inflight =
+      ParseByteSize(absl::GetFlag(FLAGS_max_inflight_bytes), "--max-inflight-bytes");
+  if (!inflight.ok()) return UsageError(inflight.status().message());
+  limits->max_inflight_bytes = *inflight;
+  limits->max_call_duration = absl::GetFlag(FLAGS_max_call_duration);
+  if (limits->max_call_duration < absl::ZeroDuration()) {
+    return UsageError("--max-call-duration must not be negative");
+  }
+  const std::string message = absl::GetFlag(FLAGS_grpc_max_message_bytes);
+  if (message != "auto") {
+    absl::StatusOr<uint64_t> bytes = ParseByteSize(message, "--grpc-max-message-bytes");
+    if (!bytes.ok()) return UsageError(bytes.status().message());
+    if (*bytes < 4096 || *bytes > (2ull << 30) - 1) {
+      return UsageError("--grpc-max-message-bytes must be in [4KiB, 2GiB) or auto");
+    }
+    limits->max_message_bytes = *bytes;
+  }
+  limits->max_concurrent_streams = absl::GetFlag(FLAGS_grpc_max_concurrent_streams);
+  if (limits->max_concurrent_streams < 1) {
+    return UsageError("--grpc-max-concurrent-streams must be at least 1");
+  }
+  absl::StatusOr<uint64_t> quota =
+      ParseByteSize(absl::GetFlag(FLAGS_grpc_memory_bytes), "--grpc-memory-bytes");
+  if (!quota.ok()) return UsageError(quota.status().message());
+  if (*quota != 0 && *quota < (16ull << 20)) {
+    return UsageError("--grpc-memory-bytes must be 0 (unbounded) or at least 16MiB");
+  }
+  limits->grpc_memory_bytes = *quota;
+  limits->max_connection_idle = absl::GetFlag(FLAGS_grpc_max_connection_idle);
+  if (limits->max_connection_idle < absl::ZeroDuration()) {
+    return UsageError("--grpc-max-connection-idle must not be negative");
+  }
+  return absl::OkStatus();
 }
 
 // The flags as ServerOptions; every usage error names its flag.
@@ -132,6 +201,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
     if (!s.ok()) return s;
   }
   if (*ram == 0) return UsageError("--ram-bytes must be more than 0 (e.g. 512MiB)");
+  if (absl::Status s = LimitsFromFlags(&options.limits); !s.ok()) return s;
   if (*max_block == 0) return UsageError("--max-block-bytes must be more than 0 (e.g. 16MiB)");
   const int shard_bits = absl::GetFlag(FLAGS_ram_shard_bits);
   if (shard_bits < -1 || shard_bits > kMaxRamShardBits) {
@@ -151,12 +221,20 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
                                    absl::StrJoin(policies, ", ")));
   }
   options.store.max_block_bytes = *max_block;
+  absl::StatusOr<uint64_t> index =
+      size(absl::GetFlag(FLAGS_disk_index_bytes), "--disk-index-bytes");
+  if (!index.ok()) return index.status();
+  absl::StatusOr<uint64_t> min_free =
+      size(absl::GetFlag(FLAGS_disk_min_free_bytes), "--disk-min-free-bytes");
+  if (!min_free.ok()) return min_free.status();
   const std::string disk_path = absl::GetFlag(FLAGS_disk_path);
   if (!disk_path.empty() && *disk > 0) {
     DiskTierOptions d;
     d.path = disk_path;
     d.capacity_bytes = *disk;
     d.eviction = options.store.ram.eviction;
+    d.index_capacity_bytes = *index;
+    d.min_free_bytes = *min_free;
     options.store.disk = d;
   }
   return options;
@@ -175,6 +253,9 @@ int main(int argc, char** argv) {
       "[--ram-shard-bits=N]\n"
       "                      [--data-listen=HOST:PORT|auto|off] [--data-advertise=HOST[:PORT]]\n"
       "                      [--metrics-listen=HOST:PORT] [--shutdown-grace=DURATION]\n"
+      "                      [limits: --max-keys-per-request, --max-blocks-per-put,\n"
+      "                       --max-inflight-bytes, --max-call-duration, --grpc-max-*,\n"
+      "                       --grpc-memory-bytes; docs/operations.md]\n"
       "                      [--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]] "
       "[--allow-plaintext]\n"
       "                      [--auth-tokens=FILE | --allow-anonymous] "

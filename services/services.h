@@ -17,6 +17,7 @@
 
 namespace kvcache {
 
+class CallLimiter;
 class DataChannelServer;
 
 // What the services work with. REQUIRES: all of it outlives the services.
@@ -26,6 +27,7 @@ struct ServiceDeps {
   AccessControl* access = nullptr;
   TenantBook* tenants = nullptr;
   const DataChannelServer* data = nullptr;  // Null when there is no data channel.
+  CallLimiter* limiter = nullptr;           // services/call_limits.h.
 };
 
 std::unique_ptr<grpc::Service> NewCacheService(const ServiceDeps& deps);

@@ -55,6 +55,7 @@ class Process {
   Process& operator=(const Process&) = delete;
 
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
 
   // Reads output until a line contains `needle` (returning that line) or `timeout_s` pass
   // (returning "").

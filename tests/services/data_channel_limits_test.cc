@@ -254,8 +254,9 @@ TEST_F(DataChannelLimitsTest, AcceptBacksOffWhenOutOfFileDescriptors) {
   Start(o);
   rlimit old{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
-  const int pending = Dial();  // Queued by the kernel; the server cannot accept it yet.
-  // Fill the descriptor table up to a lowered limit, so accept(2) fails with EMFILE.
+  // Fill the descriptor table up to a lowered limit but one, and let the client's socket
+  // take the last: the server (in this process) then has none left, so accept(2) fails
+  // with EMFILE however soon it runs.
   const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   ASSERT_GE(null_fd, 0);
   rlimit low = old;
@@ -264,6 +265,10 @@ TEST_F(DataChannelLimitsTest, AcceptBacksOffWhenOutOfFileDescriptors) {
   std::vector<int> filler;
   for (int fd; (fd = ::fcntl(null_fd, F_DUPFD_CLOEXEC, 0)) >= 0;) filler.push_back(fd);
   ASSERT_FALSE(filler.empty());
+  ::close(filler.back());
+  filler.pop_back();
+  const int pending = Dial();  // Queued by the kernel; the server cannot accept it yet.
+  ASSERT_GE(pending, 0);
   // Hold it for a second: a spinning listener fails accept(2) hundreds of thousands of
   // times; one that backs off 100 ms at a time, about ten.
   const absl::Time start = absl::Now();
