@@ -32,6 +32,8 @@
 
 namespace kvcache {
 
+class StoreListener;  // store_events.h
+
 struct BlockMeta {
   BlockId id;
   std::optional<Key> parent;  // Previous block of the chain; none for a chain's first block.
@@ -42,6 +44,9 @@ struct BlockMeta {
 struct Block {
   BlockMeta meta;
   std::string payload;
+  // The block's token ids when its writer sent them (optional, never persisted): only
+  // passed on to KV events (store_events.h) so that routers can hash them themselves.
+  std::vector<uint32_t> token_ids;
 };
 
 using BlockPtr = std::shared_ptr<const Block>;
@@ -141,8 +146,9 @@ class BlockStore {
   // store's locks: keep it cheap and do not call back into the store.
   virtual uint64_t EraseIf(const std::function<bool(const BlockMeta&)>& pred) = 0;
 
-  // Removes everything. Returns how many blocks.
-  uint64_t Clear() {
+  // Removes everything. Returns how many blocks. (A listener hears one OnCleared, not a
+  // removal per block.)
+  virtual uint64_t Clear() {
     return EraseIf([](const BlockMeta&) { return true; });
   }
 
@@ -161,6 +167,9 @@ struct RamTierOptions {
   int num_shard_bits = -1;
   // Eviction policy name (see eviction_policy.h). Default: "lru".
   std::string eviction = "lru";
+  // Told of every block stored and removed (store_events.h); must outlive the tier.
+  // Default: none.
+  StoreListener* listener = nullptr;
 };
 
 // Largest RamTierOptions::num_shard_bits accepted.
@@ -184,6 +193,9 @@ struct DiskTierOptions {
   // fsync each write. Off, a write survives a crash of the process (kill -9) but not of the
   // machine: a cache can afford to lose blocks. Default: false.
   bool sync_writes = false;
+  // Told of every block stored and removed after the index is loaded (store_events.h);
+  // must outlive the tier. Default: none.
+  StoreListener* listener = nullptr;
 };
 
 // Opens (or creates) the disk tier and rebuilds its index from what is on disk, so blocks
@@ -203,6 +215,9 @@ struct TieredStoreOptions {
   // tiered store's Put also refuses, INVALID_ARGUMENT, a payload whose size disagrees with a
   // non-zero shape: CheckPayloadMatchesShape in common/block_shape.h.)
   uint64_t max_block_bytes = 16ull << 20;
+  // Told of every change of either tier (store_events.h); NewTieredStore hands it to both
+  // tiers, overriding theirs. Must outlive the store. Default: none.
+  StoreListener* listener = nullptr;
 };
 
 struct LookupResult {

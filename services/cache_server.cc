@@ -17,6 +17,7 @@
 #include "common/version.h"
 #include "prometheus/exposer.h"
 #include "services/data_channel_server.h"
+#include "services/events.h"
 #include "services/metrics.h"
 #include "services/services.h"
 
@@ -34,8 +35,12 @@ std::string HostOf(absl::string_view address) {
 
 class CacheServerImpl final : public CacheServer {
  public:
-  CacheServerImpl(const ServerOptions& options, std::unique_ptr<TieredStore> store)
-      : options_(options), store_(std::move(store)), metrics_(store_.get()) {}
+  CacheServerImpl(const ServerOptions& options, std::unique_ptr<EventLog> events,
+                  std::unique_ptr<TieredStore> store)
+      : options_(options),
+        events_(std::move(events)),
+        store_(std::move(store)),
+        metrics_(store_.get()) {}
 
   ~CacheServerImpl() override {
     Shutdown(absl::ZeroDuration());
@@ -66,7 +71,7 @@ class CacheServerImpl final : public CacheServer {
       }
       data_ = *std::move(data);
     }
-    cache_service_ = NewCacheService(store_.get(), &metrics_, data_.get());
+    cache_service_ = NewCacheService(store_.get(), &metrics_, data_.get(), events_.get());
 
     const int max_message =
         static_cast<int>(std::min<uint64_t>(options_.store.max_block_bytes + kMessageOverheadBytes,
@@ -180,6 +185,7 @@ class CacheServerImpl final : public CacheServer {
 
  private:
   const ServerOptions options_;
+  std::unique_ptr<EventLog> events_;  // The store's listener: outlives it. Null when off.
   std::unique_ptr<TieredStore> store_;
   ServerMetrics metrics_;
   std::unique_ptr<DataChannelServer> data_;
@@ -213,9 +219,16 @@ absl::StatusOr<std::unique_ptr<CacheServer>> StartCacheServer(const ServerOption
         "--data-listen: the data channel is plain TCP and is not offered with TLS; use "
         "--data-listen=off (clients then use gRPC Get and Put)");
   }
-  absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(options.store);
+  std::unique_ptr<EventLog> events;
+  TieredStoreOptions store_options = options.store;
+  if (options.events_ring > 0) {
+    events = std::make_unique<EventLog>(options.events_ring);
+    store_options.listener = events.get();
+  }
+  absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(store_options);
   if (!store.ok()) return store.status();
-  auto server = std::make_unique<CacheServerImpl>(options, *std::move(store));
+  auto server =
+      std::make_unique<CacheServerImpl>(options, std::move(events), *std::move(store));
   if (absl::Status s = server->Start(); !s.ok()) return s;
   return std::unique_ptr<CacheServer>(std::move(server));
 }

@@ -17,6 +17,7 @@
 #include "common/data_channel_wire.h"
 #include "services/convert_internal.h"
 #include "services/data_channel_server.h"
+#include "services/events.h"
 #include "services/services.h"
 
 namespace kvcache {
@@ -152,12 +153,20 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
 
 using CacheServiceBase = v1::CacheService::WithCallbackMethod_Lookup<
     v1::CacheService::WithRawCallbackMethod_Get<v1::CacheService::WithCallbackMethod_Put<
-        v1::CacheService::WithCallbackMethod_OpenDataChannel<v1::CacheService::Service>>>>;
+        v1::CacheService::WithCallbackMethod_OpenDataChannel<
+            v1::CacheService::WithCallbackMethod_SubscribeEvents<v1::CacheService::Service>>>>>;
 
 class CacheServiceImpl final : public CacheServiceBase {
  public:
-  CacheServiceImpl(TieredStore* store, ServerMetrics* metrics, const DataChannelServer* data)
-      : store_(store), metrics_(metrics), data_(data) {}
+  CacheServiceImpl(TieredStore* store, ServerMetrics* metrics, const DataChannelServer* data,
+                   EventLog* events)
+      : store_(store), metrics_(metrics), data_(data), events_(events) {}
+
+  // services/events.cc. (Tenants: pass a filter admitting only the caller's namespaces.)
+  grpc::ServerWriteReactor<v1::SubscribeEventsResponse>* SubscribeEvents(
+      grpc::CallbackServerContext* ctx, const v1::SubscribeEventsRequest* request) override {
+    return NewSubscribeEventsReactor(ctx, request, events_, store_, NamespaceFilter());
+  }
 
   grpc::ServerUnaryReactor* OpenDataChannel(grpc::CallbackServerContext* ctx,
                                             const v1::OpenDataChannelRequest*,
@@ -211,13 +220,15 @@ class CacheServiceImpl final : public CacheServiceBase {
   TieredStore* const store_;
   ServerMetrics* const metrics_;
   const DataChannelServer* const data_;
+  EventLog* const events_;
 };
 
 }  // namespace
 
 std::unique_ptr<grpc::Service> NewCacheService(TieredStore* store, ServerMetrics* metrics,
-                                               const DataChannelServer* data) {
-  return std::make_unique<CacheServiceImpl>(store, metrics, data);
+                                               const DataChannelServer* data,
+                                               EventLog* events) {
+  return std::make_unique<CacheServiceImpl>(store, metrics, data, events);
 }
 
 }  // namespace kvcache

@@ -16,11 +16,13 @@
 namespace kvcache {
 
 class DataChannelServer;
+class EventLog;
 
-// REQUIRES: `store`, `metrics` and `data` (null when there is no data channel) outlive the
-// service.
+// REQUIRES: `store`, `metrics`, `data` (null when there is no data channel) and `events`
+// (null when events are off) outlive the service.
 std::unique_ptr<grpc::Service> NewCacheService(TieredStore* store, ServerMetrics* metrics,
-                                               const DataChannelServer* data);
+                                               const DataChannelServer* data,
+                                               EventLog* events = nullptr);
 
 // `config` answers GetConfig (called once per call, from any thread).
 std::unique_ptr<grpc::Service> NewAdminService(
