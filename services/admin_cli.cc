@@ -18,6 +18,7 @@
 #include "common/key.h"
 #include "common/tls_flags.h"
 #include "services/admin_cluster.h"
+#include "services/admin_explain.h"
 #include "services/admin_format.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051",
@@ -61,10 +62,11 @@ class Command {
     if (name == "evict") return Evict();
     if (name == "flush") return Flush();
     if (name == "config") return Config();
+    if (name == "events" || name == "explain") return EventsOrExplain(name);
     return UsageError(
         absl::StrCat("unknown command '", name,
                      "'; commands: health, stats, put, get, ls, inspect, evict, flush, config, "
-                     "cluster, locate"));
+                     "cluster, locate, events, explain"));
   }
 
  private:
@@ -387,6 +389,18 @@ class Command {
     return (*cluster)->Locate(*ns, *key, *replicas, absl::GetFlag(FLAGS_json), out_);
   }
 
+  // services/admin_explain.h, over every node of the target.
+  absl::Status EventsOrExplain(const std::string& name) {
+    absl::StatusOr<std::vector<std::string>> nodes = ResolveClusterTarget(target_);
+    if (!nodes.ok()) return nodes.status();
+    if (name == "events") {
+      return RunEventsCommand(*nodes, target_.is_cluster(), TlsClientOptionsFromFlags(),
+                              absl::GetFlag(FLAGS_timeout), out_);
+    }
+    return RunExplainCommand(*nodes, TlsClientOptionsFromFlags(), absl::GetFlag(FLAGS_timeout),
+                             out_);
+  }
+
   // Keys sampled for `cluster`'s key shares: 100,000 give each share to about +-0.3 %.
   static constexpr int kKeyShareSamples = 100000;
 
@@ -414,6 +428,12 @@ std::string AdminUsage() {
          "  locate --namespace=HEX --key=HEX [--replicas=R] [--json]\n"
          "                                            nodes in rendezvous order, the first R\n"
          "                                            owning the block, and where it is held\n"
+         "  events [--from=SEQ] [--snapshot] [--count=N] [--json]\n"
+         "                                            tail the KV events (docs/events.md)\n"
+         "  explain (--model=DIR | --namespace=HEX) [--block-size=N] [--cache-salt=S]\n"
+         "          (--prompt-ids=1,2,3 | --prompt-text=TEXT | --prompt-file=PATH) [--json]\n"
+         "                                            for each block of a prompt: where it\n"
+         "                                            is, where the chain breaks and why\n"
          "TARGET: host:port (one node), host:port,host:port,... or dns:///name:port (a\n"
          "cluster: health, stats, ls, inspect, evict, flush and config visit every node).\n"
          "Keys and namespaces are 64 hex digits. Exit status: 0 on success, 1 when a server\n"
