@@ -37,38 +37,43 @@ EventLog::~EventLog() {
 }
 
 void EventLog::OnStored(const Block& block, TierId tier) {
-  StoreEvent e;
-  e.kind = StoreEvent::Kind::kStored;
-  e.tier = tier;
-  e.id = block.meta.id;
-  e.parent = block.meta.parent;
-  e.payload_bytes = block.payload.size();
-  e.token_ids = block.token_ids;
-  Append(std::move(e));
+  Append([&](StoreEvent& e) {
+    e.kind = StoreEvent::Kind::kStored;
+    e.tier = tier;
+    e.id = block.meta.id;
+    e.parent = block.meta.parent;
+    e.payload_bytes = block.payload.size();
+    e.token_ids.assign(block.token_ids.begin(), block.token_ids.end());
+  });
 }
 
 void EventLog::OnRemoved(const BlockId& id, TierId tier, RemovalReason reason) {
-  StoreEvent e;
-  e.kind = StoreEvent::Kind::kRemoved;
-  e.tier = tier;
-  e.reason = reason;
-  e.id = id;
-  Append(std::move(e));
+  Append([&](StoreEvent& e) {
+    e.kind = StoreEvent::Kind::kRemoved;
+    e.tier = tier;
+    e.reason = reason;
+    e.id = id;
+  });
 }
 
 void EventLog::OnCleared(TierId tier) {
-  StoreEvent e;
-  e.kind = StoreEvent::Kind::kCleared;
-  e.tier = tier;
-  Append(std::move(e));
+  Append([&](StoreEvent& e) {
+    e.kind = StoreEvent::Kind::kCleared;
+    e.tier = tier;
+  });
 }
 
-void EventLog::Append(StoreEvent event) {
-  event.unix_micros = absl::GetCurrentTimeNanos() / 1000;
+template <typename Fill>
+void EventLog::Append(const Fill& fill) {
+  const int64_t now = absl::GetCurrentTimeNanos() / 1000;
   absl::MutexLock lock(&mu_);
-  event.sequence = ++head_;
-  // Move-assigning reuses nothing of the old slot but frees its token ids, if any.
-  ring_[(head_ - 1) % capacity_] = std::move(event);
+  // Filled in place: the slot's token id buffer is reused, nothing is allocated for events
+  // without token ids.
+  StoreEvent& e = ring_[head_ % capacity_];
+  e.sequence = ++head_;
+  e.unix_micros = now;
+  e.token_ids.clear();
+  fill(e);
   if (!waiters_.empty() && !wake_) {
     wake_ = true;
     cv_.Signal();

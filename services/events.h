@@ -92,7 +92,9 @@ class EventLog final : public StoreListener {
   bool CancelWait(Waiter* waiter);
 
  private:
-  void Append(StoreEvent event);
+  // Takes the next slot and sequence and lets `fill` (void(StoreEvent&)) set the rest.
+  template <typename Fill>
+  void Append(const Fill& fill);
   Position PositionLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WakeLoop();
 
