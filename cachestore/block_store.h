@@ -33,6 +33,8 @@
 
 namespace kvcache {
 
+class StoreListener;  // store_events.h
+
 struct BlockMeta {
   BlockId id;
   std::optional<Key> parent;  // Previous block of the chain; none for a chain's first block.
@@ -43,6 +45,9 @@ struct BlockMeta {
 struct Block {
   BlockMeta meta;
   std::string payload;
+  // The block's token ids when its writer sent them (optional, never persisted): only
+  // passed on to KV events (store_events.h) so that routers can hash them themselves.
+  std::vector<uint32_t> token_ids;
 };
 
 using BlockPtr = std::shared_ptr<const Block>;
@@ -156,8 +161,9 @@ class BlockStore {
   // store's locks: keep it cheap and do not call back into the store.
   virtual uint64_t EraseIf(const std::function<bool(const BlockMeta&)>& pred) = 0;
 
-  // Removes everything. Returns how many blocks.
-  uint64_t Clear() {
+  // Removes everything. Returns how many blocks. (A listener hears one OnCleared, not a
+  // removal per block.)
+  virtual uint64_t Clear() {
     return EraseIf([](const BlockMeta&) { return true; });
   }
 
@@ -176,6 +182,9 @@ struct RamTierOptions {
   int num_shard_bits = -1;
   // Eviction policy name (see eviction_policy.h). Default: "lru".
   std::string eviction = "lru";
+  // Told of every block stored and removed (store_events.h); must outlive the tier.
+  // Default: none.
+  StoreListener* listener = nullptr;
 };
 
 // Largest RamTierOptions::num_shard_bits accepted.
@@ -210,6 +219,9 @@ struct DiskTierOptions {
   // How often disk space, the directory's size and a failing disk are re-checked.
   // Default: 1 s.
   absl::Duration check_interval = absl::Seconds(1);
+  // Told of every block stored and removed after the index is loaded (store_events.h);
+  // must outlive the tier. Default: none.
+  StoreListener* listener = nullptr;
 };
 
 // RAM the disk tier's index takes per block: the entry of its hash map, the metadata and
@@ -234,6 +246,9 @@ struct TieredStoreOptions {
   // tiered store's Put also refuses, INVALID_ARGUMENT, a payload whose size disagrees with a
   // non-zero shape: CheckPayloadMatchesShape in common/block_shape.h.)
   uint64_t max_block_bytes = 16ull << 20;
+  // Told of every change of either tier (store_events.h); NewTieredStore hands it to both
+  // tiers, overriding theirs. Must outlive the store. Default: none.
+  StoreListener* listener = nullptr;
 };
 
 struct LookupResult {

@@ -42,6 +42,7 @@
 #include "cachestore/disk_tier_internal.h"
 #include "cachestore/eviction_policy.h"
 #include "cachestore/meta_record_internal.h"
+#include "cachestore/store_events.h"
 #include "common/byte_size.h"
 #include "common/checksum.h"
 #include "rocksdb/db.h"
@@ -202,6 +203,11 @@ class DiskTier final : public BlockStore {
       index_[id] = DiskEntry{block->meta, block->payload.size(), now, generation};
       bytes_ += charge;
       ++stats_.inserts;
+      if (listener_ != nullptr) {
+        for (const BlockId& v : victims) {
+          listener_->OnRemoved(v, TierId::kDisk, RemovalReason::kEvicted);
+        }
+      }
     }
     const Record record{id,
                         internal::EncodeMetaRecord(
@@ -215,10 +221,14 @@ class DiskTier final : public BlockStore {
       auto it = index_.find(id);
       still_ours = it != index_.end() && it->second.pending_generation == generation;
       if (!written.ok()) {
-        if (still_ours) RemoveLocked(it);
+        if (still_ours) RemoveLocked(it, RemovalReason::kEvicted);
         return written;
       }
-      if (still_ours) it->second.pending_generation = 0;
+      if (still_ours) {
+        it->second.pending_generation = 0;
+        // Reported when it can be read (Contains), not while pending.
+        if (listener_ != nullptr) listener_->OnStored(*block, TierId::kDisk);
+      }
     }
     // Erased while we were writing: do not let the write resurrect it.
     if (!still_ours) {
@@ -256,7 +266,7 @@ class DiskTier final : public BlockStore {
       if (!s.IsNotFound()) ++stats_.checksum_failures;
       auto it = index_.find(id);
       dropped = it != index_.end() && it->second.pending_generation == 0;
-      if (dropped) RemoveLocked(it);
+      if (dropped) RemoveLocked(it, RemovalReason::kCorrupt);
     }
     if (!intact) {
       if (dropped) Commit({id}, nullptr, "dropping a bad block").IgnoreError();  // Counted.
@@ -305,7 +315,7 @@ class DiskTier final : public BlockStore {
       absl::MutexLock lock(&mu_);
       auto it = index_.find(id);
       if (it == index_.end()) return false;
-      RemoveLocked(it);
+      RemoveLocked(it, RemovalReason::kErased);
     }
     Commit({id}, nullptr, "erasing a block").IgnoreError();  // Counted; retried.
     return true;
@@ -321,10 +331,24 @@ class DiskTier final : public BlockStore {
           continue;
         }
         doomed.push_back(it->first);
-        policy_->OnErase(it->first);
-        bytes_ -= Charge(it->second.payload_bytes);
-        index_.erase(it++);
+        RemoveLocked(it++, RemovalReason::kErased);
       }
+    }
+    const uint64_t erased = doomed.size();
+    Commit(std::move(doomed), nullptr, "erasing blocks").IgnoreError();  // Counted; retried.
+    return erased;
+  }
+
+  // One OnCleared instead of a removal per block, ordered under mu_ with every other change.
+  uint64_t Clear() override {
+    std::vector<BlockId> doomed;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto it = index_.begin(); it != index_.end();) {
+        doomed.push_back(it->first);
+        RemoveLocked(it++, std::nullopt);
+      }
+      if (listener_ != nullptr) listener_->OnCleared(TierId::kDisk);
     }
     const uint64_t erased = doomed.size();
     Commit(std::move(doomed), nullptr, "erasing blocks").IgnoreError();  // Counted; retried.
@@ -544,9 +568,10 @@ class DiskTier final : public BlockStore {
     }
   }
 
-  // Drops an index entry and tells the policy.
-  void RemoveLocked(absl::flat_hash_map<BlockId, DiskEntry>::iterator it)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Drops an index entry and tells the policy, and the listener why when `reason` is set.
+  void RemoveLocked(absl::flat_hash_map<BlockId, DiskEntry>::iterator it,
+                    std::optional<RemovalReason> reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (listener_ != nullptr && reason) listener_->OnRemoved(it->first, TierId::kDisk, *reason);
     policy_->OnErase(it->first);
     bytes_ -= Charge(it->second.payload_bytes);
     index_.erase(it);
@@ -565,6 +590,7 @@ class DiskTier final : public BlockStore {
   // Constant after construction.
   const DiskTierOptions options_;
   const size_t max_entries_;  // Of the index; 0: no limit.
+  StoreListener* const listener_ = options_.listener;  // Null when nobody listens.
   rocksdb::DB* const db_;
   const std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, blocks.
   const uint64_t extra_bytes_;  // The policy's state per block (ExtraBytesPerBlock).

@@ -17,6 +17,7 @@
 #include "cachestore/block_internal.h"
 #include "cachestore/block_store.h"
 #include "cachestore/eviction_policy.h"
+#include "cachestore/store_events.h"
 #include "common/byte_size.h"
 
 namespace kvcache {
@@ -51,11 +52,13 @@ BlockInfo InfoOf(const Entry& e) {
 
 class RamTier final : public BlockStore {
  public:
-  RamTier(uint64_t capacity, int shard_bits, std::vector<std::unique_ptr<EvictionPolicy>> policies)
+  RamTier(uint64_t capacity, int shard_bits, std::vector<std::unique_ptr<EvictionPolicy>> policies,
+          StoreListener* listener)
       : capacity_(capacity),
         extra_bytes_(policies.empty() ? 0 : policies[0]->ExtraBytesPerBlock()),
         shards_(size_t{1} << shard_bits),
-        mask_((size_t{1} << shard_bits) - 1) {
+        mask_((size_t{1} << shard_bits) - 1),
+        listener_(listener) {
     for (size_t i = 0; i < shards_.size(); ++i) {
       Shard& s = shards_[i];
       absl::MutexLock lock(&s.mu);
@@ -95,6 +98,7 @@ class RamTier final : public BlockStore {
         shard.map.erase(vit);
       }
       shard.policy->OnInsert(entry);
+      if (listener_ != nullptr) Report(victims, *block);
       shard.map.emplace(entry.id, Entry{std::move(block), internal::NowUnixMicros()});
       shard.bytes += charge;
       ++shard.stats.inserts;
@@ -156,6 +160,7 @@ class RamTier final : public BlockStore {
     shard.bytes -= Charge(doomed->payload.size());
     shard.policy->OnErase(id);
     shard.map.erase(it);
+    if (listener_ != nullptr) listener_->OnRemoved(id, TierId::kRam, RemovalReason::kErased);
     return true;
   }
 
@@ -164,19 +169,23 @@ class RamTier final : public BlockStore {
     for (Shard& shard : shards_) {
       std::vector<BlockPtr> doomed;  // Released after the lock.
       absl::MutexLock lock(&shard.mu);
-      for (auto it = shard.map.begin(); it != shard.map.end();) {
-        if (!pred(it->second.block->meta)) {
-          ++it;
-          continue;
-        }
-        shard.bytes -= Charge(it->second.block->payload.size());
-        shard.policy->OnErase(it->first);
-        doomed.push_back(std::move(it->second.block));
-        shard.map.erase(it++);
-      }
+      EraseLocked(shard, pred, /*report=*/true, &doomed);
       erased += doomed.size();
     }
     return erased;
+  }
+
+  // Holds every shard's lock at once, so that a listener's one OnCleared is ordered against
+  // every change of every shard.
+  uint64_t Clear() override ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    std::vector<BlockPtr> doomed;  // Released after the locks.
+    for (Shard& shard : shards_) shard.mu.Lock();
+    for (Shard& shard : shards_) {
+      EraseLocked(shard, [](const BlockMeta&) { return true; }, /*report=*/false, &doomed);
+    }
+    if (listener_ != nullptr) listener_->OnCleared(TierId::kRam);
+    for (auto it = shards_.rbegin(); it != shards_.rend(); ++it) it->mu.Unlock();
+    return doomed.size();
   }
 
   TierStats Stats() const override {
@@ -205,11 +214,40 @@ class RamTier final : public BlockStore {
 
   // What a block costs: ChargeOf plus the policy's own state per block.
   uint64_t Charge(uint64_t payload_bytes) const { return ChargeOf(payload_bytes) + extra_bytes_; }
+  // Moves the blocks of `shard` that `pred` selects to `doomed`, telling the listener of
+  // each when `report`.
+  void EraseLocked(Shard& shard, const std::function<bool(const BlockMeta&)>& pred, bool report,
+                   std::vector<BlockPtr>* doomed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+    for (auto it = shard.map.begin(); it != shard.map.end();) {
+      if (!pred(it->second.block->meta)) {
+        ++it;
+        continue;
+      }
+      shard.bytes -= Charge(it->second.block->payload.size());
+      shard.policy->OnErase(it->first);
+      if (report && listener_ != nullptr) {
+        listener_->OnRemoved(it->first, TierId::kRam, RemovalReason::kErased);
+      }
+      doomed->push_back(std::move(it->second.block));
+      shard.map.erase(it++);
+    }
+  }
+
+  // Tells the listener of a Put's victims and of the block it stores (under the shard's
+  // lock, so in the order the changes happen).
+  void Report(const std::vector<Evicted>& victims, const Block& stored) {
+    for (const Evicted& v : victims) {
+      listener_->OnRemoved(v.block->meta.id, TierId::kRam,
+                           v.worth_demoting ? RemovalReason::kDemoted : RemovalReason::kEvicted);
+    }
+    listener_->OnStored(stored, TierId::kRam);
+  }
 
   const uint64_t capacity_;
   const uint64_t extra_bytes_;
   std::vector<Shard> shards_;
   const size_t mask_;
+  StoreListener* const listener_;  // Null when nobody listens.
 };
 
 int ShardBits(const RamTierOptions& options) {
@@ -240,7 +278,8 @@ absl::StatusOr<std::unique_ptr<BlockStore>> NewRamTier(const RamTierOptions& opt
     if (!policy.ok()) return policy.status();
     policies.push_back(*std::move(policy));
   }
-  return std::make_unique<RamTier>(options.capacity_bytes, bits, std::move(policies));
+  return std::make_unique<RamTier>(options.capacity_bytes, bits, std::move(policies),
+                                   options.listener);
 }
 
 }  // namespace kvcache

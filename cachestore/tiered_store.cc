@@ -12,16 +12,37 @@
 #include "absl/strings/str_cat.h"
 #include "cachestore/block_internal.h"
 #include "cachestore/block_store.h"
+#include "cachestore/store_events.h"
 #include "common/byte_size.h"
 
 namespace kvcache {
 namespace {
 
+// The RAM tier's listener when there is no disk below: a victim worth demoting has nowhere
+// to go, so it is evicted.
+class RamOnlyListener final : public StoreListener {
+ public:
+  explicit RamOnlyListener(StoreListener* next) : next_(next) {}
+  void OnStored(const Block& block, TierId tier) override { next_->OnStored(block, tier); }
+  void OnRemoved(const BlockId& id, TierId tier, RemovalReason reason) override {
+    next_->OnRemoved(id, tier,
+                     reason == RemovalReason::kDemoted ? RemovalReason::kEvicted : reason);
+  }
+  void OnCleared(TierId tier) override { next_->OnCleared(tier); }
+
+ private:
+  StoreListener* const next_;
+};
+
 class TieredStoreImpl final : public TieredStore {
  public:
   TieredStoreImpl(const TieredStoreOptions& options, std::unique_ptr<BlockStore> ram,
-                  std::unique_ptr<BlockStore> disk)
-      : options_(options), ram_(std::move(ram)), disk_(std::move(disk)) {}
+                  std::unique_ptr<BlockStore> disk,
+                  std::unique_ptr<StoreListener> ram_listener = nullptr)
+      : options_(options),
+        ram_listener_(std::move(ram_listener)),
+        ram_(std::move(ram)),
+        disk_(std::move(disk)) {}
 
   absl::StatusOr<PutOutcome> Put(BlockPtr block, std::vector<Evicted>* evicted) override {
     if (absl::Status s = CheckBlockSize(block->meta.id.key, block->payload.size(),
@@ -184,6 +205,7 @@ class TieredStoreImpl final : public TieredStore {
   }
 
   const TieredStoreOptions options_;
+  const std::unique_ptr<StoreListener> ram_listener_;  // Outlives ram_ (declared before).
   const std::unique_ptr<BlockStore> ram_;
   const std::unique_ptr<BlockStore> disk_;  // Null when RAM only.
   std::atomic<uint64_t> demotions_{0};
@@ -204,15 +226,24 @@ absl::StatusOr<std::unique_ptr<TieredStore>> NewTieredStore(const TieredStoreOpt
     return absl::InvalidArgumentError(absl::StrCat(
         "RAM capacity of ", options.ram.capacity_bytes, " bytes cannot hold any block"));
   }
-  absl::StatusOr<std::unique_ptr<BlockStore>> ram = NewRamTier(options.ram);
+  RamTierOptions ram_options = options.ram;
+  std::unique_ptr<StoreListener> ram_listener;
+  if (options.listener != nullptr && !options.disk) {
+    ram_listener = std::make_unique<RamOnlyListener>(options.listener);
+  }
+  ram_options.listener = ram_listener ? ram_listener.get() : options.listener;
+  absl::StatusOr<std::unique_ptr<BlockStore>> ram = NewRamTier(ram_options);
   if (!ram.ok()) return ram.status();
   std::unique_ptr<BlockStore> disk;
   if (options.disk) {
-    absl::StatusOr<std::unique_ptr<BlockStore>> opened = NewDiskTier(*options.disk);
+    DiskTierOptions disk_options = *options.disk;
+    disk_options.listener = options.listener;
+    absl::StatusOr<std::unique_ptr<BlockStore>> opened = NewDiskTier(disk_options);
     if (!opened.ok()) return opened.status();
     disk = *std::move(opened);
   }
-  return std::make_unique<TieredStoreImpl>(options, *std::move(ram), std::move(disk));
+  return std::make_unique<TieredStoreImpl>(options, *std::move(ram), std::move(disk),
+                                           std::move(ram_listener));
 }
 
 }  // namespace kvcache

@@ -18,6 +18,7 @@
 #include "common/key.h"
 #include "common/tls_flags.h"
 #include "services/admin_cluster.h"
+#include "services/admin_explain.h"
 #include "services/admin_format.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051",
@@ -66,10 +67,11 @@ class Command {
     if (name == "flush") return Flush();
     if (name == "config") return Config();
     if (name == "conflicts") return Conflicts();
+    if (name == "events" || name == "explain") return EventsOrExplain(name);
     return UsageError(
         absl::StrCat("unknown command '", name,
                      "'; commands: health, stats, put, get, ls, inspect, evict, flush, config, "
-                     "conflicts, cluster, locate"));
+                     "conflicts, cluster, locate, events, explain"));
   }
 
  private:
@@ -418,6 +420,18 @@ class Command {
     return (*cluster)->Locate(*ns, *key, *replicas, absl::GetFlag(FLAGS_json), out_);
   }
 
+  // services/admin_explain.h, over every node of the target.
+  absl::Status EventsOrExplain(const std::string& name) {
+    absl::StatusOr<std::vector<std::string>> nodes = ResolveClusterTarget(target_);
+    if (!nodes.ok()) return nodes.status();
+    if (name == "events") {
+      return RunEventsCommand(*nodes, target_.is_cluster(), TlsClientOptionsFromFlags(),
+                              absl::GetFlag(FLAGS_timeout), out_);
+    }
+    return RunExplainCommand(*nodes, TlsClientOptionsFromFlags(), absl::GetFlag(FLAGS_timeout),
+                             out_);
+  }
+
   // Keys sampled for `cluster`'s key shares: 100,000 give each share to about +-0.3 %.
   static constexpr int kKeyShareSamples = 100000;
 
@@ -447,6 +461,12 @@ std::string AdminUsage() {
          "  locate --namespace=HEX --key=HEX [--replicas=R] [--json]\n"
          "                                            nodes in rendezvous order, the first R\n"
          "                                            owning the block, and where it is held\n"
+         "  events [--from=SEQ] [--snapshot] [--count=N] [--json]\n"
+         "                                            tail the KV events (docs/events.md)\n"
+         "  explain (--model=DIR | --namespace=HEX) [--block-size=N] [--cache-salt=S]\n"
+         "          (--prompt-ids=1,2,3 | --prompt-text=TEXT | --prompt-file=PATH) [--json]\n"
+         "                                            for each block of a prompt: where it\n"
+         "                                            is, where the chain breaks and why\n"
          "TARGET: host:port (one node), host:port,host:port,... or dns:///name:port (a\n"
          "cluster: health, stats, ls, inspect, evict, flush, config and conflicts visit every\n"
          "node). Admin calls go to a server's admin listener (--admin-listen; also its main\n"

@@ -21,6 +21,7 @@
 #include "prometheus/exposer.h"
 #include "services/access.h"
 #include "services/data_channel_server.h"
+#include "services/events.h"
 #include "services/metrics.h"
 #include "services/services.h"
 
@@ -38,9 +39,10 @@ std::string HostOf(absl::string_view address) {
 
 class CacheServerImpl final : public CacheServer {
  public:
-  CacheServerImpl(const ServerOptions& options, std::unique_ptr<TieredStore> store,
-                  std::unique_ptr<AccessControl> access)
+  CacheServerImpl(const ServerOptions& options, std::unique_ptr<EventLog> events,
+                  std::unique_ptr<TieredStore> store, std::unique_ptr<AccessControl> access)
       : options_(options),
+        events_(std::move(events)),
         store_(std::move(store)),
         metrics_(store_.get()),
         access_(std::move(access)),
@@ -80,7 +82,7 @@ class CacheServerImpl final : public CacheServer {
       data_ = *std::move(data);
     }
     const ServiceDeps deps{store_.get(), &metrics_, access_.get(), &tenants_, data_.get(),
-                           &limiter_};
+                           &limiter_, events_.get()};
     cache_service_ = NewCacheService(deps);
     admin_service_ = NewAdminService(deps, [this] { return Config(); });
 
@@ -239,6 +241,7 @@ class CacheServerImpl final : public CacheServer {
 
  private:
   const ServerOptions options_;
+  std::unique_ptr<EventLog> events_;  // The store's listener: outlives it. Null when off.
   std::unique_ptr<TieredStore> store_;
   ServerMetrics metrics_;
   const std::unique_ptr<AccessControl> access_;
@@ -328,10 +331,17 @@ absl::StatusOr<std::unique_ptr<CacheServer>> StartCacheServer(const ServerOption
         "--data-listen: the data channel is plain TCP and is not offered with TLS; use "
         "--data-listen=off (clients then use gRPC Get and Put)");
   }
-  absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(options.store);
+  std::unique_ptr<EventLog> events;
+  TieredStoreOptions store_options = options.store;
+  if (options.events_ring > 0) {
+    events = std::make_unique<EventLog>(options.events_ring);
+    store_options.listener = events.get();
+  }
+  absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(store_options);
   if (!store.ok()) return store.status();
   auto server =
-      std::make_unique<CacheServerImpl>(options, *std::move(store), std::move(access));
+      std::make_unique<CacheServerImpl>(options, std::move(events), *std::move(store),
+                                        std::move(access));
   if (absl::Status s = server->Start(); !s.ok()) return s;
   return std::unique_ptr<CacheServer>(std::move(server));
 }

@@ -62,8 +62,13 @@ struct ServerOptions {
   // The gRPC surface's limits (keys per request, blocks per stream, bytes in flight, call
   // duration, message size, streams per connection, gRPC memory); docs/operations.md.
   CallLimits limits;
-  // The store: capacities, disk path, block size limit, eviction policy.
+  // The store: capacities, disk path, block size limit, eviction policy. (Its listener is
+  // the server's event ring when events are on.)
   TieredStoreOptions store;
+  // KV events (SubscribeEvents, docs/events.md): how many of the newest events the ring
+  // keeps for subscribers that reconnect (about 160 B each, more with token ids); 0 turns
+  // events off. Default: 65536.
+  size_t events_ring = 65536;
 };
 
 class CacheServer {

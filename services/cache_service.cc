@@ -19,10 +19,12 @@
 #include "proto/block_wire.h"
 #include "proto/grpc_status.h"
 #include "common/data_channel_wire.h"
+#include "common/little_endian.h"
 #include "services/access_grpc_internal.h"
 #include "services/call_limits.h"
 #include "services/convert_internal.h"
 #include "services/data_channel_server.h"
+#include "services/events.h"
 #include "services/services.h"
 
 namespace kvcache {
@@ -257,13 +259,41 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
   v1::PutRequest request_;
 };
 
+// A server stream refused before it starts (its caller was not admitted).
+template <typename T>
+class RefusedStream final : public grpc::ServerWriteReactor<T> {
+ public:
+  void OnDone() override { delete this; }
+};
+
 using CacheServiceBase = v1::CacheService::WithCallbackMethod_Lookup<
     v1::CacheService::WithRawCallbackMethod_Get<v1::CacheService::WithCallbackMethod_Put<
-        v1::CacheService::WithCallbackMethod_OpenDataChannel<v1::CacheService::Service>>>>;
+        v1::CacheService::WithCallbackMethod_OpenDataChannel<
+            v1::CacheService::WithCallbackMethod_SubscribeEvents<v1::CacheService::Service>>>>>;
 
 class CacheServiceImpl final : public CacheServiceBase {
  public:
   explicit CacheServiceImpl(const ServiceDeps& deps) : deps_(deps) {}
+
+  // services/events.cc. A reader sees its own tenant's namespaces (in their stored form,
+  // docs/events.md); an admin, and every caller of a server without --auth-tokens, all.
+  grpc::ServerWriteReactor<v1::SubscribeEventsResponse>* SubscribeEvents(
+      grpc::CallbackServerContext* ctx, const v1::SubscribeEventsRequest* request) override {
+    absl::StatusOr<Principal> who =
+        Admit(deps_, *ctx, Rpc::kGet, Role::kReader, "SubscribeEvents");
+    if (!who.ok()) {
+      auto* reactor = new RefusedStream<v1::SubscribeEventsResponse>();
+      reactor->Finish(ToGrpcStatus(who.status()));
+      return reactor;
+    }
+    NamespaceFilter filter;
+    if (who->role != Role::kAdmin && !who->tenant.empty()) {
+      filter = [tag = TenantTag(who->tenant)](const Key& ns) {
+        return GetLittleEndian<uint64_t>(reinterpret_cast<const char*>(ns.bytes.data())) == tag;
+      };
+    }
+    return NewSubscribeEventsReactor(ctx, request, deps_.events, deps_.store, std::move(filter));
+  }
 
   grpc::ServerUnaryReactor* OpenDataChannel(grpc::CallbackServerContext* ctx,
                                             const v1::OpenDataChannelRequest*,

@@ -30,6 +30,25 @@ absl::StatusOr<std::vector<Key>> ParseKeys(
   return keys;
 }
 
+namespace {
+
+// The optional token ids a Put may carry for KV events: as many as the block's tokens
+// (when its shape says), and never more than kMaxTokenIdsPerBlock.
+absl::Status TakeTokenIds(const v1::Block& pb, Block* block) {
+  const int n = pb.token_ids_size();
+  if (n == 0) return absl::OkStatus();
+  if (n > kMaxTokenIdsPerBlock ||
+      (block->meta.shape.num_tokens != 0 && static_cast<uint32_t>(n) != block->meta.shape.num_tokens)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "block.token_ids has ", n, " ids; a block carries its shape's num_tokens (",
+        block->meta.shape.num_tokens, ") and at most ", kMaxTokenIdsPerBlock));
+  }
+  block->token_ids.assign(pb.token_ids().begin(), pb.token_ids().end());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<BlockPtr> TakeBlock(const Key& ns, v1::Block* pb) {
   auto block = std::make_shared<Block>();
   absl::StatusOr<Key> key = KeyFromBytes(pb->key(), "block.key");
@@ -43,6 +62,7 @@ absl::StatusOr<BlockPtr> TakeBlock(const Key& ns, v1::Block* pb) {
   block->meta.checksum = pb->checksum();
   block->meta.shape = ShapeFromProto(pb->shape());
   block->payload = std::move(*pb->mutable_payload());
+  if (absl::Status s = TakeTokenIds(*pb, block.get()); !s.ok()) return s;
   return block;
 }
 

@@ -16,6 +16,9 @@ namespace kvcache {
 // Most keys one Lookup or Get may name.
 inline constexpr int kMaxKeysPerCall = 65536;
 
+// Most token ids one block may carry (Block.token_ids).
+inline constexpr int kMaxTokenIdsPerBlock = 4096;
+
 // The namespace id of a request: INVALID_ARGUMENT if not 32 bytes (or empty).
 absl::StatusOr<Key> ParseNamespace(const std::string& raw);
 

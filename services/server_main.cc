@@ -36,6 +36,9 @@ ABSL_FLAG(std::string, max_block_bytes, "16MiB",
           "largest block payload accepted; larger puts get RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, eviction, "reuse-density",
           "eviction policy of both tiers: reuse-density, lru or prefix-lfu (docs/eviction.md)");
+ABSL_FLAG(int64_t, events_ring, 65536,
+          "KV events (SubscribeEvents, docs/events.md): how many recent events are kept for "
+          "subscribers that reconnect (about 160 B each); 0 turns events off");
 ABSL_FLAG(int, ram_shard_bits, -1,
           "log2 of the RAM tier's shards, -1 to 10; -1 picks the most (up to 16) that leave "
           "64 MiB or more each");
@@ -211,6 +214,11 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   if (grace < absl::ZeroDuration()) return UsageError("--shutdown-grace must not be negative");
   options.shutdown_grace = grace;
+  const int64_t events_ring = absl::GetFlag(FLAGS_events_ring);
+  if (events_ring < 0 || events_ring > (int64_t{1} << 26)) {
+    return UsageError(absl::StrCat("--events-ring must be in [0, 67108864], got ", events_ring));
+  }
+  options.events_ring = static_cast<size_t>(events_ring);
   options.store.ram.capacity_bytes = *ram;
   options.store.ram.num_shard_bits = shard_bits;
   options.store.ram.eviction = absl::GetFlag(FLAGS_eviction);
@@ -256,6 +264,7 @@ int main(int argc, char** argv) {
       "                      [limits: --max-keys-per-request, --max-blocks-per-put,\n"
       "                       --max-inflight-bytes, --max-call-duration, --grpc-max-*,\n"
       "                       --grpc-memory-bytes; docs/operations.md]\n"
+      "                      [--events-ring=N]\n"
       "                      [--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]] "
       "[--allow-plaintext]\n"
       "                      [--auth-tokens=FILE | --allow-anonymous] "

@@ -19,6 +19,7 @@ namespace kvcache {
 
 class CallLimiter;
 class DataChannelServer;
+class EventLog;
 
 // What the services work with. REQUIRES: all of it outlives the services.
 struct ServiceDeps {
@@ -28,6 +29,7 @@ struct ServiceDeps {
   TenantBook* tenants = nullptr;
   const DataChannelServer* data = nullptr;  // Null when there is no data channel.
   CallLimiter* limiter = nullptr;           // services/call_limits.h.
+  EventLog* events = nullptr;               // Null when events are off.
 };
 
 std::unique_ptr<grpc::Service> NewCacheService(const ServiceDeps& deps);

@@ -384,6 +384,52 @@ TEST_F(AuthTest, ConflictingPutsKeepTheStoredBlockAndAreListed) {
   EXPECT_EQ(stats->conflicts(), 1u);
 }
 
+// Namespaces in a snapshot of SubscribeEvents (from_sequence 0) for a caller, or the code.
+std::pair<grpc::StatusCode, std::vector<std::string>> SnapshotNamespaces(
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& token) {
+  auto stub = v1::CacheService::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  v1::SubscribeEventsRequest req;
+  auto reader = stub->SubscribeEvents(&ctx, req);
+  std::vector<std::string> namespaces;
+  v1::SubscribeEventsResponse resp;
+  while (reader->Read(&resp)) {
+    for (const v1::BlockStored& b : resp.snapshot().blocks()) {
+      namespaces.push_back(b.namespace_id());
+    }
+    if (resp.has_snapshot() && resp.snapshot().last()) {
+      ctx.TryCancel();
+      break;
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  return {status.error_code() == C::CANCELLED ? C::OK : status.error_code(), namespaces};
+}
+
+TEST_F(AuthTest, EventsShowATenantOnlyItsOwnBlocks) {
+  std::unique_ptr<CacheServer> server = Start(Options(/*tls=*/true));
+  ASSERT_NE(server, nullptr);
+  const TlsClientOptions tls = Trusting(ca_);
+  const Key ns = TestKey(12, 1);
+  ASSERT_EQ(Call(server->address(), server->admin_address(), tls, kWriterA, ns, Blocks(3, 60))
+                .put,
+            C::OK);
+  auto channel = Channel(server->address(), tls);
+  EXPECT_EQ(SnapshotNamespaces(channel, "").first, C::UNAUTHENTICATED);
+  auto [b_code, b_seen] = SnapshotNamespaces(channel, kWriterB);
+  EXPECT_EQ(b_code, C::OK);
+  EXPECT_TRUE(b_seen.empty()) << "tenant b saw tenant a's blocks in events";
+  auto [a_code, a_seen] = SnapshotNamespaces(channel, kReaderA);
+  EXPECT_EQ(a_code, C::OK);
+  ASSERT_EQ(a_seen.size(), 3u);
+  EXPECT_EQ(a_seen[0], std::string(StoredNamespace("a", ns).view())) << "the stored form";
+  auto [admin_code, admin_seen] = SnapshotNamespaces(channel, kAdmin);
+  EXPECT_EQ(admin_code, C::OK);
+  EXPECT_EQ(admin_seen.size(), 3u);
+}
+
 // The data channel: its token is per caller, and every request is checked as the RPCs are.
 class DataChannelAuth {
  public:
