@@ -66,7 +66,7 @@ for len in $LENGTHS; do
     cached="$(json_field cached_tokens <"$work/w.json")"
     # Served: another prompt, so that its cold run is cold. Publishing runs in the worker's
     # background after the reply: the warm run is retried until it finds the whole prompt.
-    sids="$(prompt "$len" "s$len$rep")"
+    sids="$(prompt "$len" "9$len$rep")"  # Numeric: awk seeds a word as 0.
     sgen() { "$BIN/kvcache-worker" generate --worker="$worker" --prompt-ids="$sids" \
                --max-new-tokens=1 --json; }
     sgen | json_field ttft_ms >>"$work/scold"

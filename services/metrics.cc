@@ -51,6 +51,9 @@ class StoreCollector final : public prometheus::Collectable {
          prometheus::MetricType::Counter, &TierStats::write_errors},
         {"kvcache_tier_demotion_failures_total", "RAM victims the disk failed to take.",
          prometheus::MetricType::Counter, &TierStats::demotion_failures},
+        {"kvcache_tier_demotion_waits_total",
+         "RAM victims a Put wrote to disk itself: the demotion queue was full.",
+         prometheus::MetricType::Counter, &TierStats::demotion_waits},
     };
     for (const Spec& spec : specs) {
       prometheus::MetricFamily family{spec.name, spec.help, spec.type, {}};

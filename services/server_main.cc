@@ -30,6 +30,9 @@ ABSL_FLAG(std::string, max_block_bytes, "16MiB",
           "largest block payload accepted; larger puts get RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, eviction, "lru",
           "eviction policy of both tiers: lru or prefix-lfu (docs/eviction.md)");
+ABSL_FLAG(bool, ram_arena, false,
+          "receive payloads into a RAM-tier arena faulted in from the start (resident size = "
+          "--ram-bytes from the start; Puts into an empty tier as fast as into a full one)");
 ABSL_FLAG(int, ram_shard_bits, -1,
           "log2 of the RAM tier's shards, -1 to 10; -1 picks the most (up to 16) that leave "
           "64 MiB or more each");
@@ -127,6 +130,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   options.store.ram.capacity_bytes = *ram;
   options.store.ram.num_shard_bits = shard_bits;
   options.store.ram.eviction = absl::GetFlag(FLAGS_eviction);
+  options.store.ram.arena = absl::GetFlag(FLAGS_ram_arena);
   const std::vector<std::string> policies = EvictionPolicyNames();
   if (std::find(policies.begin(), policies.end(), options.store.ram.eviction) == policies.end()) {
     return UsageError(absl::StrCat("--eviction: unknown eviction policy '",
@@ -155,7 +159,7 @@ int main(int argc, char** argv) {
       "usage: kvcache-server [--listen=HOST:PORT] [--ram-bytes=SIZE] [--disk-path=DIR] "
       "[--disk-bytes=SIZE]\n"
       "                      [--max-block-bytes=SIZE] [--eviction=lru|prefix-lfu] "
-      "[--ram-shard-bits=N]\n"
+      "[--ram-shard-bits=N] [--ram-arena]\n"
       "                      [--data-listen=HOST:PORT|auto|off] [--data-advertise=HOST[:PORT]]\n"
       "                      [--metrics-listen=HOST:PORT] [--shutdown-grace=DURATION]\n"
       "                      [--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]] "
