@@ -27,7 +27,8 @@ json TierJson(const v1::TierStats& t) {
               {"checksum_failures", t.checksum_failures()},
               {"inserts", t.inserts()},
               {"write_errors", t.write_errors()},
-              {"demotion_failures", t.demotion_failures()}};
+              {"demotion_failures", t.demotion_failures()},
+              {"demotion_waits", t.demotion_waits()}};
 }
 
 // Adds every uint64 field of `from` to `into`, recursing into message fields.
