@@ -108,7 +108,7 @@ TEST_F(EndToEndTest, BlockPushedToDiskSurvivesKill9ByteIdentical) {
   EXPECT_EQ(s["disk"]["hits"].get<uint64_t>(), 1u);
   for (const char* field : {"blocks", "bytes", "capacity_bytes", "hits", "misses", "evictions",
                             "demotions", "promotions", "checksum_failures", "write_errors",
-                            "demotion_failures"}) {
+                            "demotion_failures", "demotion_waits"}) {
     EXPECT_TRUE(s["ram"].contains(field)) << field;
     EXPECT_TRUE(s["disk"].contains(field)) << field;
   }
