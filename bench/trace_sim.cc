@@ -48,6 +48,9 @@ absl::StatusOr<SimulationResult> Simulate(const Trace& trace, const TraceKeys& k
   store_options.ram.capacity_bytes = options.ram_blocks * charge;
   store_options.ram.num_shard_bits = options.ram_shard_bits;
   store_options.ram.eviction = options.eviction;
+  // Demotions on the Put's thread: a simulation is deterministic (the server's background
+  // demotion queue makes what is on disk when depend on timing).
+  store_options.demotion_queue_bytes = 0;
   ScratchDir scratch;
   if (options.disk_blocks > 0) {
     if (scratch.path().empty()) return absl::InternalError("cannot create a temp directory");

@@ -96,6 +96,9 @@ struct TierStats {
   // serving from RAM and from what the disk can still read. `fault` says why.
   uint64_t degraded = 0;
   std::string fault;
+  // RAM tier of the tiered store: victims a Put demoted on its own thread because the
+  // background demotion queue was full (the disk not keeping up): back-pressure.
+  uint64_t demotion_waits = 0;
 };
 
 // What the store knows of a stored block, without its payload.
@@ -185,6 +188,12 @@ struct RamTierOptions {
   // Told of every block stored and removed (store_events.h); must outlive the tier.
   // Default: none.
   StoreListener* listener = nullptr;
+  // Payloads from a memory arena (cachestore/arena.h) of capacity_bytes plus a slack of
+  // max(64 MiB, capacity / 32), faulted in by a background thread from the start: blocks
+  // made with TieredStore::NewBlock are received into warm memory and their buffers are
+  // recycled on eviction, so a Put into an empty tier costs what one into a full tier does,
+  // and the resident size is the capacity from the start. Default: false.
+  bool arena = false;
 };
 
 // Largest RamTierOptions::num_shard_bits accepted.
@@ -249,6 +258,11 @@ struct TieredStoreOptions {
   // Told of every change of either tier (store_events.h); NewTieredStore hands it to both
   // tiers, overriding theirs. Must outlive the store. Default: none.
   StoreListener* listener = nullptr;
+  // RAM victims waiting for the background writer to put them on disk, in payload bytes.
+  // They are still served (Get, Lookup, Contains) from the queue. Beyond it a Put demotes its
+  // own victims (TierStats::demotion_waits). 0 demotes on the caller's thread, as before.
+  // Default: 256 MiB.
+  uint64_t demotion_queue_bytes = 256ull << 20;
 };
 
 struct LookupResult {
@@ -265,8 +279,9 @@ struct StoreStats {
 };
 
 // Puts go to RAM; RAM victims are demoted to disk (unless the policy judges them not worth
-// it); a disk hit is promoted (copied) back to RAM and stays on disk too, so demoting it
-// again costs no write. As a BlockStore its Stats() sums the tiers.
+// it) by a background writer, in batches, off the Put's path (TieredStoreOptions::
+// demotion_queue_bytes); a disk hit is promoted (copied) back to RAM and stays on disk too,
+// so demoting it again costs no write. As a BlockStore its Stats() sums the tiers.
 class TieredStore : public BlockStore {
  public:
   // How many leading `keys` of namespace `ns` are stored, from memory alone. Counted in the
@@ -279,6 +294,15 @@ class TieredStore : public BlockStore {
   virtual uint64_t Flush(std::optional<TierId> tier) = 0;
 
   virtual const TieredStoreOptions& options() const = 0;
+
+  // A block to fill in (metadata and payload bytes) and Put: its payload, `payload_bytes`
+  // long with unspecified contents, comes from the RAM tier's arena when it has one
+  // (RamTierOptions::arena), else from a plain allocation.
+  virtual std::shared_ptr<Block> NewBlock(size_t payload_bytes) {
+    auto block = std::make_shared<Block>();
+    block->payload.resize(payload_bytes);
+    return block;
+  }
 };
 
 //   INVALID_ARGUMENT  bad options (the message names the field).

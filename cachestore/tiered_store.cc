@@ -2,14 +2,31 @@
 //
 // Put -> RAM; RAM victims -> demoted to disk (if the policy thinks them worth it) -> disk
 // victims dropped. Get -> RAM, else disk; a disk hit is promoted (copied) to RAM and keeps
-// its disk copy, so a later demotion of the same block is free. Demotions run on the
-// calling thread after the RAM shard's lock is released.
+// its disk copy, so a later demotion of the same block is free.
+//
+// Demotions are queued (up to demotion_queue_bytes) for a background writer that takes them
+// in batches, so a Put does not wait for the disk while the disk keeps up; when the queue is
+// full the Put writes its own victims (counted: demotion_waits). A queued block is still
+// stored: Get, Lookup, Contains and Inspect see it, and a Put of its id is kAlreadyPresent.
+//
+// Same id, different bytes: a Put of id X and the demotion of an older X must never leave
+// one version in RAM and another on disk. Both run under X's stripe lock: the Put checks the
+// queue and the disk before it inserts into RAM, and the demotion writes X to disk only if
+// X is still queued and RAM holds no X (a newer X in RAM is demoted later itself).
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <deque>
+#include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "cachestore/arena.h"
 #include "cachestore/block_internal.h"
 #include "cachestore/block_store.h"
 #include "cachestore/store_events.h"
@@ -42,7 +59,30 @@ class TieredStoreImpl final : public TieredStore {
       : options_(options),
         ram_listener_(std::move(ram_listener)),
         ram_(std::move(ram)),
-        disk_(std::move(disk)) {}
+        disk_(std::move(disk)) {
+    if (options.ram.arena) {
+      ArenaOptions arena;
+      const uint64_t capacity = options.ram.capacity_bytes;
+      arena.capacity_bytes = capacity + std::max<uint64_t>(64ull << 20, capacity / 32);
+      arena_ = PayloadArena::Create(arena);
+    }
+    if (disk_ && options.demotion_queue_bytes > 0) {
+      writer_ = std::thread([this] { WriterLoop(); });
+    }
+  }
+
+  ~TieredStoreImpl() override {
+    {
+      absl::MutexLock lock(&queue_mu_);
+      stopping_ = true;
+    }
+    if (writer_.joinable()) writer_.join();  // It empties the queue first.
+  }
+
+  std::shared_ptr<Block> NewBlock(size_t payload_bytes) override {
+    if (arena_ == nullptr) return TieredStore::NewBlock(payload_bytes);
+    return arena_->NewBlock(payload_bytes);
+  }
 
   absl::StatusOr<PutOutcome> Put(BlockPtr block, std::vector<Evicted>* evicted) override {
     if (absl::Status s = CheckBlockSize(block->meta.id.key, block->payload.size(),
@@ -57,14 +97,19 @@ class TieredStoreImpl final : public TieredStore {
     }
     // The checksum is checked once, by the tier that stores the block (hashing a 4 MiB
     // payload twice was a quarter of the server's time per Put).
-    if (disk_ && !ram_->Contains(block->meta.id) && disk_->Contains(block->meta.id)) {
-      return PutOutcome::kAlreadyPresent;
-    }
     std::vector<Evicted> victims;
-    absl::StatusOr<PutOutcome> outcome = ram_->Put(block, &victims);
-    if (absl::IsResourceExhausted(outcome.status()) && disk_) {
-      // Larger than a RAM shard: it can still live on disk.
-      outcome = disk_->Put(block);
+    absl::StatusOr<PutOutcome> outcome;
+    {
+      absl::MutexLock stripe(&StripeOf(block->meta.id));
+      if (disk_ && !ram_->Contains(block->meta.id) &&
+          (Queued(block->meta.id) != nullptr || disk_->Contains(block->meta.id))) {
+        return PutOutcome::kAlreadyPresent;
+      }
+      outcome = ram_->Put(block, &victims);
+      if (absl::IsResourceExhausted(outcome.status()) && disk_) {
+        // Larger than a RAM shard: it can still live on disk.
+        outcome = disk_->Put(block);
+      }
     }
     Demote(victims);
     return outcome;
@@ -73,6 +118,7 @@ class TieredStoreImpl final : public TieredStore {
   absl::StatusOr<BlockPtr> Get(const BlockId& id) override {
     absl::StatusOr<BlockPtr> hit = ram_->Get(id);
     if (hit.ok() || !disk_) return hit;
+    if (BlockPtr queued = Queued(id)) return queued;  // On its way to disk.
     hit = disk_->Get(id);
     if (!hit.ok()) return hit;
     std::vector<Evicted> victims;
@@ -82,7 +128,8 @@ class TieredStoreImpl final : public TieredStore {
   }
 
   bool Contains(const BlockId& id) const override {
-    return ram_->Contains(id) || (disk_ && disk_->Contains(id));
+    return ram_->Contains(id) ||
+           (disk_ && (Queued(id) != nullptr || disk_->Contains(id)));
   }
 
   LookupResult Lookup(const Key& ns, absl::Span<const Key> keys) override {
@@ -91,7 +138,7 @@ class TieredStoreImpl final : public TieredStore {
     for (const Key& key : keys) {
       const BlockId id{ns, key};
       const bool in_ram = ram_->Contains(id);
-      if (!in_ram && !(disk_ && disk_->Contains(id))) break;
+      if (!in_ram && !(disk_ && (Queued(id) != nullptr || disk_->Contains(id)))) break;
       ++result.num_present;
       all_in_ram = all_in_ram && in_ram;
       if (all_in_ram) ++result.num_in_ram;
@@ -105,6 +152,15 @@ class TieredStoreImpl final : public TieredStore {
   std::optional<BlockInfo> Inspect(const BlockId& id) const override {
     std::optional<BlockInfo> info = ram_->Inspect(id);
     std::optional<BlockInfo> on_disk = disk_ ? disk_->Inspect(id) : std::nullopt;
+    if (!info && !on_disk && disk_) {
+      if (BlockPtr queued = Queued(id)) {  // In memory, on its way to disk.
+        BlockInfo q;
+        q.meta = queued->meta;
+        q.payload_bytes = queued->payload.size();
+        q.tier = TierId::kRam;
+        return q;
+      }
+    }
     if (!info) return on_disk;
     info->on_disk = on_disk.has_value();
     return info;
@@ -128,12 +184,19 @@ class TieredStoreImpl final : public TieredStore {
   }
 
   bool Erase(const BlockId& id) override {
-    const bool in_ram = ram_->Erase(id);
+    absl::MutexLock stripe(&StripeOf(id));
+    bool queued = false;
+    if (disk_) {
+      absl::MutexLock lock(&queue_mu_);
+      queued = queued_.erase(id) > 0;  // The writer then skips it.
+    }
+    const bool in_ram = ram_->Erase(id) || queued;
     const bool in_disk = disk_ && disk_->Erase(id);
     return in_ram || in_disk;
   }
 
   uint64_t EraseIf(const std::function<bool(const BlockMeta&)>& pred) override {
+    WaitForDemotions();
     // A block held by both tiers counts once.
     absl::flat_hash_set<BlockId> erased;
     auto record = [&](const BlockMeta& m) {
@@ -147,6 +210,7 @@ class TieredStoreImpl final : public TieredStore {
   }
 
   uint64_t Flush(std::optional<TierId> tier) override {
+    WaitForDemotions();  // Queued blocks are first on disk, as demoted.
     uint64_t dropped = 0;
     if (!tier || *tier == TierId::kRam) dropped += ram_->Clear();
     if (disk_ && (!tier || *tier == TierId::kDisk)) dropped += disk_->Clear();
@@ -168,6 +232,7 @@ class TieredStoreImpl final : public TieredStore {
     t.inserts = s.ram.inserts + s.disk.inserts;
     t.write_errors = s.ram.write_errors + s.disk.write_errors;
     t.demotion_failures = s.ram.demotion_failures;
+    t.demotion_waits = s.ram.demotion_waits;
     return t;
   }
 
@@ -180,6 +245,7 @@ class TieredStoreImpl final : public TieredStore {
     s.ram.demotions = s.disk.demotions = demotions;
     s.ram.promotions = s.disk.promotions = promotions;
     s.ram.demotion_failures = demotion_failures_.load(std::memory_order_relaxed);
+    s.ram.demotion_waits = demotion_waits_.load(std::memory_order_relaxed);
     s.lookups = lookups_.load(std::memory_order_relaxed);
     s.lookup_keys = lookup_keys_.load(std::memory_order_relaxed);
     s.lookup_hits = lookup_hits_.load(std::memory_order_relaxed);
@@ -189,11 +255,59 @@ class TieredStoreImpl final : public TieredStore {
   const TieredStoreOptions& options() const override { return options_; }
 
  private:
+  static constexpr size_t kStripes = 64;
+  // Blocks per batch the writer takes from the queue.
+  static constexpr size_t kBatch = 32;
+
+  absl::Mutex& StripeOf(const BlockId& id) const {
+    return stripes_[IndexHash(id) % kStripes];
+  }
+
+  // The queued block of `id`, or null.
+  BlockPtr Queued(const BlockId& id) const {
+    if (!disk_) return nullptr;
+    absl::MutexLock lock(&queue_mu_);
+    auto it = queued_.find(id);
+    return it == queued_.end() ? nullptr : it->second;
+  }
+
   void Demote(std::vector<Evicted>& victims) {
     if (!disk_) return;
     for (Evicted& v : victims) {
       if (!v.worth_demoting) continue;
-      absl::StatusOr<PutOutcome> put = disk_->Put(std::move(v.block));
+      const BlockId id = v.block->meta.id;
+      const uint64_t size = v.block->payload.size();
+      {
+        absl::MutexLock lock(&queue_mu_);
+        const bool room = writer_.joinable() && !stopping_ &&
+                          (queue_.empty() || queued_bytes_ + size <= options_.demotion_queue_bytes);
+        // Queued (or, when full, registered while this thread writes it): still served.
+        queued_[id] = v.block;
+        if (room) {
+          queue_.push_back(v.block);
+          queued_bytes_ += size;
+          continue;
+        }
+      }
+      // Back-pressure: the disk is not keeping up (or there is no writer).
+      if (writer_.joinable()) demotion_waits_.fetch_add(1, std::memory_order_relaxed);
+      WriteDown(v.block);
+    }
+  }
+
+  // Writes a demoted block to disk, unless it was erased meanwhile or RAM holds a newer
+  // block of its id; then forgets it from the queue map.
+  void WriteDown(const BlockPtr& block) {
+    const BlockId& id = block->meta.id;
+    absl::MutexLock stripe(&StripeOf(id));
+    bool still_queued;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      auto it = queued_.find(id);
+      still_queued = it != queued_.end() && it->second == block;
+    }
+    if (still_queued && !ram_->Contains(id)) {
+      absl::StatusOr<PutOutcome> put = disk_->Put(block);
       if (put.ok() && *put == PutOutcome::kStored) {
         demotions_.fetch_add(1, std::memory_order_relaxed);
       } else if (!put.ok()) {
@@ -202,14 +316,65 @@ class TieredStoreImpl final : public TieredStore {
         demotion_failures_.fetch_add(1, std::memory_order_relaxed);
       }
     }
+    absl::MutexLock lock(&queue_mu_);
+    auto it = queued_.find(id);
+    if (it != queued_.end() && it->second == block) queued_.erase(it);
+  }
+
+  void WriterLoop() {
+    while (true) {
+      std::vector<BlockPtr> batch;
+      {
+        absl::MutexLock lock(&queue_mu_);
+        queue_mu_.Await(absl::Condition(
+            +[](TieredStoreImpl* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->queue_mu_) {
+              return t->stopping_ || !t->queue_.empty();
+            },
+            this));
+        if (queue_.empty()) return;  // Stopping, and everything queued is written.
+        while (!queue_.empty() && batch.size() < kBatch) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        writing_ = true;
+      }
+      for (const BlockPtr& block : batch) WriteDown(block);
+      absl::MutexLock lock(&queue_mu_);
+      for (const BlockPtr& block : batch) queued_bytes_ -= block->payload.size();
+      writing_ = false;
+    }
+  }
+
+  // Blocks until the writer has written everything queued so far.
+  void WaitForDemotions() {
+    if (!writer_.joinable()) return;
+    absl::MutexLock lock(&queue_mu_);
+    queue_mu_.Await(absl::Condition(
+        +[](TieredStoreImpl* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->queue_mu_) {
+          return t->queue_.empty() && !t->writing_;
+        },
+        this));
   }
 
   const TieredStoreOptions options_;
   const std::unique_ptr<StoreListener> ram_listener_;  // Outlives ram_ (declared before).
   const std::unique_ptr<BlockStore> ram_;
   const std::unique_ptr<BlockStore> disk_;  // Null when RAM only.
+  // Declared after the tiers: destroyed first, so blocks freed later just free their bytes.
+  std::shared_ptr<PayloadArena> arena_;  // Null without RamTierOptions::arena.
   std::atomic<uint64_t> demotions_{0};
   std::atomic<uint64_t> demotion_failures_{0};
+  std::atomic<uint64_t> demotion_waits_{0};
+  // A Put of an id and the demotion of the same id run under its stripe (see the top).
+  mutable std::array<absl::Mutex, kStripes> stripes_;
+  mutable absl::Mutex queue_mu_;
+  // Victims on their way to disk (queued, or being written by a Put under back-pressure).
+  absl::flat_hash_map<BlockId, BlockPtr> queued_ ABSL_GUARDED_BY(queue_mu_);
+  std::deque<BlockPtr> queue_ ABSL_GUARDED_BY(queue_mu_);  // For the writer, oldest first.
+  uint64_t queued_bytes_ ABSL_GUARDED_BY(queue_mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(queue_mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  std::thread writer_;  // Started last, joined in the destructor.
   std::atomic<uint64_t> promotions_{0};
   std::atomic<uint64_t> lookups_{0};
   std::atomic<uint64_t> lookup_keys_{0};

@@ -106,7 +106,7 @@ class GrpcCacheClient final : public CacheClient {
     std::vector<CacheBlock> out;
     if (keys.empty()) return out;
     if (std::unique_ptr<DataConnection> conn = AcquireDataConnection()) {
-      absl::Status s = conn->Get(ns, keys, options_.timeout, &out);
+      absl::Status s = conn->Get(ns, keys, options_.timeout, &out, options_.payload_pool.get());
       ReleaseDataConnection(std::move(conn));
       if (!FallBackToGrpc(s)) {
         if (!s.ok()) return Annotate(s, "Get");

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "client/buffer_pool.h"
 #include "common/block_shape.h"
 #include "common/key.h"
 #include "common/tls_options.h"
@@ -54,6 +55,10 @@ struct CacheClientOptions {
   // reached on the host of `target`. Default: true.
   // Ignored (no data channel) when `tls` is on: the data channel is plaintext.
   bool use_data_channel = true;
+  // Where Get's payloads are received over the data channel: buffers taken from this pool
+  // (a caller done with a block may Give its payload back, so the next Get reuses warm
+  // memory). Null: a fresh allocation per block. Default: null.
+  std::shared_ptr<BufferPool> payload_pool;
   // Transport security of every channel the client opens (node calls, a cluster's health
   // checks): common/tls.h, docs/security.md. Default: plaintext.
   TlsClientOptions tls;

@@ -52,7 +52,8 @@ absl::Status DataConnection::ReadError() {
 }
 
 absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
-                                 absl::Duration timeout, std::vector<CacheBlock>* out) {
+                                 absl::Duration timeout, std::vector<CacheBlock>* out,
+                                 BufferPool* payload_pool) {
   if (keys.empty()) return absl::OkStatus();
   if (keys.size() > dc::kMaxKeysPerGet) {
     return absl::InvalidArgumentError(
@@ -89,7 +90,11 @@ absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
     block.parent = h.parent;
     block.checksum = h.checksum;
     block.shape = h.shape;
-    block.payload.resize(h.payload_bytes);
+    if (payload_pool != nullptr) {
+      block.payload = payload_pool->Take(h.payload_bytes);
+    } else {
+      block.payload.resize(h.payload_bytes);
+    }
     if (absl::Status s = Transport(ReadFull(fd_, block.payload.data(), h.payload_bytes));
         !s.ok()) {
       return s;

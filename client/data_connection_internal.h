@@ -29,10 +29,11 @@ class DataConnection final {
   DataConnection(const DataConnection&) = delete;
   DataConnection& operator=(const DataConnection&) = delete;
 
-  // The leading blocks of `keys` the server holds, appended to `out`. A block that arrives
+  // The leading blocks of `keys` the server holds, appended to `out` (payloads received into
+  // buffers of `payload_pool` when not null). A block that arrives
   // corrupt (checksum) or out of order ends the run and breaks the connection.
   absl::Status Get(const Key& ns, absl::Span<const Key> keys, absl::Duration timeout,
-                   std::vector<CacheBlock>* out);
+                   std::vector<CacheBlock>* out, BufferPool* payload_pool = nullptr);
 
   // Stores one block; its checksum is computed here. Adds to `result`.
   absl::Status Put(const Key& ns, const CacheBlock& block, absl::Duration timeout,

@@ -469,10 +469,10 @@ std::string AdminUsage() {
          "                                            is, where the chain breaks and why\n"
          "TARGET: host:port (one node), host:port,host:port,... or dns:///name:port (a\n"
          "cluster: health, stats, ls, inspect, evict, flush, config and conflicts visit every\n"
-         "node). Admin calls go to a server's admin listener (--admin-listen; also its main\n"
-         "port when that is loopback). --tenant=NAME limits ls, inspect and evict to a\n"
-         "tenant, --namespace then being the id that tenant sends. Credentials: --token-file,\n"
-         "--tls-*.\n"
+         "node). Admin calls go to a server's admin listener (its port + 2 by default; also\n"
+         "its main port when that is loopback). --tenant=NAME limits ls, inspect and evict to\n"
+         "a tenant, --namespace then being the id that tenant sends. Credentials:\n"
+         "--token-file, --tls-ca, --tls-cert, --tls-key.\n"
          "Keys and namespaces are 64 hex digits. Exit status: 0 on success, 1 when a server\n"
          "answers with an error or cannot be reached, 2 for a usage error.";
 }

@@ -33,7 +33,8 @@ json TierJson(const v1::TierStats& t) {
               {"free_bytes", t.free_bytes()},
               {"degraded", t.degraded()},
               {"fault", t.fault()},
-              {"write_refusals", t.write_refusals()}};
+              {"write_refusals", t.write_refusals()},
+              {"demotion_waits", t.demotion_waits()}};
 }
 
 // Adds every uint64 field of `from` to `into`, recursing into message fields.

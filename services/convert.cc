@@ -96,6 +96,7 @@ void FillTierStats(const TierStats& s, v1::TierStats* out) {
   out->set_checksum_failures(s.checksum_failures);
   out->set_write_errors(s.write_errors);
   out->set_demotion_failures(s.demotion_failures);
+  out->set_demotion_waits(s.demotion_waits);
   out->set_inserts(s.inserts);
   out->set_index_bytes(s.index_bytes);
   out->set_dir_bytes(s.dir_bytes);

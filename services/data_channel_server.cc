@@ -313,9 +313,9 @@ class DataChannelServerImpl final : public DataChannelServer {
       return header.status();  // Its payload is not read: the connection cannot go on.
     }
     const dc::BlockHeader& h = *header;
-    auto block = std::make_shared<Block>();
+    // Received straight into the RAM tier's arena when it has one (warm memory, recycled).
+    std::shared_ptr<Block> block = store_->NewBlock(h.payload_bytes);
     block->meta = BlockMeta{BlockId{stored, h.key}, h.parent, h.checksum, h.shape};
-    block->payload.resize(h.payload_bytes);
     const absl::Time payload_deadline = absl::Now() + options_.payload_deadline;
     if (absl::Status s = ReadFull(fd, block->payload.data(), h.payload_bytes, payload_deadline);
         !s.ok()) {

@@ -63,6 +63,9 @@ class StoreCollector final : public prometheus::Collectable {
         {"kvcache_tier_degraded",
          "1 while the disk tier takes no writes (full or failing); RAM still serves.",
          prometheus::MetricType::Gauge, &TierStats::degraded},
+        {"kvcache_tier_demotion_waits_total",
+         "RAM victims a Put wrote to disk itself: the demotion queue was full.",
+         prometheus::MetricType::Counter, &TierStats::demotion_waits},
     };
     for (const Spec& spec : specs) {
       prometheus::MetricFamily family{spec.name, spec.help, spec.type, {}};

@@ -39,6 +39,12 @@ ABSL_FLAG(std::string, eviction, "reuse-density",
 ABSL_FLAG(int64_t, events_ring, 65536,
           "KV events (SubscribeEvents, docs/events.md): how many recent events are kept for "
           "subscribers that reconnect (about 160 B each); 0 turns events off");
+ABSL_FLAG(std::string, demotion_queue_bytes, "256MiB",
+          "RAM victims waiting for the background writer to put them on disk; past it a Put "
+          "demotes its own victims (counted as demotion_waits); 0 demotes on the Put's thread");
+ABSL_FLAG(bool, ram_arena, false,
+          "receive payloads into a RAM-tier arena faulted in from the start (resident size = "
+          "--ram-bytes from the start; Puts into an empty tier as fast as into a full one)");
 ABSL_FLAG(int, ram_shard_bits, -1,
           "log2 of the RAM tier's shards, -1 to 10; -1 picks the most (up to 16) that leave "
           "64 MiB or more each");
@@ -222,6 +228,11 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   options.store.ram.capacity_bytes = *ram;
   options.store.ram.num_shard_bits = shard_bits;
   options.store.ram.eviction = absl::GetFlag(FLAGS_eviction);
+  options.store.ram.arena = absl::GetFlag(FLAGS_ram_arena);
+  absl::StatusOr<uint64_t> queue =
+      ParseByteSize(absl::GetFlag(FLAGS_demotion_queue_bytes), "--demotion-queue-bytes");
+  if (!queue.ok()) return UsageError(queue.status().message());
+  options.store.demotion_queue_bytes = *queue;
   const std::vector<std::string> policies = EvictionPolicyNames();
   if (std::find(policies.begin(), policies.end(), options.store.ram.eviction) == policies.end()) {
     return UsageError(absl::StrCat("--eviction: unknown eviction policy '",
@@ -258,12 +269,14 @@ int main(int argc, char** argv) {
       "usage: kvcache-server [--listen=HOST:PORT] [--ram-bytes=SIZE] [--disk-path=DIR] "
       "[--disk-bytes=SIZE]\n"
       "                      [--max-block-bytes=SIZE] [--eviction=NAME] "
-      "[--ram-shard-bits=N]\n"
+      "[--ram-shard-bits=N] [--ram-arena]\n"
       "                      [--data-listen=HOST:PORT|auto|off] [--data-advertise=HOST[:PORT]]\n"
       "                      [--metrics-listen=HOST:PORT] [--shutdown-grace=DURATION]\n"
       "                      [limits: --max-keys-per-request, --max-blocks-per-put,\n"
-      "                       --max-inflight-bytes, --max-call-duration, --grpc-max-*,\n"
-      "                       --grpc-memory-bytes; docs/operations.md]\n"
+      "                       --max-inflight-bytes, --max-call-duration,\n"
+      "                       --grpc-max-message-bytes, --grpc-max-concurrent-streams,\n"
+      "                       --grpc-max-connection-idle, --grpc-memory-bytes;\n"
+      "                       docs/operations.md]\n"
       "                      [--events-ring=N]\n"
       "                      [--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]] "
       "[--allow-plaintext]\n"

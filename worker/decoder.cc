@@ -109,14 +109,18 @@ void Grow(std::vector<float>* v, size_t n) {
 
 }  // namespace
 
-KvCache::KvCache(uint32_t num_layers, uint32_t num_kv_heads, uint32_t head_dim, uint32_t block_size)
+KvCache::KvCache(uint32_t num_layers, uint32_t num_kv_heads, uint32_t head_dim, uint32_t block_size,
+                 BufferPool* pool)
     : num_layers_(num_layers),
       kv_dim_(num_kv_heads * head_dim),
       block_size_(block_size),
-      page_floats_(static_cast<size_t>(num_layers) * 2 * block_size * kv_dim_) {}
+      page_floats_(static_cast<size_t>(num_layers) * 2 * block_size * kv_dim_),
+      pool_(pool) {}
+
+KvCache::~KvCache() { Truncate(0); }
 
 absl::Span<const float> KvCache::page(size_t p) const {
-  return absl::Span<const float>(pages_[p].get(), page_floats_);
+  return absl::Span<const float>(PageData(p), page_floats_);
 }
 
 absl::Status KvCache::AppendPage(absl::Span<const float> data) {
@@ -129,8 +133,28 @@ absl::Status KvCache::AppendPage(absl::Span<const float> data) {
         absl::StrCat("page of ", data.size(), " floats, expected ", page_floats_));
   }
   const size_t p = num_tokens_ / block_size_;
-  if (p == pages_.size()) pages_.emplace_back(new float[page_floats_]);
-  std::memcpy(pages_[p].get(), data.data(), page_floats_ * sizeof(float));
+  Extend(block_size_);
+  std::memcpy(PageData(p), data.data(), page_floats_ * sizeof(float));
+  return absl::OkStatus();
+}
+
+absl::Status KvCache::AdoptPage(std::string&& buffer) {
+  if (num_tokens_ % block_size_ != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("AdoptPage after a partial page (", num_tokens_, " tokens)"));
+  }
+  if (buffer.size() != kPageHeaderBytes + page_floats_ * sizeof(float)) {
+    return absl::InvalidArgumentError(absl::StrCat("page buffer of ", buffer.size(),
+                                                   " bytes, expected ",
+                                                   kPageHeaderBytes + page_floats_ * sizeof(float)));
+  }
+  const size_t p = num_tokens_ / block_size_;
+  if (p < pages_.size()) {
+    if (pool_ != nullptr) pool_->Give(std::move(pages_[p]));
+    pages_[p] = std::move(buffer);
+  } else {
+    pages_.push_back(std::move(buffer));
+  }
   num_tokens_ += block_size_;
   return absl::OkStatus();
 }
@@ -138,13 +162,24 @@ absl::Status KvCache::AppendPage(absl::Span<const float> data) {
 void KvCache::Extend(size_t n) {
   num_tokens_ += n;
   const size_t pages = (num_tokens_ + block_size_ - 1) / block_size_;
-  // Uninitialized: every slot is written before it is read (tokens < num_tokens_ only).
-  while (pages_.size() < pages) pages_.emplace_back(new float[page_floats_]);
+  // Contents unspecified: every slot is written before it is read (tokens < num_tokens_ only).
+  const size_t bytes = kPageHeaderBytes + page_floats_ * sizeof(float);
+  while (pages_.size() < pages) {
+    if (pool_ != nullptr) {
+      pages_.push_back(pool_->Take(bytes));
+    } else {
+      pages_.emplace_back(bytes, '\0');
+    }
+  }
 }
 
 void KvCache::Truncate(size_t n) {
   num_tokens_ = std::min(n, num_tokens_);
-  pages_.resize((num_tokens_ + block_size_ - 1) / block_size_);
+  const size_t keep = (num_tokens_ + block_size_ - 1) / block_size_;
+  if (pool_ != nullptr) {
+    for (size_t p = keep; p < pages_.size(); ++p) pool_->Give(std::move(pages_[p]));
+  }
+  pages_.resize(keep);
 }
 
 Decoder::Decoder(const Model& model) : model_(model), config_(model.config()) {}
@@ -160,7 +195,7 @@ void Decoder::EnsureScratch(size_t n, size_t total) {
   Grow(&gate_, n * c.intermediate_size);
   Grow(&up_, n * c.intermediate_size);
   const size_t group = c.num_heads / c.num_kv_heads;
-  Grow(&scores_, n > 1 ? group * std::min(n, kRowTile) * total : total);
+  Grow(&scores_, n > 1 ? group * std::min(n, kRowTile) * total : c.num_heads * total);
   if (n > 1) {
     Grow(&keys_, total * c.kv_dim());
     Grow(&values_, total * c.kv_dim());
@@ -251,24 +286,30 @@ void Decoder::Attention(uint32_t layer, size_t start, size_t n, const KvCache& c
   const size_t total = start + n;
 
   if (n == 1) {
-    // Decode: walk the pages directly.
+    // Decode: walk the pages directly, in memory order: each token's K (then V) row is read
+    // once, contiguously, for every query head (head h's scores at scores_[h * total + t]).
     float* scores = scores_.data();
-    for (size_t h = 0; h < c.num_heads; ++h) {
-      const size_t off = (h / group) * hd;
-      const float* q = &q_[h * hd];
-      for (size_t t = 0; t < total; ++t) {
-        const float* k = cache.K(layer, t) + off;
+    for (size_t t = 0; t < total; ++t) {
+      const float* k = cache.K(layer, t);
+      for (size_t h = 0; h < c.num_heads; ++h) {
+        const float* q = &q_[h * hd];
+        const float* kh = k + (h / group) * hd;
         float dot = 0;
-        for (size_t d = 0; d < hd; ++d) dot += q[d] * k[d];
-        scores[t] = dot * scale;
+#pragma omp simd reduction(+ : dot)
+        for (size_t d = 0; d < hd; ++d) dot += q[d] * kh[d];
+        scores[h * total + t] = dot * scale;
       }
-      MaskedSoftmax(scores, total, total);
-      float* out = &attn_[h * hd];
-      std::fill(out, out + hd, 0.0f);
-      for (size_t t = 0; t < total; ++t) {
-        const float* v = cache.V(layer, t) + off;
-        const float p = scores[t];
-        for (size_t d = 0; d < hd; ++d) out[d] += p * v[d];
+    }
+    for (size_t h = 0; h < c.num_heads; ++h) MaskedSoftmax(scores + h * total, total, total);
+    std::fill(attn_.begin(), attn_.begin() + q_dim, 0.0f);
+    for (size_t t = 0; t < total; ++t) {
+      const float* v = cache.V(layer, t);
+      for (size_t h = 0; h < c.num_heads; ++h) {
+        float* out = &attn_[h * hd];
+        const float* vh = v + (h / group) * hd;
+        const float p = scores[h * total + t];
+#pragma omp simd
+        for (size_t d = 0; d < hd; ++d) out[d] += p * vh[d];
       }
     }
     return;

@@ -13,10 +13,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "client/buffer_pool.h"
 #include "worker/model.h"
 
 namespace kvcache {
@@ -24,11 +26,19 @@ namespace kvcache {
 // The K and V of one request's tokens, as a list of pages of `block_size` tokens. Page p
 // holds tokens [p*block_size, (p+1)*block_size) of every layer, as f32 laid out
 //   [layer][K, V][token in page][kv_head][head_dim]
-// which is also the data layout of a KV block (worker/kv_block.h, docs/worker.md).
+// which is also the data layout of a KV block (worker/kv_block.h, docs/worker.md). Each page
+// is stored behind kPageHeaderBytes of room, the size of a KV block's header, so that a
+// fetched block's payload becomes a page without a copy (AdoptPage).
 class KvCache final {
  public:
-  // REQUIRES: all arguments > 0.
-  KvCache(uint32_t num_layers, uint32_t num_kv_heads, uint32_t head_dim, uint32_t block_size);
+  // Bytes before each page's data in its buffer (= kKvBlockHeaderBytes).
+  static constexpr size_t kPageHeaderBytes = 32;
+
+  // REQUIRES: all arguments > 0. Page buffers come from `pool` and go back to it when
+  // dropped (null: plain allocations); the pool must outlive the cache.
+  KvCache(uint32_t num_layers, uint32_t num_kv_heads, uint32_t head_dim, uint32_t block_size,
+          BufferPool* pool = nullptr);
+  ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
 
@@ -50,6 +60,12 @@ class KvCache final {
   //   INVALID_ARGUMENT     data has the wrong size.
   absl::Status AppendPage(absl::Span<const float> data);
 
+  // Appends one full page whose data is `buffer` from byte kPageHeaderBytes on (a KV block's
+  // payload, checked by the caller), taking the buffer over without a copy.
+  //   FAILED_PRECONDITION  num_tokens() is not a multiple of block_size.
+  //   INVALID_ARGUMENT     buffer has the wrong size.
+  absl::Status AdoptPage(std::string&& buffer);
+
   // Makes room for `n` more tokens and counts them as present (the decoder then writes
   // their K and V with MutableK / MutableV).
   void Extend(size_t n);
@@ -63,8 +79,11 @@ class KvCache final {
   float* MutableV(uint32_t layer, size_t token) { return Slot(layer, 1, token); }
 
  private:
+  float* PageData(size_t p) const {
+    return reinterpret_cast<float*>(const_cast<char*>(pages_[p].data()) + kPageHeaderBytes);
+  }
   float* Slot(uint32_t layer, int kv, size_t token) const {
-    float* page = pages_[token / block_size_].get();
+    float* page = PageData(token / block_size_);
     return page +
            ((static_cast<size_t>(layer) * 2 + kv) * block_size_ + token % block_size_) * kv_dim_;
   }
@@ -73,8 +92,9 @@ class KvCache final {
   const uint32_t kv_dim_;
   const uint32_t block_size_;
   const size_t page_floats_;
+  BufferPool* pool_;
   size_t num_tokens_ = 0;
-  std::vector<std::unique_ptr<float[]>> pages_;
+  std::vector<std::string> pages_;  // kPageHeaderBytes + page_floats_ * 4 bytes each.
 };
 
 // Runs the model over tokens. Owns scratch buffers reused across calls, so one Decoder per

@@ -26,7 +26,9 @@ class InferenceEngine::Impl {
       : model_(std::move(model)),
         options_(options),
         namespace_id_(NamespaceId(model_->Namespace(options.block_size, options.cache_salt))),
-        shape_(KvBlockShape(model_->config(), options.block_size)) {
+        shape_(KvBlockShape(model_->config(), options.block_size)),
+        pool_(options.buffer_pool != nullptr ? options.buffer_pool
+                                             : std::make_shared<BufferPool>(options.pool_bytes)) {
     if (options_.cache != nullptr && options_.publish) {
       publisher_ = std::thread([this] { PublishLoop(); });
     }
@@ -63,25 +65,45 @@ class InferenceEngine::Impl {
   size_t Publish(absl::Span<const Key> keys, size_t first, const KvCache& cache,
                  GenerateResult* result);
   void PublishLoop();
+  std::unique_ptr<Decoder> TakeDecoder() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!spare_decoders_.empty()) {
+        std::unique_ptr<Decoder> d = std::move(spare_decoders_.back());
+        spare_decoders_.pop_back();
+        return d;
+      }
+    }
+    return std::make_unique<Decoder>(*model_);
+  }
+  void GiveDecoder(std::unique_ptr<Decoder> decoder) {
+    absl::MutexLock lock(&mu_);
+    if (spare_decoders_.size() < kSpareDecoders) spare_decoders_.push_back(std::move(decoder));
+  }
 
   // Constant after construction.
   const std::unique_ptr<Model> model_;
   const EngineOptions options_;
   const Key namespace_id_;
   const BlockShape shape_;
+  const std::shared_ptr<BufferPool> pool_;
   std::thread publisher_;
 
   absl::Mutex mu_;
   std::deque<std::vector<CacheBlock>> queue_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  static constexpr size_t kSpareDecoders = 4;
+  std::vector<std::unique_ptr<Decoder>> spare_decoders_ ABSL_GUARDED_BY(mu_);
 };
 
 void InferenceEngine::Impl::Reuse(absl::Span<const Key> keys, KvCache* cache,
                                   GenerateResult* result, size_t* present_out,
                                   bool* cache_reachable) {
   CacheClient* client = options_.cache;
+  absl::Time t = absl::Now();
   absl::StatusOr<CacheLookup> lookup = client->Lookup(namespace_id_, keys);
+  result->lookup_ms = absl::ToDoubleMilliseconds(absl::Now() - t);
   if (!lookup.ok()) {
     *cache_reachable = false;
     result->cache_note = absl::StrCat("lookup failed: ", lookup.status().ToString());
@@ -89,28 +111,45 @@ void InferenceEngine::Impl::Reuse(absl::Span<const Key> keys, KvCache* cache,
   }
   const size_t present = std::min(lookup->num_present, keys.size());
   *present_out = present;
-  std::vector<float> page(cache->page_floats());
   // Fetched in runs of kBlocksPerCall, each call under its own deadline.
   for (size_t begin = 0; begin < present; begin += kBlocksPerCall) {
     const size_t n = std::min(kBlocksPerCall, present - begin);
+    t = absl::Now();
     absl::StatusOr<std::vector<CacheBlock>> blocks =
         client->Get(namespace_id_, keys.subspan(begin, n));
+    const absl::Time fetched = absl::Now();
+    result->fetch_ms += absl::ToDoubleMilliseconds(fetched - t);
+    // Added when the run is placed, or when it ends early.
+    struct PlaceTimer {
+      absl::Time from;
+      double* ms;
+      ~PlaceTimer() { *ms += absl::ToDoubleMilliseconds(absl::Now() - from); }
+    } place_timer{fetched, &result->place_ms};
     if (!blocks.ok()) {
       result->cache_note = absl::StrCat("get failed: ", blocks.status().ToString());
       return;
     }
+    // Each checked block's payload becomes a page as it is (no copy); the rest go back to
+    // the pool.
+    struct GiveBack {
+      std::vector<CacheBlock>* blocks;
+      BufferPool* pool;
+      ~GiveBack() {
+        for (CacheBlock& b : *blocks) pool->Give(std::move(b.payload));
+      }
+    } give_back{&*blocks, pool_.get()};
     for (size_t j = 0; j < blocks->size() && j < n; ++j) {
       const size_t i = begin + j;
-      const CacheBlock& block = (*blocks)[j];
+      CacheBlock& block = (*blocks)[j];
       absl::Status s;
       if (block.key != keys[i]) {
         s = absl::InvalidArgumentError("the server returned another key");
       } else if (!(block.shape == shape_)) {
         s = absl::InvalidArgumentError("block shape does not match the model");
       } else {
-        s = DecodeKvBlock(block.payload, shape_, absl::MakeSpan(page));
+        s = CheckKvBlock(block.payload, shape_);
       }
-      if (s.ok()) s = cache->AppendPage(page);
+      if (s.ok()) s = cache->AdoptPage(std::move(block.payload));
       if (!s.ok()) {
         result->cache_note = absl::StrCat("block ", i, " not reused: ", s.message());
         return;
@@ -137,7 +176,8 @@ size_t InferenceEngine::Impl::Publish(absl::Span<const Key> keys, size_t first,
   std::vector<CacheBlock> blocks = ChainedBlocks(keys, first);
   for (size_t i = first; i < keys.size(); ++i) {
     blocks[i - first].shape = shape_;
-    blocks[i - first].payload = EncodeKvBlock(shape_, cache.page(i));
+    blocks[i - first].payload = pool_->Take(kKvBlockHeaderBytes + cache.page_floats() * sizeof(float));
+    EncodeKvBlockTo(shape_, cache.page(i), blocks[i - first].payload.data());
   }
   absl::MutexLock lock(&mu_);
   if (queue_.size() >= options_.max_pending_publishes) {
@@ -173,6 +213,7 @@ void InferenceEngine::Impl::PublishLoop() {
         break;
       }
     }
+    for (CacheBlock& block : blocks) pool_->Give(std::move(block.payload));
     absl::MutexLock lock(&mu_);
     --in_flight_;
   }
@@ -197,7 +238,7 @@ absl::StatusOr<GenerateResult> InferenceEngine::Impl::Generate(const GenerateReq
 
   GenerateResult result;
   result.prompt_tokens = prompt.size();
-  KvCache cache(c.num_layers, c.num_kv_heads, c.head_dim, options_.block_size);
+  KvCache cache(c.num_layers, c.num_kv_heads, c.head_dim, options_.block_size, pool_.get());
   std::vector<Key> keys;
   bool cache_reachable = true;
   size_t present = 0;  // Leading blocks the server already holds: no need to publish them.
@@ -212,11 +253,20 @@ absl::StatusOr<GenerateResult> InferenceEngine::Impl::Generate(const GenerateReq
   const size_t computed_from = std::min(result.cached_tokens, prompt.size() - 1);
   cache.Truncate(computed_from);
 
-  Decoder decoder(*model_);
+  const absl::Time compute_start = absl::Now();
+  // A decoder of an earlier request: its scratch is already faulted in.
+  std::unique_ptr<Decoder> decoder_owner = TakeDecoder();
+  struct ReturnDecoder {
+    Impl* impl;
+    std::unique_ptr<Decoder>* decoder;
+    ~ReturnDecoder() { impl->GiveDecoder(std::move(*decoder)); }
+  } return_decoder{this, &decoder_owner};
+  Decoder& decoder = *decoder_owner;
   std::vector<float> logits;
   absl::Status s =
       decoder.Forward(absl::MakeConstSpan(prompt).subspan(computed_from), &cache, &logits);
   if (!s.ok()) return s;
+  result.compute_ms = absl::ToDoubleMilliseconds(absl::Now() - compute_start);
   const size_t rows = std::max<size_t>(1, request.max_new_tokens);
   if (request.return_logits) {
     result.logits.reserve(rows * c.vocab_size);
@@ -231,7 +281,9 @@ absl::StatusOr<GenerateResult> InferenceEngine::Impl::Generate(const GenerateReq
     // Blocks the server holds are not sent again (Put is idempotent per key anyway), even
     // when one of them could not be reused here.
     const size_t first = std::max(result.cached_tokens / options_.block_size, present);
+    const absl::Time publish_start = absl::Now();
     result.published_blocks = Publish(keys, first, cache, &result);
+    result.publish_ms = absl::ToDoubleMilliseconds(absl::Now() - publish_start);
   }
 
   while (go_on && result.tokens.size() < request.max_new_tokens) {

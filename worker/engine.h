@@ -47,6 +47,13 @@ struct EngineOptions {
   // Publish jobs allowed to wait for the background thread; further ones are dropped (the
   // blocks are simply not shared). Default: 64.
   size_t max_pending_publishes = 64;
+  // The buffers of KV pages and of blocks fetched and published are reused through this
+  // pool; give the same pool to the CacheClient (CacheClientOptions::payload_pool) so that
+  // fetched blocks land in reused memory too and become pages without a copy. Null: the
+  // engine makes its own, of `pool_bytes`. Default: null.
+  std::shared_ptr<BufferPool> buffer_pool;
+  // Capacity the engine's own pool keeps. Default: 512 MiB.
+  size_t pool_bytes = size_t{512} << 20;
 };
 
 struct GenerateRequest {
@@ -71,6 +78,17 @@ struct GenerateResult {
   size_t published_blocks = 0;  // Blocks queued for publishing.
   double ttft_ms = 0;           // Request start to first token (cache work included).
   double total_ms = 0;
+  // Where the time to first token went (milliseconds; the model's loading is not part of a
+  // request). lookup: the cache's Lookup call; fetch: the Get calls (network, and the
+  // client's checksum checks); place: checking fetched blocks and placing them as KV pages;
+  // compute: the prefill of the uncached tokens and the first token's logits. The rest of
+  // ttft_ms (checks, keys, pages) is ttft_ms minus their sum. publish_ms: encoding the new
+  // blocks and queueing them, after the first token (the Puts run in the background).
+  double lookup_ms = 0;
+  double fetch_ms = 0;
+  double place_ms = 0;
+  double compute_ms = 0;
+  double publish_ms = 0;
   // Why the cache was not (fully) used, for logs: empty when all went well.
   std::string cache_note;
 };

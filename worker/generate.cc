@@ -1,5 +1,6 @@
 #include "worker/generate.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -67,35 +68,66 @@ absl::StatusOr<GenerateResult> RunGenerate(InferenceEngine* engine, GenerateRequ
   return result;
 }
 
-std::string GenerateResultJson(const GenerateResult& result, const InferenceEngine& engine,
-                               uint32_t block_size) {
+namespace {
+
+// `text` is shown when `byte_text`; `ns` and `block_size` when `ns` is set.
+std::string ResultJson(const GenerateResult& result, bool byte_text, const Key* ns,
+                       uint32_t block_size, double model_load_ms) {
   nlohmann::ordered_json j;
   j["tokens"] = result.tokens;
-  if (engine.model().config().vocab_size >= kByteVocabulary) {
-    j["text"] = DetokenizeBytes(result.tokens);
-  }
+  if (byte_text) j["text"] = DetokenizeBytes(result.tokens);
   j["prompt_tokens"] = result.prompt_tokens;
   j["cached_tokens"] = result.cached_tokens;
   j["published_blocks"] = result.published_blocks;
   j["ttft_ms"] = result.ttft_ms;
   j["total_ms"] = result.total_ms;
-  j["block_size"] = block_size;
-  j["namespace"] = KeyToHex(engine.namespace_id());
+  j["lookup_ms"] = result.lookup_ms;
+  j["fetch_ms"] = result.fetch_ms;
+  j["place_ms"] = result.place_ms;
+  j["compute_ms"] = result.compute_ms;
+  j["publish_ms"] = result.publish_ms;
+  if (model_load_ms >= 0) j["model_load_ms"] = model_load_ms;
+  if (ns != nullptr) {
+    j["block_size"] = block_size;
+    j["namespace"] = KeyToHex(*ns);
+  }
   if (!result.cache_note.empty()) j["cache_note"] = result.cache_note;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string GenerateResultText(const GenerateResult& result, const InferenceEngine& engine) {
+std::string ResultText(const GenerateResult& result, bool byte_text) {
   std::string text = absl::StrCat("tokens: ", absl::StrJoin(result.tokens, ","), "\n");
-  if (engine.model().config().vocab_size >= kByteVocabulary) {
-    absl::StrAppend(&text, "text: ", DetokenizeBytes(result.tokens), "\n");
-  }
+  if (byte_text) absl::StrAppend(&text, "text: ", DetokenizeBytes(result.tokens), "\n");
   absl::StrAppend(&text,
                   absl::StrFormat("prompt_tokens: %zu cached_tokens: %zu ttft_ms: %.2f "
                                   "total_ms: %.2f\n",
                                   result.prompt_tokens, result.cached_tokens, result.ttft_ms,
                                   result.total_ms));
   return text;
+}
+
+bool AllBytes(const std::vector<uint32_t>& tokens) {
+  return std::all_of(tokens.begin(), tokens.end(), [](uint32_t t) { return t < 256; });
+}
+
+}  // namespace
+
+std::string GenerateResultJson(const GenerateResult& result, const InferenceEngine& engine,
+                               uint32_t block_size, double model_load_ms) {
+  return ResultJson(result, engine.model().config().vocab_size >= kByteVocabulary,
+                    &engine.namespace_id(), block_size, model_load_ms);
+}
+
+std::string GenerateResultText(const GenerateResult& result, const InferenceEngine& engine) {
+  return ResultText(result, engine.model().config().vocab_size >= kByteVocabulary);
+}
+
+std::string RemoteGenerateResultJson(const GenerateResult& result) {
+  return ResultJson(result, AllBytes(result.tokens), nullptr, 0, -1);
+}
+
+std::string RemoteGenerateResultText(const GenerateResult& result) {
+  return ResultText(result, AllBytes(result.tokens));
 }
 
 }  // namespace kvcache

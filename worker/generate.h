@@ -46,14 +46,22 @@ absl::StatusOr<GenerateResult> RunGenerate(InferenceEngine* engine, GenerateRequ
                                            const std::string& logits_path);
 
 // One JSON object (one line): tokens, text (byte-level models), prompt_tokens,
-// cached_tokens, published_blocks, ttft_ms, total_ms, block_size, namespace, and
-// cache_note when there is one. Invalid UTF-8 in text is replaced.
+// cached_tokens, published_blocks, ttft_ms, total_ms, where ttft_ms went (lookup_ms,
+// fetch_ms, place_ms, compute_ms; GenerateResult has their meanings) and publish_ms,
+// model_load_ms (loading the model before the request, not part of ttft_ms; omitted when
+// negative), block_size, namespace, and cache_note when there is one. Invalid UTF-8 in text
+// is replaced.
 std::string GenerateResultJson(const GenerateResult& result, const InferenceEngine& engine,
-                               uint32_t block_size);
+                               uint32_t block_size, double model_load_ms = -1);
 
 // The text form: "tokens: ...", "text: ..." (byte-level models), and the figures, each line
 // ending in '\n'. The cache note is not included (it is for stderr).
 std::string GenerateResultText(const GenerateResult& result, const InferenceEngine& engine);
+
+// The same for a result a serving worker returned (`generate --worker`): no model here, so
+// text is shown when every token is a byte, and there is no namespace or block_size.
+std::string RemoteGenerateResultJson(const GenerateResult& result);
+std::string RemoteGenerateResultText(const GenerateResult& result);
 
 }  // namespace kvcache
 

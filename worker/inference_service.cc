@@ -62,6 +62,11 @@ class Service final : public pb::InferenceService::Service {
     stats->set_total_ms(result->total_ms);
     stats->set_published_blocks(static_cast<uint32_t>(result->published_blocks));
     stats->set_cache_note(result->cache_note);
+    stats->set_lookup_ms(result->lookup_ms);
+    stats->set_fetch_ms(result->fetch_ms);
+    stats->set_place_ms(result->place_ms);
+    stats->set_compute_ms(result->compute_ms);
+    stats->set_publish_ms(result->publish_ms);
     last.mutable_logits()->Add(result->logits.begin(), result->logits.end());
     writer->Write(last);
     return grpc::Status::OK;
@@ -146,5 +151,49 @@ InferenceServer::InferenceServer(std::unique_ptr<Impl> impl) : impl_(std::move(i
 InferenceServer::~InferenceServer() { impl_->Shutdown(absl::ZeroDuration()); }
 const std::string& InferenceServer::address() const { return impl_->address(); }
 void InferenceServer::Shutdown(absl::Duration grace) { impl_->Shutdown(grace); }
+
+absl::StatusOr<GenerateResult> GenerateOnWorker(const std::string& address,
+                                               const TlsClientOptions& tls,
+                                               const GenerateRequest& request) {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(tls);
+  if (!credentials.ok()) return credentials.status();
+  grpc::ChannelArguments args;
+  AddTlsChannelArgs(tls, &args);
+  args.SetMaxReceiveMessageSize(-1);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(address, *credentials, args);
+  std::unique_ptr<pb::InferenceService::Stub> stub = pb::InferenceService::NewStub(channel);
+  pb::GenerateRequest r;
+  r.mutable_prompt_ids()->mutable_ids()->Add(request.prompt.begin(), request.prompt.end());
+  r.set_max_new_tokens(request.max_new_tokens);
+  r.set_return_logits(request.return_logits);
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<pb::GenerateResponse>> reader = stub->Generate(&context, r);
+  GenerateResult result;
+  pb::GenerateResponse message;
+  while (reader->Read(&message)) {
+    result.tokens.insert(result.tokens.end(), message.tokens().begin(), message.tokens().end());
+    result.logits.insert(result.logits.end(), message.logits().begin(), message.logits().end());
+    if (!message.has_stats()) continue;
+    const pb::GenerateStats& stats = message.stats();
+    result.prompt_tokens = stats.prompt_tokens();
+    result.cached_tokens = stats.cached_tokens();
+    result.published_blocks = stats.published_blocks();
+    result.ttft_ms = stats.ttft_ms();
+    result.total_ms = stats.total_ms();
+    result.cache_note = stats.cache_note();
+    result.lookup_ms = stats.lookup_ms();
+    result.fetch_ms = stats.fetch_ms();
+    result.place_ms = stats.place_ms();
+    result.compute_ms = stats.compute_ms();
+    result.publish_ms = stats.publish_ms();
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) {
+    const absl::Status s = FromGrpcStatus(status);
+    return absl::Status(s.code(), absl::StrCat("worker ", address, ": ", s.message()));
+  }
+  return result;
+}
 
 }  // namespace kvcache

@@ -61,6 +61,14 @@ class InferenceServer final {
   std::unique_ptr<Impl> impl_;
 };
 
+// Runs `request` on the kvcache-worker serving at `address` (`kvcache-worker generate
+// --worker`): the tokens, the logits when asked for, and the stats the worker reports
+// (its timings, the model being resident there). Errors: the worker's gRPC status, with
+// the address in the message; INVALID_ARGUMENT for bad TLS options.
+absl::StatusOr<GenerateResult> GenerateOnWorker(const std::string& address,
+                                               const TlsClientOptions& tls,
+                                               const GenerateRequest& request);
+
 }  // namespace kvcache
 
 #endif  // KVCACHE_WORKER_INFERENCE_SERVICE_H_

@@ -34,17 +34,20 @@ size_t KvBlockFloats(const BlockShape& s) {
   return static_cast<size_t>(s.num_layers) * 2 * s.num_tokens * s.num_kv_heads * s.head_dim;
 }
 
+void EncodeKvBlockTo(const BlockShape& shape, absl::Span<const float> page, char* out) {
+  std::memcpy(out, kMagic, 4);
+  EncodeBlockShape(shape, out + kShapeAt);
+  PutLittleEndian<uint32_t>(out + kReservedAt, 0);
+  std::memcpy(out + kKvBlockHeaderBytes, page.data(), page.size() * sizeof(float));
+}
+
 std::string EncodeKvBlock(const BlockShape& shape, absl::Span<const float> page) {
   std::string out(kKvBlockHeaderBytes + page.size() * sizeof(float), '\0');
-  std::memcpy(&out[0], kMagic, 4);
-  EncodeBlockShape(shape, &out[kShapeAt]);
-  PutLittleEndian<uint32_t>(&out[kReservedAt], 0);
-  std::memcpy(&out[kKvBlockHeaderBytes], page.data(), page.size() * sizeof(float));
+  EncodeKvBlockTo(shape, page, out.data());
   return out;
 }
 
-absl::Status DecodeKvBlock(absl::string_view payload, const BlockShape& expected,
-                           absl::Span<float> page) {
+absl::Status CheckKvBlock(absl::string_view payload, const BlockShape& expected) {
   if (payload.size() < kKvBlockHeaderBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV block of ", payload.size(), " bytes is shorter than its header"));
@@ -72,18 +75,24 @@ absl::Status DecodeKvBlock(absl::string_view payload, const BlockShape& expected
           absl::StrCat("KV block has ", f.name, " ", f.got, ", expected ", f.want));
     }
   }
-  const size_t floats = KvBlockFloats(expected);
   absl::StatusOr<uint64_t> need = BlockPayloadBytes(expected);  // The server checks the same.
   if (!need.ok()) return need.status();
   if (payload.size() != *need) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV block has ", payload.size(), " bytes, its shape needs ", *need));
   }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeKvBlock(absl::string_view payload, const BlockShape& expected,
+                           absl::Span<float> page) {
+  if (absl::Status s = CheckKvBlock(payload, expected); !s.ok()) return s;
+  const size_t floats = KvBlockFloats(expected);
   if (page.size() != floats) {
     return absl::InvalidArgumentError(
         absl::StrCat("page of ", page.size(), " floats for a block of ", floats));
   }
-  std::memcpy(page.data(), p + kKvBlockHeaderBytes, floats * sizeof(float));
+  std::memcpy(page.data(), payload.data() + kKvBlockHeaderBytes, floats * sizeof(float));
   return absl::OkStatus();
 }
 

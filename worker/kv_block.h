@@ -42,6 +42,14 @@ size_t KvBlockFloats(const BlockShape& shape);
 // The payload of one page. REQUIRES: shape.dtype == f32, page.size() == KvBlockFloats(shape).
 std::string EncodeKvBlock(const BlockShape& shape, absl::Span<const float> page);
 
+// Writes the payload of one page to `out`: kKvBlockHeaderBytes + page.size() * 4 bytes.
+// REQUIRES: as EncodeKvBlock.
+void EncodeKvBlockTo(const BlockShape& shape, absl::Span<const float> page, char* out);
+
+// Checks `payload` against `expected` (the errors of DecodeKvBlock but the page's): its
+// data, from byte kKvBlockHeaderBytes on, is then a page of `expected`.
+absl::Status CheckKvBlock(absl::string_view payload, const BlockShape& expected);
+
 // Checks `payload` against `expected` and copies its data into `page`.
 //   INVALID_ARGUMENT  short payload, bad magic, another format version, dtype or shape than
 //                     `expected` (the message names the field), wrong length, or a `page`

@@ -7,6 +7,8 @@
 //   kvcache-worker generate --model=DIR [--cache=HOST:PORT]
 //       (--prompt-ids=1,2,3 | --prompt-text=TEXT | --prompt-file=PATH) [--max-new-tokens=16]
 //       [--dump-logits=PATH] [--json] [--block-size=16] [--cache-salt=S] [--cache-timeout-ms=2000]
+//   kvcache-worker generate --worker=HOST:PORT (--prompt-ids=... | ...) [--max-new-tokens=16]
+//       [--json]
 //   kvcache-worker serve --model=DIR [--cache=HOST:PORT] [--listen=127.0.0.1:50061]
 //       [--block-size=16] [--cache-salt=S] [--cache-timeout-ms=2000] [--shutdown-grace=10s]
 
@@ -45,6 +47,9 @@ ABSL_FLAG(std::string, prompt_file, "", "generate: prompt as the bytes of a file
 ABSL_FLAG(int64_t, max_new_tokens, 16, "generate: tokens to generate");
 ABSL_FLAG(std::string, dump_logits, "", "generate: write the logits rows (LE float32) here");
 ABSL_FLAG(bool, json, false, "generate: print one JSON object");
+ABSL_FLAG(std::string, worker, "",
+          "generate: run the request on the kvcache-worker serving at HOST:PORT (model "
+          "resident there) instead of loading --model here; --tls-ca etc. apply to it");
 ABSL_FLAG(uint32_t, block_size, 16, "generate, serve: tokens per KV page and cache block");
 ABSL_FLAG(std::string, cache_salt, "", "generate, serve: tenant salt of the block namespace");
 ABSL_FLAG(int64_t, cache_timeout_ms, 2000, "generate, serve: deadline of each cache call, ms");
@@ -123,8 +128,12 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> NewEngine(std::unique_ptr<Cache
   if (!model.ok()) {
     return absl::Status(model.status().code(), absl::StrCat("--model: ", model.status().message()));
   }
+  // KV pages, fetched blocks and published blocks all reuse these buffers (worker/engine.h).
+  EngineOptions engine_options;
+  engine_options.buffer_pool = std::make_shared<BufferPool>(engine_options.pool_bytes);
   if (!absl::GetFlag(FLAGS_cache).empty()) {
     CacheClientOptions options;
+    options.payload_pool = engine_options.buffer_pool;
     options.target = absl::GetFlag(FLAGS_cache);
     options.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_cache_timeout_ms));
     // A cluster's Lookup (the first call of every request) never waits longer than a call.
@@ -138,11 +147,10 @@ absl::StatusOr<std::unique_ptr<InferenceEngine>> NewEngine(std::unique_ptr<Cache
     if (!c.ok()) return FlagError("--cache", c.status());
     *client = *std::move(c);
   }
-  EngineOptions options;
-  options.block_size = absl::GetFlag(FLAGS_block_size);
-  options.cache_salt = absl::GetFlag(FLAGS_cache_salt);
-  options.cache = client->get();
-  return InferenceEngine::Create(*std::move(model), options);
+  engine_options.block_size = absl::GetFlag(FLAGS_block_size);
+  engine_options.cache_salt = absl::GetFlag(FLAGS_cache_salt);
+  engine_options.cache = client->get();
+  return InferenceEngine::Create(*std::move(model), engine_options);
 }
 
 int ServeCommand() {
@@ -194,8 +202,30 @@ int ServeCommand() {
   return kExitOk;
 }
 
+// `generate --worker`: the request runs on a serving worker; prints what it reports.
+int RemoteGenerateCommand(const std::string& worker, const GenerateRequest& request) {
+  if (!absl::GetFlag(FLAGS_dump_logits).empty()) {
+    return Fail(UsageError("--dump-logits is not available with --worker"));
+  }
+  absl::StatusOr<GenerateResult> result =
+      GenerateOnWorker(worker, TlsClientOptionsFromFlags(), request);
+  if (!result.ok()) return Fail(FlagError("--worker", result.status()));
+  if (absl::GetFlag(FLAGS_json)) {
+    std::printf("%s\n", RemoteGenerateResultJson(*result).c_str());
+  } else {
+    std::fputs(RemoteGenerateResultText(*result).c_str(), stdout);
+    if (!result->cache_note.empty()) {
+      std::fprintf(stderr, "kvcache-worker: cache: %s\n", result->cache_note.c_str());
+    }
+  }
+  return kExitOk;
+}
+
 int GenerateCommand() {
-  if (absl::Status s = CheckEngineFlags(); !s.ok()) return Fail(s);
+  const std::string worker = absl::GetFlag(FLAGS_worker);
+  if (worker.empty()) {
+    if (absl::Status s = CheckEngineFlags(); !s.ok()) return Fail(s);
+  }
   struct Source {
     const char* flag;
     PromptKind kind;
@@ -221,10 +251,13 @@ int GenerateCommand() {
       LoadPrompt(prompt_source.kind, prompt_source.value);
   if (!prompt.ok()) return Fail(FlagError(prompt_source.flag, prompt.status()));
   request.prompt = *std::move(prompt);
+  if (!worker.empty()) return RemoteGenerateCommand(worker, request);
 
   std::unique_ptr<CacheClient> client;
+  const absl::Time load_start = absl::Now();
   absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = NewEngine(&client);
   if (!engine.ok()) return Fail(engine.status());
+  const double load_ms = absl::ToDoubleMilliseconds(absl::Now() - load_start);
   // The request against the model, each check naming its flag.
   const ModelConfig& config = (*engine)->model().config();
   if (absl::Status s = CheckPromptTokens(config, request.prompt); !s.ok()) {
@@ -239,8 +272,9 @@ int GenerateCommand() {
       RunGenerate(engine->get(), std::move(request), absl::GetFlag(FLAGS_dump_logits));
   if (!result.ok()) return Fail(result.status());
   if (absl::GetFlag(FLAGS_json)) {
-    std::printf("%s\n",
-                GenerateResultJson(*result, **engine, absl::GetFlag(FLAGS_block_size)).c_str());
+    std::printf("%s\n", GenerateResultJson(*result, **engine, absl::GetFlag(FLAGS_block_size),
+                                            load_ms)
+                             .c_str());
   } else {
     std::fputs(GenerateResultText(*result, **engine).c_str(), stdout);
     if (!result->cache_note.empty()) {
@@ -271,6 +305,8 @@ int main(int argc, char** argv) {
       "[--max-new-tokens=16]\n"
       "           [--dump-logits=PATH] [--json] [--block-size=16] [--cache-salt=S] "
       "[--cache-timeout-ms=2000]\n"
+      "       kvcache-worker generate --worker=HOST:PORT (--prompt-ids=... | ...) "
+      "[--max-new-tokens=16] [--json]\n"
       "       kvcache-worker serve --model=DIR [--cache=HOST:PORT] [--listen=127.0.0.1:50061]\n"
       "           [--block-size=16] [--cache-salt=S] [--cache-timeout-ms=2000] "
       "[--shutdown-grace=10s]\n"

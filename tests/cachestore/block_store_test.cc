@@ -2,6 +2,7 @@
 // the tiered store), each with every eviction policy of the registry.
 
 #include <cctype>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -9,6 +10,7 @@
 
 #include "cachestore/block_store.h"
 #include "cachestore/eviction_policy.h"
+#include "common/checksum.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -19,7 +21,8 @@ using testing::TempDir;
 using testing::TestKey;
 using testing::TestPayload;
 
-enum class Kind { kRam, kDisk, kTiered };
+// kTieredArena: the tiered store with its RAM-tier arena, blocks made by its NewBlock.
+enum class Kind { kRam, kDisk, kTiered, kTieredArena };
 
 using Param = std::tuple<Kind, std::string>;  // The store, and its eviction policy.
 
@@ -32,6 +35,7 @@ std::string ParamName(const ::testing::TestParamInfo<Param>& info) {
     case Kind::kRam: return "Ram_" + policy;
     case Kind::kDisk: return "Disk_" + policy;
     case Kind::kTiered: return "Tiered_" + policy;
+    case Kind::kTieredArena: return "TieredArena_" + policy;
   }
   return "?";
 }
@@ -61,15 +65,19 @@ class BlockStoreTest : public ::testing::TestWithParam<Param> {
         o.eviction = policy();
         return *NewDiskTier(o);
       }
-      case Kind::kTiered: {
+      case Kind::kTiered:
+      case Kind::kTieredArena: {
         TieredStoreOptions o;
         o.ram.capacity_bytes = capacity;
         o.ram.eviction = policy();
+        o.ram.arena = kind() == Kind::kTieredArena;
         o.disk = DiskTierOptions{};
         o.disk->eviction = policy();
         o.disk->path = dir_.Sub("tiered");
         o.disk->capacity_bytes = capacity;
-        return *NewTieredStore(o);
+        std::unique_ptr<TieredStore> store = *NewTieredStore(o);
+        if (o.ram.arena) arena_store_ = store.get();
+        return store;
       }
     }
     return nullptr;
@@ -77,11 +85,19 @@ class BlockStoreTest : public ::testing::TestWithParam<Param> {
 
   BlockId Id(uint64_t n) const { return BlockId{ns_, TestKey(n)}; }
   BlockPtr Blk(uint64_t n, size_t size = 1000) const {
-    return MakeBlock(Id(n), std::nullopt, TestPayload(size, n));
+    if (arena_store_ == nullptr) return MakeBlock(Id(n), std::nullopt, TestPayload(size, n));
+    // Received into the arena, as the server's data channel does.
+    std::shared_ptr<Block> block = arena_store_->NewBlock(size);
+    const std::string payload = TestPayload(size, n);
+    std::memcpy(block->payload.data(), payload.data(), size);
+    block->meta.id = Id(n);
+    block->meta.checksum = PayloadChecksum(block->payload);
+    return block;
   }
 
   TempDir dir_;
   Key ns_ = TestKey(999, 1);
+  TieredStore* arena_store_ = nullptr;  // The last kTieredArena store made.
 };
 
 TEST_P(BlockStoreTest, HitAndMiss) {
@@ -149,12 +165,13 @@ TEST_P(BlockStoreTest, NeverExceedsCapacityAndEvictsByPolicy) {
   for (uint64_t i = 10; i < 15; ++i) {
     ASSERT_TRUE(store->Put(Blk(i)).ok());
     TierStats s = store->Stats();
-    if (kind() != Kind::kTiered) {
+    if (kind() != Kind::kTiered && kind() != Kind::kTieredArena) {
       EXPECT_LE(s.bytes, capacity);
     }
   }
   EXPECT_TRUE(store->Contains(Id(0)));  // Touched since: every policy keeps it.
-  if (kind() != Kind::kTiered) {  // The tiered store keeps victims on disk.
+  // The tiered store keeps victims on disk.
+  if (kind() != Kind::kTiered && kind() != Kind::kTieredArena) {
     // LRU's victim is the least recently used; other policies choose their own.
     if (policy() == "lru") EXPECT_FALSE(store->Contains(Id(1)));
     EXPECT_EQ(store->Stats().evictions, 5u);
@@ -214,14 +231,14 @@ TEST_P(BlockStoreTest, ConcurrentPutsAndGets) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(corrupt.load(), 0);
-  if (kind() != Kind::kTiered) {
+  if (kind() != Kind::kTiered && kind() != Kind::kTieredArena) {
     EXPECT_LE(store->Stats().bytes, capacity);
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllStores, BlockStoreTest,
                          ::testing::Combine(::testing::Values(Kind::kRam, Kind::kDisk,
-                                                              Kind::kTiered),
+                                                              Kind::kTiered, Kind::kTieredArena),
                                             ::testing::ValuesIn(EvictionPolicyNames())),
                          ParamName);
 

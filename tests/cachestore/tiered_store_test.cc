@@ -1,4 +1,8 @@
 #include "cachestore/block_store.h"
+
+#include <thread>
+#include <vector>
+
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -11,8 +15,12 @@ using testing::TestPayload;
 
 class TieredStoreTest : public ::testing::Test {
  protected:
-  std::unique_ptr<TieredStore> Open(uint64_t ram_blocks, uint64_t disk_blocks) {
+  // demotion_queue_bytes 0: demotions on the Put's thread, so counts are exact right after
+  // a Put (the background writer has its own tests below).
+  std::unique_ptr<TieredStore> Open(uint64_t ram_blocks, uint64_t disk_blocks,
+                                    uint64_t demotion_queue_bytes = 0) {
     TieredStoreOptions o;
+    o.demotion_queue_bytes = demotion_queue_bytes;
     o.ram.capacity_bytes = ram_blocks * ChargeOf(kSize);
     o.disk = DiskTierOptions{};
     o.disk->path = dir_.Sub("db");
@@ -54,6 +62,75 @@ TEST_F(TieredStoreTest, RamVictimsAreDemotedAndPromotedBack) {
   EXPECT_EQ(info->tier, TierId::kRam);
   EXPECT_TRUE(info->on_disk);  // Promotion copies: a later demotion costs no write.
   EXPECT_LE(s.ram.bytes, s.ram.capacity_bytes);
+}
+
+TEST_F(TieredStoreTest, BackgroundDemotionsServeQueuedBlocksAndDrain) {
+  auto store = Open(4, 100, /*demotion_queue_bytes=*/1 << 20);
+  for (uint64_t i = 0; i < 40; ++i) ASSERT_TRUE(store->Put(Blk(i)).ok());
+  // Every block is stored at every moment: in RAM, in the queue, or on disk.
+  for (uint64_t i = 0; i < 40; ++i) {
+    EXPECT_TRUE(store->Contains(Id(i))) << i;
+    absl::StatusOr<BlockPtr> got = store->Get(Id(i));
+    ASSERT_TRUE(got.ok()) << i << " " << got.status();
+    EXPECT_EQ((*got)->payload, TestPayload(kSize, i));
+  }
+  EXPECT_EQ(store->Lookup(ns_, {TestKey(0), TestKey(1), TestKey(2)}).num_present, 3u);
+  store->Flush(TierId::kRam);  // Waits for the queue: everything demoted is on disk.
+  const StoreStats s = store->GetStoreStats();
+  EXPECT_GE(s.disk.blocks, 36u);
+  EXPECT_EQ(s.ram.demotion_failures, 0u);
+  for (uint64_t i = 0; i < 36; ++i) EXPECT_TRUE(store->Contains(Id(i))) << i;
+}
+
+TEST_F(TieredStoreTest, AFullDemotionQueueIsBackPressureAndCounted) {
+  // A queue of one block: most victims find it full and are written by their Put.
+  auto store = Open(2, 1000, /*demotion_queue_bytes=*/1);
+  for (uint64_t i = 0; i < 300; ++i) ASSERT_TRUE(store->Put(Blk(i)).ok());
+  store->Flush(std::nullopt);
+  const StoreStats s = store->GetStoreStats();
+  EXPECT_GT(s.ram.demotion_waits, 0u);
+  EXPECT_EQ(s.ram.demotions, 298u);  // Every victim reached the disk, one way or the other.
+}
+
+// A Put of id X racing the demotion of an older X (other bytes) must not leave one version
+// in RAM and another on disk. Many threads put their own bytes under few keys into a tiny
+// RAM tier; at the end every key's RAM copy (when there is one) must equal its disk copy.
+TEST_F(TieredStoreTest, PutRacingDemotionNeverLeavesTwoVersions) {
+  for (uint64_t queue : {uint64_t{0}, uint64_t{1} << 20}) {
+    TempDir dir;
+    TieredStoreOptions o;
+    o.ram.capacity_bytes = 3 * ChargeOf(kSize);
+    o.ram.num_shard_bits = 0;
+    o.demotion_queue_bytes = queue;
+    o.disk = DiskTierOptions{};
+    o.disk->path = dir.Sub("db");
+    o.disk->capacity_bytes = 1000 * ChargeOf(kSize);
+    std::unique_ptr<TieredStore> store = *NewTieredStore(o);
+    constexpr uint64_t kKeys = 16;
+    std::vector<std::thread> threads;
+    for (uint64_t t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (uint64_t i = 0; i < 1500; ++i) {
+          const uint64_t k = (i * 7 + t * 3) % kKeys;
+          store->Put(MakeBlock(Id(k), std::nullopt, TestPayload(kSize, 1000 * (t + 1) + k)))
+              .IgnoreError();
+          if (i % 3 == 0) store->Get(Id((k + 5) % kKeys)).IgnoreError();
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    std::vector<std::string> first(kKeys);
+    for (uint64_t k = 0; k < kKeys; ++k) {
+      absl::StatusOr<BlockPtr> got = store->Get(Id(k));  // RAM's copy when it has one.
+      if (got.ok()) first[k] = (*got)->payload;
+    }
+    store->Flush(TierId::kRam);
+    for (uint64_t k = 0; k < kKeys; ++k) {
+      absl::StatusOr<BlockPtr> on_disk = store->Get(Id(k));
+      if (!on_disk.ok() || first[k].empty()) continue;
+      EXPECT_EQ((*on_disk)->payload, first[k]) << "key " << k << ", queue " << queue;
+    }
+  }
 }
 
 TEST_F(TieredStoreTest, DiskEvictsItsLeastRecentlyUsed) {

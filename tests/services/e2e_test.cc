@@ -108,7 +108,7 @@ TEST_F(EndToEndTest, BlockPushedToDiskSurvivesKill9ByteIdentical) {
   EXPECT_EQ(s["disk"]["hits"].get<uint64_t>(), 1u);
   for (const char* field : {"blocks", "bytes", "capacity_bytes", "hits", "misses", "evictions",
                             "demotions", "promotions", "checksum_failures", "write_errors",
-                            "demotion_failures"}) {
+                            "demotion_failures", "demotion_waits"}) {
     EXPECT_TRUE(s["ram"].contains(field)) << field;
     EXPECT_TRUE(s["disk"].contains(field)) << field;
   }
@@ -275,7 +275,7 @@ TEST_F(EndToEndTest, HelpListsEveryFlagWithItsDefaultAndVersionPrintsTheVersion)
        {"--listen=127.0.0.1:50051", "--ram-bytes=512MiB", "--ram-shard-bits=-1",
         "--disk-path=./kvcache-data", "--disk-bytes=8GiB", "--max-block-bytes=16MiB",
         "--eviction=reuse-density", "--data-listen=auto", "--data-advertise=\"\"", "--metrics-listen=127.0.0.1:9464",
-        "--shutdown-grace=10s"}},
+        "--shutdown-grace=10s", "--ram-arena=false"}},
       {"kvcache-admin",
        {"--server=127.0.0.1:50051", "--timeout=10s", "--json=false", "--namespace=\"\"",
         "--key=\"\"", "--parent=\"\"", "--file=\"\"", "--out=\"\"", "--limit=100",

@@ -3,6 +3,7 @@
 #include "worker/decoder.h"
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -207,6 +208,42 @@ TEST_F(DecoderTest, PrefillFromFilledPagesEqualsFullPrefill) {
   for (size_t p = 0; p < 4; ++p) {
     EXPECT_LT(RelativeError(reused.page(p), full.page(p)), 1e-5) << "page " << p;
   }
+}
+
+TEST_F(DecoderTest, AdoptedBlockPayloadsArePagesWithoutACopy) {
+  const std::vector<uint32_t> tokens = Tokens(40, 7, 256);
+  Decoder decoder(*model_);
+  KvCache full = NewCache(*model_);
+  std::vector<float> want;
+  ASSERT_TRUE(decoder.Forward(tokens, &full, &want).ok());
+
+  // Two pages as a fetched block carries them: a 32-byte header, then the page.
+  BufferPool pool(64 << 20);
+  const uint32_t layers = model_->config().num_layers;
+  KvCache reused(layers, model_->config().num_kv_heads, model_->config().head_dim, 16, &pool);
+  for (size_t p = 0; p < 2; ++p) {
+    std::string payload(KvCache::kPageHeaderBytes + reused.page_floats() * sizeof(float), 'h');
+    std::memcpy(&payload[KvCache::kPageHeaderBytes], full.page(p).data(),
+                reused.page_floats() * sizeof(float));
+    const char* data = payload.data();
+    ASSERT_TRUE(reused.AdoptPage(std::move(payload)).ok());
+    EXPECT_EQ(reinterpret_cast<const char*>(reused.page(p).data()),
+              data + KvCache::kPageHeaderBytes);  // The very buffer: no copy.
+  }
+  std::vector<float> got;
+  ASSERT_TRUE(decoder.Forward(absl::MakeConstSpan(tokens).subspan(32), &reused, &got).ok());
+  EXPECT_LT(RelativeError(got, want), 1e-5);
+
+  EXPECT_EQ(reused.AdoptPage(std::string(100, 'x')).code(), absl::StatusCode::kFailedPrecondition);
+  reused.Truncate(32);
+  EXPECT_EQ(reused.AdoptPage(std::string(100, 'x')).code(), absl::StatusCode::kInvalidArgument);
+  // Dropped pages go back to the pool, and the next cache's pages come from it.
+  reused.Truncate(0);
+  EXPECT_EQ(pool.stats().pooled_bytes >= 3 * reused.page_floats() * sizeof(float), true);
+  KvCache next(layers, model_->config().num_kv_heads, model_->config().head_dim, 16, &pool);
+  const uint64_t reused_before = pool.stats().reused;
+  next.Extend(20);
+  EXPECT_EQ(pool.stats().reused, reused_before + 2);
 }
 
 TEST_F(DecoderTest, AppendPageRejectsPartialPagesAndWrongSizes) {

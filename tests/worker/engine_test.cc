@@ -168,6 +168,10 @@ TEST_F(EngineTest, ColdThenWarmGiveIdenticalOutput) {
   const GenerateResult warm = Run(engine.get(), Request(prompt_));
   EXPECT_EQ(warm.cached_tokens, 96u);
   EXPECT_EQ(warm.published_blocks, 0u);
+  // The breakdown: parts of the TTFT; the cold run fetched nothing.
+  EXPECT_EQ(cold.fetch_ms, 0);
+  EXPECT_GT(warm.compute_ms, 0);
+  EXPECT_LE(warm.lookup_ms + warm.fetch_ms + warm.place_ms + warm.compute_ms, warm.ttft_ms);
   EXPECT_TRUE(warm.cache_note.empty()) << warm.cache_note;
   ExpectSameOutput(warm, baseline);
 
@@ -175,6 +179,23 @@ TEST_F(EngineTest, ColdThenWarmGiveIdenticalOutput) {
   const GenerateResult other = Run(NewEngine(&cache).get(), Request(prompt_));
   EXPECT_EQ(other.cached_tokens, 96u);
   ExpectSameOutput(other, baseline);
+}
+
+TEST_F(EngineTest, RequestsReuseTheBuffersOfEarlierOnes) {
+  FakeCache cache;
+  EngineOptions options;
+  options.cache = &cache;
+  options.buffer_pool = std::make_shared<BufferPool>(64 << 20);
+  auto engine = InferenceEngine::Create(testing::LoadOrDie(dir_.path()), options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const GenerateResult first = Run(engine->get(), Request(prompt_));
+  const BufferPool::Stats after_first = options.buffer_pool->stats();
+  EXPECT_GT(after_first.pooled_bytes, 0u);  // Pages and published blocks came back.
+  const GenerateResult second = Run(engine->get(), Request(prompt_));
+  EXPECT_EQ(second.tokens, first.tokens);
+  // The second request's pages came from the first one's buffers: no new allocation.
+  EXPECT_GT(options.buffer_pool->stats().reused, after_first.reused);
+  EXPECT_EQ(options.buffer_pool->stats().allocated, after_first.allocated);
 }
 
 TEST_F(EngineTest, LongPromptsPublishAndFetchInSeveralCalls) {

@@ -145,6 +145,22 @@ TEST_F(ServeTest, SharesPrefixesThroughTheCacheUnderConcurrentRequests) {
   }
   EXPECT_EQ(warm.stats.cached_tokens(), 288u);
   EXPECT_EQ(warm.tokens, want);
+  // Where the warm TTFT went: the fetch and the compute are both in it.
+  EXPECT_GT(warm.stats.fetch_ms(), 0);
+  EXPECT_GT(warm.stats.compute_ms(), 0);
+  EXPECT_LE(warm.stats.lookup_ms() + warm.stats.fetch_ms() + warm.stats.place_ms() +
+                warm.stats.compute_ms(),
+            warm.stats.ttft_ms());
+
+  // `generate --worker` runs the request on this worker and prints what it reports.
+  CommandResult remote = testing::Run({Bin("kvcache-worker"), "generate", "--worker=" + address_,
+                                       "--prompt-text=" + prompt_, "--max-new-tokens=5", "--json"});
+  ASSERT_EQ(remote.exit_status, 0) << remote.output;
+  const nlohmann::json j = nlohmann::json::parse(remote.output.substr(remote.output.find('{')));
+  EXPECT_EQ(j["tokens"].get<std::vector<uint32_t>>(), want);
+  EXPECT_EQ(j["cached_tokens"].get<int>(), 288);
+  EXPECT_GT(j["compute_ms"].get<double>(), 0);
+  EXPECT_FALSE(j.contains("model_load_ms"));  // The model is resident there.
 
   // Four requests at once, each a different continuation of the cached prefix.
   std::vector<std::string> prompts;

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Put into an empty RAM tier vs a full one, without and with the RAM-tier arena
+# (--ram-arena), in one run: each configuration gets a fresh kvcache-server (RAM only,
+# $RAM), waits for its arena to be faulted in (resident size), measures Put $REPS times
+# while the tier is still mostly empty, fills it past its capacity, and measures Put again.
+# Writes the table into docs/benchmarks.md (section "put-fill") and prints it.
+# Usage: scripts/bench_put_fill.sh     env: RAM=4GiB VALUE=256KiB CLIENTS=4 REPS=3 SECONDS_=0.4
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+BIN="${BUILD_DIR:-build}/bin"
+RAM="${RAM:-4GiB}"
+VALUE="${VALUE:-256KiB}"
+CLIENTS="${CLIENTS:-4}"
+REPS="${REPS:-3}"
+SECS="${SECONDS_:-0.4}"
+
+make_work_dir
+work="$WORK"
+server_pid=""
+kill_at_exit server_pid
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
+put() {
+  "$BIN/kvcache-bench" throughput --target=kvcache --addr="$addr" --op=put --value-bytes="$VALUE" \
+    --clients="$CLIENTS" --seconds="$SECS" --warmup-seconds=0.1 --server-pid="$server_pid" --json |
+    json_field gbps
+}
+
+table="$work/table.md"
+{
+  echo "| RAM tier | Put into empty (GB/s) | Put into full (GB/s) | empty / full | server RSS before the first Put | start to arena faulted in |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+} >"$table"
+for arena in false true; do
+  start=$(date +%s.%N)
+  "$BIN/kvcache-server" --listen=127.0.0.1:0 --ram-bytes="$RAM" --disk-path= --shutdown-grace=0s \
+    --metrics-listen= --ram-arena="$arena" >"$work/server.log" 2>&1 &
+  server_pid=$!
+  addr="$(listen_addr "$work/server.log" 30)"
+  ready="-"
+  if [ "$arena" = true ]; then
+    # Faulted in when the resident size stops growing (the arena's background thread).
+    last=0
+    for _ in $(seq 600); do
+      sleep 0.5
+      now="$(rss_kib "$server_pid")"
+      [ "$now" -le "$last" ] && break
+      last="$now"
+    done
+    ready="$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f s", e - s }')"
+  fi
+  rss="$(awk -v k="$(rss_kib "$server_pid")" 'BEGIN { printf "%.2f GiB", k / 1048576 }')"
+  : >"$work/empty" && : >"$work/full"
+  for _ in $(seq "$REPS"); do put >>"$work/empty"; done
+  "$BIN/kvcache-bench" throughput --target=kvcache --addr="$addr" --op=fill --value-bytes="$VALUE" \
+    --fill-bytes="$(( $(echo "$RAM" | sed 's/GiB//') * 5 / 4 ))GiB" --clients="$CLIENTS" >/dev/null
+  for _ in $(seq "$REPS"); do put >>"$work/full"; done
+  e="$(median <"$work/empty")"; f="$(median <"$work/full")"
+  echo "arena=$arena: empty $(tr '\n' ' ' <"$work/empty")| full $(tr '\n' ' ' <"$work/full")" >&2
+  printf '| %s%s | %.2f | %.2f | **%.0f%%** | %s | %s |\n' "$RAM" \
+    "$([ "$arena" = true ] && echo ", --ram-arena" || echo "")" "$e" "$f" \
+    "$(awk -v e="$e" -v f="$f" 'BEGIN { print 100 * e / f }')" "$rss" "$ready" >>"$table"
+  kill "$server_pid"; wait "$server_pid" || true
+  server_pid=""
+done
+
+section="$work/section.md"
+{
+  echo "## Put into an empty vs a full RAM tier"
+  echo
+  echo "\`kvcache-bench throughput --target=kvcache --op=put --value-bytes=$VALUE --clients=$CLIENTS"
+  echo "--seconds=$SECS\` against a fresh RAM-only kvcache-server of \`--ram-bytes=$RAM\`: **median of"
+  echo "$REPS** while the tier is still mostly empty, then again after \`--op=fill\` wrote 1.25x its"
+  echo "capacity (so Put evicts). Without the arena every Put into the empty tier faults its"
+  echo "payload's pages in; with \`--ram-arena\` the payloads are received into buffers a background"
+  echo "thread faulted in from the start (the resident size is the capacity from then on) and"
+  echo "eviction recycles them. Both configurations in one run, $(date -u +%Y-%m-%d), $(nproc) cores,"
+  echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (shared with other sessions' builds:"
+  echo "read the ratios)."
+  echo
+  cat "$table"
+  echo
+  echo "Made by: \`RAM=$RAM VALUE=$VALUE CLIENTS=$CLIENTS REPS=$REPS scripts/bench_put_fill.sh\`"
+} >"$section"
+replace_section docs/benchmarks.md put-fill "$section"
+cat "$table"
