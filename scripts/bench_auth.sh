@@ -28,9 +28,9 @@ run() {  # addr target op [token-file]
   "$BIN/kvcache-bench" throughput --target="$2" --addr="$1" --op="$3" --value-bytes=256KiB \
     --clients="$CLIENTS" --seconds="$SECONDS_EACH" --warmup-seconds=0.3 --json \
     ${4:+--token-file=$4} | /usr/bin/python3 -c \
-    'import json,sys; r=json.load(sys.stdin); print(r.get("gbps") or r.get("ops_per_sec"))'
+    'import json,sys; r=json.load(sys.stdin); print(r["ops_per_s"] if r["op"] == "lookup" else r["gbps"])'
 }
-printf '| path | op | no auth | --auth-tokens | ratio |\n|---|---|---|---|---|\n'
+printf '| path | op (Get/Put GB/s, Lookup calls/s) | no auth | --auth-tokens | ratio |\n|---|---|---|---|---|\n'
 for target in kvcache kvcache-grpc; do
   for op in get put lookup; do
     : > "$tmp/a"; : > "$tmp/b"
