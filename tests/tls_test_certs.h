@@ -19,6 +19,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/tls_options.h"
+
 namespace kvcache {
 namespace testing {
 
@@ -104,6 +106,17 @@ inline TestCert MakeTestCa(const std::string& dir, const std::string& name) {
 inline TestCert MakeTestLeaf(const std::string& dir, const std::string& name, const TestCert& ca,
                              long serial = 2) {
   return tls_internal::Make(dir, name, "kvcache test " + name, &ca, false, serial);
+}
+
+// A client's TLS options that trust `ca`, presenting `identity` when given (mutual TLS).
+inline TlsClientOptions Trusting(const TestCert& ca, const TestCert* identity = nullptr) {
+  TlsClientOptions t;
+  t.ca_file = ca.cert_file;
+  if (identity) {
+    t.cert_file = identity->cert_file;
+    t.key_file = identity->key_file;
+  }
+  return t;
 }
 
 }  // namespace testing

@@ -36,6 +36,7 @@ using testing::MakeTestCa;
 using testing::MakeTestLeaf;
 using testing::TempDir;
 using testing::TestCert;
+using testing::Trusting;
 using testing::TestKey;
 using testing::TestPayload;
 
@@ -108,16 +109,6 @@ class AuthTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<CacheServer>> server = StartCacheServer(o);
     EXPECT_TRUE(server.ok()) << server.status();
     return server.ok() ? *std::move(server) : nullptr;
-  }
-
-  TlsClientOptions Trusting(const TestCert& ca, const TestCert* identity = nullptr) {
-    TlsClientOptions t;
-    t.ca_file = ca.cert_file;
-    if (identity) {
-      t.cert_file = identity->cert_file;
-      t.key_file = identity->key_file;
-    }
-    return t;
   }
 
   static std::shared_ptr<grpc::Channel> Channel(const std::string& address,
