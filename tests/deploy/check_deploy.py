@@ -14,18 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from checks import check, finish  # tests/deploy/checks.py
+
 SRC = Path(sys.argv[1])
 BIN = Path(sys.argv[2])
-passed, failed = 0, 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what}")
 
 
 def size_bytes(text):
@@ -222,5 +214,4 @@ for unit, binary in (("kvcache-server.service", "kvcache-server"),
     grace = duration_s(flags_of(exec_start[1:]).get("shutdown-grace", "10s"))
     check(stop > grace, f"{unit}: TimeoutStopSec > --shutdown-grace")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

@@ -13,17 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from checks import check, finish  # tests/deploy/checks.py
+
 BIN = Path(sys.argv[1])
-passed, failed = 0, 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what}")
 
 
 def run(args):
@@ -85,5 +77,4 @@ r = run([str(BIN / "kvcache-bench")])
 check(r.returncode == 2 and r.stdout == "" and "usage: kvcache-bench" in r.stderr,
       "kvcache-bench without a command prints its usage on stderr and exits 2")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

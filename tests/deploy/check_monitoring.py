@@ -18,19 +18,11 @@ from pathlib import Path
 
 import yaml
 
+from checks import check, finish  # tests/deploy/checks.py
+
 SRC = Path(sys.argv[1])
 BIN = Path(sys.argv[2])
 MON = SRC / "deploy" / "monitoring"
-passed, failed = 0, 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what}")
 
 
 # --- What the server exposes: scrape a real one. ---------------------------------------------
@@ -200,5 +192,4 @@ if promtool:
                        capture_output=True, text=True)
     check(r.returncode == 0, f"promtool check rules: {r.stdout}{r.stderr}")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()
