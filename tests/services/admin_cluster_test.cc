@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <fstream>
 #include <numeric>
 #include <set>
 
@@ -83,6 +84,26 @@ class AdminClusterTest : public ::testing::Test {
     }
     absl::StatusOr<CachePutResult> put = (*client)->Put(ns_, blocks);
     ASSERT_TRUE(put.ok()) << put.status();
+    // A node that failed its share would pass Put (publishing is best effort) and fail the
+    // test later with a puzzling count; say so here.
+    ASSERT_EQ(put->stored, static_cast<uint32_t>(kBlocks));
+  }
+
+  // On failure, what each server said, and whether it is still running: a node missing
+  // from a cluster command is otherwise a mystery.
+  void TearDown() override {
+    if (!HasFailure()) return;
+    for (size_t i = 0; i < servers_.size(); ++i) {
+      Process& s = *servers_[i];
+      // /proc's state letter: R or S running, Z exited (not yet waited for).
+      std::ifstream stat("/proc/" + std::to_string(s.pid()) + "/stat");
+      std::string pid, comm, state;
+      stat >> pid >> comm >> state;
+      s.WaitForLine("\x01", 1);  // Reads what is there.
+      std::cerr << "server " << i << " (" << (i < addresses_.size() ? addresses_[i] : "?")
+                << ") state " << state << ", output:\n"
+                << s.output() << "\n";
+    }
   }
 
   CommandResult Admin(const std::string& target, std::vector<std::string> args) {
