@@ -160,6 +160,12 @@ class BlockStore {
   // Removes `id`. Returns whether it was stored.
   virtual bool Erase(const BlockId& id) = 0;
 
+  // Removes `id` as if the eviction policy had picked it (counted as an eviction): when
+  // `evicted` is given and the tier can hand back payloads, the block is appended to it to
+  // be kept below and the listener hears kDemoted, else kEvicted. Returns whether it was
+  // stored. (Quotas make room with it: services/tenant_usage.h.)
+  virtual bool Evict(const BlockId& id, std::vector<Evicted>* evicted) = 0;
+
   // Removes every block for which `pred` is true. Returns how many. `pred` runs under the
   // store's locks: keep it cheap and do not call back into the store.
   virtual uint64_t EraseIf(const std::function<bool(const BlockMeta&)>& pred) = 0;
@@ -292,6 +298,11 @@ class TieredStore : public BlockStore {
 
   // Drops every block of one tier (or of both with nullopt). Returns how many.
   virtual uint64_t Flush(std::optional<TierId> tier) = 0;
+
+  // Moves `id` out of one tier, as that tier's eviction would: out of RAM it is demoted
+  // (kept on disk, when there is one), out of disk it is dropped. Returns whether the tier
+  // held it.
+  virtual bool EvictFrom(const BlockId& id, TierId tier) = 0;
 
   virtual const TieredStoreOptions& options() const = 0;
 

@@ -321,6 +321,18 @@ class DiskTier final : public BlockStore {
     return true;
   }
 
+  bool Evict(const BlockId& id, std::vector<Evicted>* /*evicted*/) override {
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = index_.find(id);
+      if (it == index_.end() || it->second.pending_generation != 0) return false;
+      ++stats_.evictions;
+      RemoveLocked(it, RemovalReason::kEvicted);
+    }
+    Commit({id}, nullptr, "evicting a block").IgnoreError();  // Counted; retried.
+    return true;
+  }
+
   uint64_t EraseIf(const std::function<bool(const BlockMeta&)>& pred) override {
     std::vector<BlockId> doomed;
     {

@@ -164,6 +164,27 @@ class RamTier final : public BlockStore {
     return true;
   }
 
+  bool Evict(const BlockId& id, std::vector<Evicted>* evicted) override {
+    BlockPtr doomed;  // Released after the lock when not handed back.
+    {
+      Shard& shard = ShardOf(id);
+      absl::MutexLock lock(&shard.mu);
+      auto it = shard.map.find(id);
+      if (it == shard.map.end()) return false;
+      doomed = std::move(it->second.block);
+      shard.bytes -= Charge(doomed->payload.size());
+      shard.policy->OnErase(id);
+      shard.map.erase(it);
+      ++shard.stats.evictions;
+      if (listener_ != nullptr) {
+        listener_->OnRemoved(id, TierId::kRam,
+                             evicted != nullptr ? RemovalReason::kDemoted : RemovalReason::kEvicted);
+      }
+    }
+    if (evicted != nullptr) evicted->push_back(Evicted{std::move(doomed), true});
+    return true;
+  }
+
   uint64_t EraseIf(const std::function<bool(const BlockMeta&)>& pred) override {
     uint64_t erased = 0;
     for (Shard& shard : shards_) {

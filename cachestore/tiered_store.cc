@@ -195,6 +195,22 @@ class TieredStoreImpl final : public TieredStore {
     return in_ram || in_disk;
   }
 
+  bool Evict(const BlockId& id, std::vector<Evicted>* /*evicted*/) override {
+    return EvictFrom(id, TierId::kRam) || EvictFrom(id, TierId::kDisk);
+  }
+
+  bool EvictFrom(const BlockId& id, TierId tier) override {
+    if (tier == TierId::kDisk) return disk_ && disk_->Evict(id, nullptr);
+    std::vector<Evicted> victims;
+    bool held;
+    {
+      absl::MutexLock stripe(&StripeOf(id));
+      held = ram_->Evict(id, disk_ ? &victims : nullptr);
+    }
+    Demote(victims);
+    return held;
+  }
+
   uint64_t EraseIf(const std::function<bool(const BlockMeta&)>& pred) override {
     WaitForDemotions();
     // A block held by both tiers counts once.

@@ -70,7 +70,13 @@ json StatsJson(const v1::GetStatsResponse& s) {
     tenants.push_back(json{{"tenant", t.tenant()},
                            {"ram_quota_bytes", t.ram_quota_bytes()},
                            {"disk_quota_bytes", t.disk_quota_bytes()},
-                           {"conflicts", t.conflicts()}});
+                           {"conflicts", t.conflicts()},
+                           {"ram_blocks", t.ram_blocks()},
+                           {"ram_bytes", t.ram_bytes()},
+                           {"disk_blocks", t.disk_blocks()},
+                           {"disk_bytes", t.disk_bytes()},
+                           {"ram_quota_evictions", t.ram_quota_evictions()},
+                           {"disk_quota_evictions", t.disk_quota_evictions()}});
   }
   return json{{"ram", TierJson(s.ram())},
               {"disk", TierJson(s.disk())},
@@ -107,12 +113,18 @@ void PrintStats(const v1::GetStatsResponse& s, std::ostream& out) {
                            s.conflicts());
   }
   if (s.tenants_size() == 0) return;
-  out << absl::StrFormat("%-16s %11s %11s %9s\n", "tenant", "ram quota", "disk quota",
-                         "conflicts");
+  // Per tier: what the tenant holds of its quota, and how many blocks the quota moved out.
+  out << absl::StrFormat("%-16s %9s %23s %9s %9s %23s %9s %9s\n", "tenant", "ram blocks",
+                         "ram bytes / quota", "ram out", "disk blocks", "disk bytes / quota",
+                         "disk out", "conflicts");
   auto quota = [](uint64_t bytes) { return bytes == 0 ? std::string("-") : FormatBytes(bytes); };
   for (const v1::TenantStats& t : s.tenants()) {
-    out << absl::StrFormat("%-16s %11s %11s %9d\n", t.tenant(), quota(t.ram_quota_bytes()),
-                           quota(t.disk_quota_bytes()), t.conflicts());
+    out << absl::StrFormat(
+        "%-16s %9d %23s %9d %9d %23s %9d %9d\n", t.tenant().empty() ? "(no tenant)" : t.tenant(),
+        t.ram_blocks(), FormatBytes(t.ram_bytes()) + " / " + quota(t.ram_quota_bytes()),
+        t.ram_quota_evictions(), t.disk_blocks(),
+        FormatBytes(t.disk_bytes()) + " / " + quota(t.disk_quota_bytes()),
+        t.disk_quota_evictions(), t.conflicts());
   }
 }
 

@@ -37,13 +37,19 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
       response->set_lookup_keys(s.lookup_keys);
       response->set_lookup_hits(s.lookup_hits);
       response->set_conflicts(deps_.tenants->total_conflicts());
-      for (const std::string& tenant : deps_.access->Tenants()) {
+      if (deps_.usage == nullptr) return absl::OkStatus();  // Auth off: one tenant.
+      for (const TenantUsageStats& u : deps_.usage->Snapshot()) {
         v1::TenantStats* t = response->add_tenants();
-        t->set_tenant(tenant);
-        const TenantQuota quota = deps_.access->QuotaOf(tenant);
-        t->set_ram_quota_bytes(quota.ram_bytes);
-        t->set_disk_quota_bytes(quota.disk_bytes);
-        t->set_conflicts(deps_.tenants->ConflictsOf(tenant));
+        t->set_tenant(u.tenant);
+        t->set_ram_quota_bytes(u.ram.quota_bytes);
+        t->set_disk_quota_bytes(u.disk.quota_bytes);
+        if (!u.tenant.empty()) t->set_conflicts(deps_.tenants->ConflictsOf(u.tenant));
+        t->set_ram_blocks(u.ram.blocks);
+        t->set_ram_bytes(u.ram.bytes);
+        t->set_disk_blocks(u.disk.blocks);
+        t->set_disk_bytes(u.disk.bytes);
+        t->set_ram_quota_evictions(u.ram.quota_evictions);
+        t->set_disk_quota_evictions(u.disk.quota_evictions);
       }
       return absl::OkStatus();
     });

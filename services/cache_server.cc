@@ -40,13 +40,17 @@ std::string HostOf(absl::string_view address) {
 class CacheServerImpl final : public CacheServer {
  public:
   CacheServerImpl(const ServerOptions& options, std::unique_ptr<EventLog> events,
-                  std::unique_ptr<TieredStore> store, std::unique_ptr<AccessControl> access)
+                  std::unique_ptr<TenantUsage> usage, std::unique_ptr<TieredStore> store,
+                  std::unique_ptr<AccessControl> access)
       : options_(options),
         events_(std::move(events)),
+        usage_(std::move(usage)),
         store_(std::move(store)),
-        metrics_(store_.get()),
+        metrics_(store_.get(), usage_.get()),
         access_(std::move(access)),
-        limiter_(options.limits, *metrics_.registry()) {}
+        limiter_(options.limits, *metrics_.registry()) {
+    if (usage_) usage_->Start(store_.get(), access_.get());
+  }
 
   ~CacheServerImpl() override {
     Shutdown(absl::ZeroDuration());
@@ -54,6 +58,7 @@ class CacheServerImpl final : public CacheServer {
     admin_server_.reset();
     server_.reset();
     data_.reset();
+    if (usage_) usage_->Stop();  // Its trimmer calls the store.
     store_.reset();  // Closes RocksDB after the last call is gone.
   }
 
@@ -74,15 +79,16 @@ class CacheServerImpl final : public CacheServer {
     if (!options_.data_listen.empty()) {
       absl::StatusOr<std::unique_ptr<DataChannelServer>> data =
           StartDataChannelServer(options_.data_listen, store_.get(), &metrics_, access_.get(),
-                                 &tenants_, options_.data_advertise, options_.data_channel);
+                                 &tenants_, options_.data_advertise, options_.data_channel,
+                                 usage_.get());
       if (!data.ok()) {
         return absl::Status(data.status().code(),
                             absl::StrCat("--data-listen: ", data.status().message()));
       }
       data_ = *std::move(data);
     }
-    const ServiceDeps deps{store_.get(), &metrics_, access_.get(), &tenants_, data_.get(),
-                           &limiter_, events_.get()};
+    const ServiceDeps deps{store_.get(), &metrics_, access_.get(), &tenants_,
+                           data_.get(),  &limiter_, events_.get(),  usage_.get()};
     cache_service_ = NewCacheService(deps);
     admin_service_ = NewAdminService(deps, [this] { return Config(); });
 
@@ -175,7 +181,11 @@ class CacheServerImpl final : public CacheServer {
     return admin_address_;
   }
 
-  absl::Status ReloadAccess() override { return access_->Reload(); }
+  absl::Status ReloadAccess() override {
+    absl::Status s = access_->Reload();
+    if (s.ok() && usage_) usage_->Refresh();  // New quotas apply at once.
+    return s;
+  }
 
   // The effective configuration, for AdminService.GetConfig.
   v1::GetConfigResponse Config() const {
@@ -242,6 +252,8 @@ class CacheServerImpl final : public CacheServer {
  private:
   const ServerOptions options_;
   std::unique_ptr<EventLog> events_;  // The store's listener: outlives it. Null when off.
+  // Listens to the store before events_ (outlives the store too). Null when auth is off.
+  std::unique_ptr<TenantUsage> usage_;
   std::unique_ptr<TieredStore> store_;
   ServerMetrics metrics_;
   const std::unique_ptr<AccessControl> access_;
@@ -337,11 +349,15 @@ absl::StatusOr<std::unique_ptr<CacheServer>> StartCacheServer(const ServerOption
     events = std::make_unique<EventLog>(options.events_ring);
     store_options.listener = events.get();
   }
+  std::unique_ptr<TenantUsage> usage;
+  if (access->enabled()) {
+    usage = std::make_unique<TenantUsage>(events.get());
+    store_options.listener = usage.get();
+  }
   absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(store_options);
   if (!store.ok()) return store.status();
-  auto server =
-      std::make_unique<CacheServerImpl>(options, std::move(events), *std::move(store),
-                                        std::move(access));
+  auto server = std::make_unique<CacheServerImpl>(options, std::move(events), std::move(usage),
+                                                  *std::move(store), std::move(access));
   if (absl::Status s = server->Start(); !s.ok()) return s;
   return std::unique_ptr<CacheServer>(std::move(server));
 }

@@ -211,6 +211,11 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
     }
     for (v1::Block& pb : *request_.mutable_blocks()) {
       // The store checks size and shape.
+      if (deps_.usage != nullptr) {
+        if (absl::Status s = deps_.usage->CheckFits(who_.tenant, pb.payload().size()); !s.ok()) {
+          return s;
+        }
+      }
       absl::StatusOr<BlockPtr> block = TakeBlock(stored_ns_, &pb);
       if (!block.ok()) return block.status();
       const BlockMeta meta = (*block)->meta;
@@ -228,6 +233,8 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
       }
     }
     request_.Clear();
+    // A tenant over its quota makes room in its own share, here: it pays for its writes.
+    if (deps_.usage != nullptr) deps_.usage->Trim(who_.tenant);
     return absl::OkStatus();
   }
 

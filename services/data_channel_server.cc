@@ -54,7 +54,8 @@ class DataChannelServerImpl final : public DataChannelServer {
  public:
   DataChannelServerImpl(int listen_fd, std::string address, std::string advertised,
                         TieredStore* store, ServerMetrics* metrics, const AccessControl* access,
-                        TenantBook* tenants, const DataChannelOptions& options)
+                        TenantBook* tenants, const DataChannelOptions& options,
+                        TenantUsage* usage)
       : listen_fd_(listen_fd),
         address_(std::move(address)),
         advertised_(std::move(advertised)),
@@ -62,6 +63,7 @@ class DataChannelServerImpl final : public DataChannelServer {
         metrics_(metrics),
         access_(access),
         tenants_(tenants),
+        usage_(usage),
         options_(options) {
     ::pipe2(wake_, O_CLOEXEC);
     acceptor_ = std::thread([this] { AcceptLoop(); });
@@ -306,6 +308,9 @@ class DataChannelServerImpl final : public DataChannelServer {
                                          store_->options().max_block_bytes);
       if (size.ok()) size = CheckPayloadMatchesShape(header->key, header->shape,
                                                      header->payload_bytes);
+      if (size.ok() && usage_ != nullptr) {
+        size = usage_->CheckFits(who.tenant, header->payload_bytes);
+      }
       if (!size.ok()) header = size;
     }
     if (!header.ok()) {
@@ -332,6 +337,8 @@ class DataChannelServerImpl final : public DataChannelServer {
                                                 kept->meta.checksum, h.checksum, absl::Now()});
       }
     }
+    // A tenant over its quota makes room in its own share, here: it pays for its writes.
+    if (usage_ != nullptr) usage_->Trim(who.tenant);
     const char reply[2] = {dc::kStored, static_cast<char>(OutcomeByte(*outcome))};
     return WriteFull(fd, reply, 2, payload_deadline);
   }
@@ -361,6 +368,7 @@ class DataChannelServerImpl final : public DataChannelServer {
   ServerMetrics* const metrics_;
   const AccessControl* const access_;
   TenantBook* const tenants_;
+  TenantUsage* const usage_;  // Null when auth is off.
   const DataChannelOptions options_;
   int wake_[2] = {-1, -1};
   std::thread acceptor_;
@@ -378,7 +386,7 @@ class DataChannelServerImpl final : public DataChannelServer {
 absl::StatusOr<std::unique_ptr<DataChannelServer>> StartDataChannelServer(
     const std::string& listen, TieredStore* store, ServerMetrics* metrics,
     const AccessControl* access, TenantBook* tenants, const std::string& advertise,
-    const DataChannelOptions& options) {
+    const DataChannelOptions& options, TenantUsage* usage) {
   if (options.max_connections < 1 || options.max_connections_per_peer < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "data channel connection limits must be at least 1 (got ", options.max_connections,
@@ -402,7 +410,7 @@ absl::StatusOr<std::unique_ptr<DataChannelServer>> StartDataChannelServer(
   }
   return std::make_unique<DataChannelServerImpl>(listener->first, listener->second,
                                                  std::move(advertised), store, metrics, access,
-                                                 tenants, options);
+                                                 tenants, options, usage);
 }
 
 }  // namespace kvcache

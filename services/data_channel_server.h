@@ -22,6 +22,7 @@
 #include "services/data_channel_options.h"
 #include "services/metrics.h"
 #include "services/tenant_book.h"
+#include "services/tenant_usage.h"
 
 namespace kvcache {
 
@@ -60,7 +61,7 @@ class DataChannelServer {
 absl::StatusOr<std::unique_ptr<DataChannelServer>> StartDataChannelServer(
     const std::string& listen, TieredStore* store, ServerMetrics* metrics,
     const AccessControl* access, TenantBook* tenants, const std::string& advertise = "",
-    const DataChannelOptions& options = {});
+    const DataChannelOptions& options = {}, TenantUsage* usage = nullptr);
 
 }  // namespace kvcache
 

@@ -14,7 +14,8 @@ namespace {
 // nothing for them.
 class StoreCollector final : public prometheus::Collectable {
  public:
-  explicit StoreCollector(const TieredStore* store) : store_(store) {}
+  StoreCollector(const TieredStore* store, const TenantUsage* usage)
+      : store_(store), usage_(usage) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     const StoreStats s = store_->GetStoreStats();
@@ -90,18 +91,61 @@ class StoreCollector final : public prometheus::Collectable {
     counter("kvcache_lookups_total", "Lookup calls served.", s.lookups);
     counter("kvcache_lookup_keys_total", "Keys asked in Lookup calls.", s.lookup_keys);
     counter("kvcache_lookup_hits_total", "Keys found present by Lookup calls.", s.lookup_hits);
+    if (usage_ != nullptr) CollectTenants(out);
     return out;
   }
 
  private:
+  // kvcache_tenant_*{tenant, tier}: what each tenant holds, its quota and what the quota
+  // moved out.
+  void CollectTenants(std::vector<prometheus::MetricFamily>& out) const {
+    const std::vector<TenantUsageStats> tenants = usage_->Snapshot();
+    using Field = uint64_t TierUsage::*;
+    struct Spec {
+      const char* name;
+      const char* help;
+      prometheus::MetricType type;
+      Field field;
+    };
+    const Spec specs[] = {
+        {"kvcache_tenant_blocks", "Blocks the tenant holds in the tier.",
+         prometheus::MetricType::Gauge, &TierUsage::blocks},
+        {"kvcache_tenant_bytes", "Bytes charged to the tenant in the tier (payload + 640 B).",
+         prometheus::MetricType::Gauge, &TierUsage::bytes},
+        {"kvcache_tenant_quota_bytes", "The tenant's quota in the tier; 0: none.",
+         prometheus::MetricType::Gauge, &TierUsage::quota_bytes},
+        {"kvcache_tenant_quota_evictions_total",
+         "The tenant's blocks moved out of the tier to keep it within its quota.",
+         prometheus::MetricType::Counter, &TierUsage::quota_evictions},
+    };
+    for (const Spec& spec : specs) {
+      prometheus::MetricFamily family{spec.name, spec.help, spec.type, {}};
+      for (const TenantUsageStats& t : tenants) {
+        for (const auto& [tier, u] : {std::pair{"ram", &t.ram}, std::pair{"disk", &t.disk}}) {
+          prometheus::ClientMetric m;
+          m.label = {{"tenant", t.tenant}, {"tier", tier}};
+          const double v = static_cast<double>(u->*spec.field);
+          if (spec.type == prometheus::MetricType::Gauge) {
+            m.gauge.value = v;
+          } else {
+            m.counter.value = v;
+          }
+          family.metric.push_back(std::move(m));
+        }
+      }
+      out.push_back(std::move(family));
+    }
+  }
+
   const TieredStore* const store_;
+  const TenantUsage* const usage_;  // Null when auth is off.
 };
 
 }  // namespace
 
-ServerMetrics::ServerMetrics(const TieredStore* store)
+ServerMetrics::ServerMetrics(const TieredStore* store, const TenantUsage* usage)
     : registry_(std::make_shared<prometheus::Registry>()),
-      store_collector_(std::make_shared<StoreCollector>(store)) {
+      store_collector_(std::make_shared<StoreCollector>(store, usage)) {
   auto& family = prometheus::BuildHistogram()
                      .Name("kvcache_rpc_latency_seconds")
                      .Help("Server-side latency of kvcache.v1 RPCs.")

@@ -13,6 +13,7 @@
 
 #include "absl/time/time.h"
 #include "cachestore/block_store.h"
+#include "services/tenant_usage.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/histogram.h"
@@ -34,8 +35,8 @@ enum class DataChannelEvent {
 
 class ServerMetrics {
  public:
-  // REQUIRES: `store` outlives this.
-  explicit ServerMetrics(const TieredStore* store);
+  // REQUIRES: `store` and `usage` (null when auth is off) outlive this.
+  explicit ServerMetrics(const TieredStore* store, const TenantUsage* usage = nullptr);
 
   void ObserveRpc(Rpc rpc, absl::Duration latency, bool ok);
 

@@ -14,6 +14,7 @@
 #include "services/access.h"
 #include "services/metrics.h"
 #include "services/tenant_book.h"
+#include "services/tenant_usage.h"
 
 namespace kvcache {
 
@@ -30,6 +31,7 @@ struct ServiceDeps {
   const DataChannelServer* data = nullptr;  // Null when there is no data channel.
   CallLimiter* limiter = nullptr;           // services/call_limits.h.
   EventLog* events = nullptr;               // Null when events are off.
+  TenantUsage* usage = nullptr;             // Null when auth is off.
 };
 
 std::unique_ptr<grpc::Service> NewCacheService(const ServiceDeps& deps);

@@ -64,6 +64,34 @@ TEST_F(TieredStoreTest, RamVictimsAreDemotedAndPromotedBack) {
   EXPECT_LE(s.ram.bytes, s.ram.capacity_bytes);
 }
 
+// What quotas make room with: out of RAM a block is demoted (kept on disk), out of disk it
+// is dropped; each counted as its tier's eviction.
+TEST_F(TieredStoreTest, EvictFromOneTierDemotesOutOfRamAndDropsOutOfDisk) {
+  auto store = Open(10, 100);
+  for (uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(store->Put(Blk(i)).ok());
+  EXPECT_TRUE(store->EvictFrom(Id(0), TierId::kRam));
+  EXPECT_FALSE(store->EvictFrom(Id(0), TierId::kRam));  // Not in RAM any more.
+  std::optional<BlockInfo> info = store->Inspect(Id(0));
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->tier, TierId::kDisk);
+  StoreStats s = store->GetStoreStats();
+  EXPECT_EQ(s.ram.blocks, 2u);
+  EXPECT_EQ(s.ram.evictions, 1u);
+  EXPECT_EQ(s.disk.blocks, 1u);
+  EXPECT_EQ(s.ram.demotions, 1u);
+
+  EXPECT_TRUE(store->EvictFrom(Id(0), TierId::kDisk));
+  EXPECT_FALSE(store->Contains(Id(0)));
+  EXPECT_FALSE(store->EvictFrom(Id(1), TierId::kDisk));  // Only in RAM.
+  EXPECT_TRUE(store->Contains(Id(1)));
+  s = store->GetStoreStats();
+  EXPECT_EQ(s.disk.blocks, 0u);
+  EXPECT_EQ(s.disk.evictions, 1u);
+  absl::StatusOr<BlockPtr> got = store->Get(Id(2));
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)->payload, TestPayload(kSize, 2));
+}
+
 TEST_F(TieredStoreTest, BackgroundDemotionsServeQueuedBlocksAndDrain) {
   auto store = Open(4, 100, /*demotion_queue_bytes=*/1 << 20);
   for (uint64_t i = 0; i < 40; ++i) ASSERT_TRUE(store->Put(Blk(i)).ok());
