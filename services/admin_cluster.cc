@@ -8,10 +8,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/rendezvous.h"
 #include "common/byte_size.h"
+#include "common/socket_io.h"
 #include "services/admin_format.h"
 
 namespace kvcache {
@@ -106,6 +108,32 @@ std::vector<absl::StatusOr<T>> ClusterAdmin::OnEveryNode(Fn fn) {
   return results;
 }
 
+std::vector<std::string> ClusterAdmin::PlacementAddresses() {
+  std::vector<absl::StatusOr<v1::GetConfigResponse>> configs =
+      OnEveryNode<v1::GetConfigResponse>([](size_t, AdminClient& c) { return c.GetConfig(); });
+  auto port_of = [](const std::string& address) {
+    std::string host, port;
+    return SplitHostPort(address, &host, &port) ? port : std::string();
+  };
+  // Admin port -> cache port, as the nodes that answered report them.
+  absl::flat_hash_map<std::string, std::string> cache_port_of;
+  for (const auto& c : configs) {
+    if (!c.ok()) continue;
+    const std::string admin = port_of(c->admin_listen()), cache = port_of(c->listen());
+    if (!admin.empty() && !cache.empty()) cache_port_of[admin] = cache;
+  }
+  std::vector<std::string> placement;
+  for (const std::string& a : addresses_) {
+    std::string host, port;
+    auto it = cache_port_of.end();
+    if (SplitHostPort(a, &host, &port)) it = cache_port_of.find(port);
+    placement.push_back(it == cache_port_of.end()
+                            ? a
+                            : absl::StrCat(a.substr(0, a.size() - port.size()), it->second));
+  }
+  return placement;
+}
+
 ClusterReport ClusterAdmin::Survey(int replicas, int samples) {
   struct Answer {
     std::string health;
@@ -120,7 +148,7 @@ ClusterReport ClusterAdmin::Survey(int replicas, int samples) {
   ClusterReport report;
   report.replicas = replicas;
   report.samples = samples;
-  const std::vector<double> shares = SampledKeyShares(addresses_, replicas, samples);
+  const std::vector<double> shares = SampledKeyShares(PlacementAddresses(), replicas, samples);
   std::vector<uint64_t> blocks, bytes;
   for (size_t i = 0; i < addresses_.size(); ++i) {
     ClusterNodeReport n;
@@ -439,8 +467,8 @@ absl::Status ClusterAdmin::Locate(const Key& ns, const Key& key, int replicas, b
   std::vector<absl::StatusOr<v1::InspectBlockResponse>> found =
       OnEveryNode<v1::InspectBlockResponse>(
           [&req](size_t, AdminClient& c) { return c.InspectBlock(req); });
-  const std::vector<size_t> order =
-      RendezvousRank(addresses_, ns, key, addresses_.size());
+  const std::vector<std::string> placement = PlacementAddresses();
+  const std::vector<size_t> order = RendezvousRank(placement, ns, key, placement.size());
   int answered = 0;
   json nodes = json::array();
   if (!json_out) {
@@ -452,6 +480,7 @@ absl::Status ClusterAdmin::Locate(const Key& ns, const Key& key, int replicas, b
     std::string held;
     json node{{"rank", rank + 1},
               {"address", addresses_[i]},
+              {"placement_address", placement[i]},
               {"owner", owner},
               {"held", nullptr},
               {"tier", nullptr},

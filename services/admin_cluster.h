@@ -85,6 +85,11 @@ class ClusterAdmin final {
 
   const std::vector<std::string>& addresses() const { return addresses_; }
 
+  // The addresses clients place blocks by (rendezvous hashing over the cache ports): a node
+  // dialed on its admin listener is placed by the same host on its --listen port, from its
+  // GetConfig (a node that does not answer takes the port mapping of those that do).
+  std::vector<std::string> PlacementAddresses();
+
   // `cluster`: health and stats of every node, key shares over `samples` keys, skew.
   ClusterReport Survey(int replicas, int samples);
 

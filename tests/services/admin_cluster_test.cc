@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <numeric>
 #include <set>
@@ -60,9 +61,13 @@ class AdminClusterTest : public ::testing::Test {
           Bin("kvcache-server"), "--listen=127.0.0.1:0", "--ram-bytes=16MiB", "--disk-path=",
           "--metrics-listen="});
       ASSERT_TRUE(server->started());
-      const std::string address = testing::ListenAddress(server->WaitForLine("listening on"));
+      const std::string line = server->WaitForLine("listening on");
+      const std::string address = testing::ListenAddress(line);
       ASSERT_FALSE(address.empty()) << server->output();
       addresses_.push_back(address);
+      const size_t admin = line.find("| admin ");
+      ASSERT_NE(admin, std::string::npos) << line;
+      admin_addresses_.push_back(line.substr(admin + 8, line.find(' ', admin + 8) - admin - 8));
       servers_.push_back(std::move(server));
     }
     target_ = absl::StrJoin(addresses_, ",");
@@ -124,6 +129,7 @@ class AdminClusterTest : public ::testing::Test {
 
   std::vector<std::unique_ptr<Process>> servers_;
   std::vector<std::string> addresses_;
+  std::vector<std::string> admin_addresses_;  // Each node's own admin listener.
   std::string target_;
   const Key ns_ = testing::TestKey(7, 0xaa);
 };
@@ -205,6 +211,33 @@ TEST_F(AdminClusterTest, LocateNamesTheOwnerThatInspectFindsTheBlockOn) {
   ASSERT_EQ(text.exit_status, 0) << text.output;
   EXPECT_NE(text.output.find("owner"), std::string::npos) << text.output;
   EXPECT_EQ(text.output.find("ram"), std::string::npos) << text.output;  // Held nowhere.
+}
+
+// Dialed on their admin listeners (as in deploy/), the nodes are still placed by their cache
+// ports, as clients place blocks: locate names the owner that holds the block, and the key
+// shares are those over the cache addresses.
+TEST_F(AdminClusterTest, PlacementThroughAdminPortsIsByTheCachePorts) {
+  PutBlocks();
+  const std::string admin_target = absl::StrJoin(admin_addresses_, ",");
+  for (int i : {3, 29}) {
+    const Key key = testing::TestKey(i);
+    CommandResult r = Admin(admin_target, {"locate", "--namespace=" + Hex(ns_),
+                                           "--key=" + Hex(key), "--json"});
+    ASSERT_EQ(r.exit_status, 0) << r.output;
+    const json j = Json(r);
+    const std::string owner = LocateOwners(addresses_, ns_, key)[0];
+    EXPECT_EQ(j["nodes"][0]["placement_address"], owner) << r.output;
+    const size_t n = std::find(addresses_.begin(), addresses_.end(), owner) - addresses_.begin();
+    EXPECT_EQ(j["nodes"][0]["address"], admin_addresses_[n]) << r.output;
+    EXPECT_EQ(j["nodes"][0]["held"], true) << r.output;
+  }
+  CommandResult c = Admin(admin_target, {"cluster", "--json"});
+  ASSERT_EQ(c.exit_status, 0) << c.output;
+  const std::vector<double> shares = SampledKeyShares(addresses_, 1, 10000);
+  const json j = Json(c);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_NEAR(j["nodes"][i]["key_share"].get<double>(), shares[i], 0.02) << c.output;
+  }
 }
 
 TEST_F(AdminClusterTest, ClusterStatsAreTheSumOfTheNodes) {
