@@ -151,36 +151,13 @@ class RamTier final : public BlockStore {
   }
 
   bool Erase(const BlockId& id) override {
-    BlockPtr doomed;  // Released after the lock.
-    Shard& shard = ShardOf(id);
-    absl::MutexLock lock(&shard.mu);
-    auto it = shard.map.find(id);
-    if (it == shard.map.end()) return false;
-    doomed = std::move(it->second.block);
-    shard.bytes -= Charge(doomed->payload.size());
-    shard.policy->OnErase(id);
-    shard.map.erase(it);
-    if (listener_ != nullptr) listener_->OnRemoved(id, TierId::kRam, RemovalReason::kErased);
-    return true;
+    return Remove(id, RemovalReason::kErased) != nullptr;  // Freed here, after the lock.
   }
 
   bool Evict(const BlockId& id, std::vector<Evicted>* evicted) override {
-    BlockPtr doomed;  // Released after the lock when not handed back.
-    {
-      Shard& shard = ShardOf(id);
-      absl::MutexLock lock(&shard.mu);
-      auto it = shard.map.find(id);
-      if (it == shard.map.end()) return false;
-      doomed = std::move(it->second.block);
-      shard.bytes -= Charge(doomed->payload.size());
-      shard.policy->OnErase(id);
-      shard.map.erase(it);
-      ++shard.stats.evictions;
-      if (listener_ != nullptr) {
-        listener_->OnRemoved(id, TierId::kRam,
-                             evicted != nullptr ? RemovalReason::kDemoted : RemovalReason::kEvicted);
-      }
-    }
+    BlockPtr doomed =
+        Remove(id, evicted != nullptr ? RemovalReason::kDemoted : RemovalReason::kEvicted);
+    if (doomed == nullptr) return false;
     if (evicted != nullptr) evicted->push_back(Evicted{std::move(doomed), true});
     return true;
   }
@@ -235,6 +212,22 @@ class RamTier final : public BlockStore {
 
   // What a block costs: ChargeOf plus the policy's own state per block.
   uint64_t Charge(uint64_t payload_bytes) const { return ChargeOf(payload_bytes) + extra_bytes_; }
+
+  // Takes `id` out of its shard (an eviction unless `reason` is kErased) and returns it, for
+  // the caller to release after the lock; null when not stored.
+  BlockPtr Remove(const BlockId& id, RemovalReason reason) {
+    Shard& shard = ShardOf(id);
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.map.find(id);
+    if (it == shard.map.end()) return nullptr;
+    BlockPtr block = std::move(it->second.block);
+    shard.bytes -= Charge(block->payload.size());
+    shard.policy->OnErase(id);
+    shard.map.erase(it);
+    if (reason != RemovalReason::kErased) ++shard.stats.evictions;
+    if (listener_ != nullptr) listener_->OnRemoved(id, TierId::kRam, reason);
+    return block;
+  }
   // Moves the blocks of `shard` that `pred` selects to `doomed`, telling the listener of
   // each when `report`.
   void EraseLocked(Shard& shard, const std::function<bool(const BlockMeta&)>& pred, bool report,

@@ -85,17 +85,6 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# Waits until HOST:PORT accepts connections (up to 10 s).
-wait_port() {
-  local host="${1%:*}" port="${1##*:}"
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  log "nothing listens on $1"
-  return 1
-}
-
 stop_servers() {
   for name in "${!PID[@]}"; do
     kill "${PID[$name]}" 2>/dev/null || true

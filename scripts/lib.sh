@@ -7,6 +7,7 @@
 #   make_work_dir                  WORK=a new temporary directory, removed at exit
 #   kill_at_exit VAR               at exit, stop the process whose pid VAR then holds (if any)
 #   listen_addr LOG [SECONDS]      wait for "listening on HOST:PORT" in LOG; print HOST:PORT
+#   wait_port HOST:PORT            wait (10 s) until HOST:PORT accepts connections
 #   json_field NAME                the first number NAME holds in the JSON on stdin
 #   replace_section FILE NAME CONTENT_FILE
 #                                  rewrite a generated section of a Markdown file
@@ -59,6 +60,17 @@ listen_addr() {
   done
   echo "$LIB_SCRIPT: no 'listening on' line in $log:" >&2
   cat "$log" >&2
+  return 1
+}
+
+# wait_port HOST:PORT: waits until it accepts connections (up to 10 s).
+wait_port() {
+  local host="${1%:*}" port="${1##*:}"
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "$LIB_SCRIPT: nothing listens on $1" >&2
   return 1
 }
 

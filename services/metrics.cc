@@ -10,6 +10,19 @@
 namespace kvcache {
 namespace {
 
+// Adds one sample of `value` under `labels` to `family`, as its type wants.
+void AddSample(prometheus::MetricFamily& family, std::vector<prometheus::ClientMetric::Label> labels,
+               uint64_t value) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  if (family.type == prometheus::MetricType::Gauge) {
+    m.gauge.value = static_cast<double>(value);
+  } else {
+    m.counter.value = static_cast<double>(value);
+  }
+  family.metric.push_back(std::move(m));
+}
+
 // Reads the store's stats on each scrape, so gauges are never stale and the data path pays
 // nothing for them.
 class StoreCollector final : public prometheus::Collectable {
@@ -71,15 +84,7 @@ class StoreCollector final : public prometheus::Collectable {
     for (const Spec& spec : specs) {
       prometheus::MetricFamily family{spec.name, spec.help, spec.type, {}};
       for (const auto& [tier, stats] : {std::pair{"ram", &s.ram}, std::pair{"disk", &s.disk}}) {
-        prometheus::ClientMetric m;
-        m.label = {{"tier", tier}};
-        const double v = static_cast<double>(stats->*spec.field);
-        if (spec.type == prometheus::MetricType::Gauge) {
-          m.gauge.value = v;
-        } else {
-          m.counter.value = v;
-        }
-        family.metric.push_back(std::move(m));
+        AddSample(family, {{"tier", tier}}, stats->*spec.field);
       }
       out.push_back(std::move(family));
     }
@@ -122,15 +127,7 @@ class StoreCollector final : public prometheus::Collectable {
       prometheus::MetricFamily family{spec.name, spec.help, spec.type, {}};
       for (const TenantUsageStats& t : tenants) {
         for (const auto& [tier, u] : {std::pair{"ram", &t.ram}, std::pair{"disk", &t.disk}}) {
-          prometheus::ClientMetric m;
-          m.label = {{"tenant", t.tenant}, {"tier", tier}};
-          const double v = static_cast<double>(u->*spec.field);
-          if (spec.type == prometheus::MetricType::Gauge) {
-            m.gauge.value = v;
-          } else {
-            m.counter.value = v;
-          }
-          family.metric.push_back(std::move(m));
+          AddSample(family, {{"tenant", t.tenant}, {"tier", tier}}, u->*spec.field);
         }
       }
       out.push_back(std::move(family));

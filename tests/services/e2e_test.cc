@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "tests/http_get.h"
 #include "tests/process.h"
 #include "tests/test_util.h"
 #include "tests/tls_test_certs.h"
@@ -232,18 +233,6 @@ std::string HealthOf(const std::string& address) {
   return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
 }
 
-// The body of GET http://address/metrics.
-std::string HttpGetMetrics(const std::string& address) {
-  absl::StatusOr<int> fd = ConnectTcp(address, absl::Seconds(5));
-  if (!fd.ok()) return "";
-  const std::string request = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-  if (!WriteFull(*fd, request.data(), request.size()).ok()) return "";
-  std::string response;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(*fd, buf, sizeof(buf))) > 0;) response.append(buf, n);
-  ::close(*fd);
-  return response;
-}
 
 TEST_F(EndToEndTest, ASecondServerOnAUsedPortFailsToStart) {
   auto first = StartServer();
@@ -418,7 +407,7 @@ TEST_F(EndToEndTest, FallbacksToGrpcAreCountedByClientAndServer) {
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->size(), 1u);
   EXPECT_EQ((*client)->data_channel_fallbacks(), 2u);
-  const std::string body = HttpGetMetrics(metrics);
+  const std::string body = testing::HttpGet(metrics);
   EXPECT_NE(body.find("kvcache_data_channel_fallbacks_total{rpc=\"Put\"} 1"), std::string::npos)
       << body;
   EXPECT_NE(body.find("kvcache_data_channel_fallbacks_total{rpc=\"Get\"} 1"), std::string::npos)

@@ -4,11 +4,6 @@
 // the quota is RESOURCE_EXHAUSTED over gRPC and over the data channel; a reload that lowers
 // a quota trims at once; usage is counted again after a restart; stats and metrics show it.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +12,7 @@
 #include "client/cache_client.h"
 #include "gtest/gtest.h"
 #include "services/cache_server.h"
+#include "tests/http_get.h"
 #include "tests/test_util.h"
 
 namespace kvcache {
@@ -31,27 +27,6 @@ constexpr char kTokenB[] = "writer-b-0123456789abcdef";
 constexpr char kAdmin[] = "admin-ops-0123456789abcdef";
 constexpr size_t kPayload = 16 << 10;
 constexpr uint64_t kCharge = kPayload + kBlockOverheadBytes;
-
-std::string HttpGet(const std::string& address, const std::string& path) {
-  const size_t colon = address.rfind(':');
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(std::stoi(address.substr(colon + 1)));
-  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: x\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, n);
-  close(fd);
-  return out;
-}
 
 class QuotaTest : public ::testing::Test {
  protected:
@@ -189,7 +164,7 @@ TEST_F(QuotaTest, ATenantOverItsQuotaMakesRoomInItsOwnShareOnly) {
   EXPECT_EQ(s.ram.blocks, ta.ram_blocks() + 20);
 
   // Metrics say the same.
-  const std::string body = HttpGet(server_->metrics_address(), "/metrics");
+  const std::string body = testing::HttpGet(server_->metrics_address());
   EXPECT_NE(body.find(absl::StrCat("kvcache_tenant_quota_bytes{tenant=\"a\",tier=\"ram\"} ",
                                    256 << 10)),
             std::string::npos)

@@ -2,9 +2,7 @@
 // a temp directory: the data path, every bad input with its status code, concurrency,
 // metrics and shutdown.
 
-#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
-#include <sys/socket.h>
 
 #include <thread>
 
@@ -17,6 +15,7 @@
 #include "kvcache/v1/cache.grpc.pb.h"
 #include "services/cache_server.h"
 #include "tests/client_test_util.h"
+#include "tests/http_get.h"
 #include "tests/test_util.h"
 
 namespace kvcache {
@@ -392,35 +391,13 @@ TEST_F(ServicesTest, ConcurrentClientsSeeConsistentBlocks) {
   EXPECT_LE(s.ram.bytes, s.ram.capacity_bytes);
 }
 
-// GET /metrics over a plain socket.
-std::string HttpGet(const std::string& address, const std::string& path) {
-  const size_t colon = address.rfind(':');
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(std::stoi(address.substr(colon + 1)));
-  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: x\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, n);
-  close(fd);
-  return out;
-}
-
 TEST_F(ServicesTest, MetricsExposeTiersAndRpcLatency) {
   StartServer(/*metrics=*/true);
   ASSERT_TRUE(client_->Put(ns_, Chain(1)).ok());
   ASSERT_TRUE(client_->Put(ns_, {Chain(2)[1]}).ok());
   ASSERT_TRUE(client_->Get(ns_, {TestKey(0)}).ok());
   ASSERT_FALSE(server_->metrics_address().empty());
-  const std::string body = HttpGet(server_->metrics_address(), "/metrics");
+  const std::string body = testing::HttpGet(server_->metrics_address());
   EXPECT_NE(body.find("kvcache_tier_blocks{tier=\"ram\"} 2"), std::string::npos) << body;
   EXPECT_NE(body.find("kvcache_tier_hits_total{tier=\"ram\"} 1"), std::string::npos);
   EXPECT_NE(body.find("kvcache_tier_capacity_bytes{tier=\"disk\"}"), std::string::npos);
