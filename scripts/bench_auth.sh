@@ -3,12 +3,12 @@
 # kvcache-servers in one run, RAM only, plaintext on loopback, one without --auth-tokens and
 # one with it (callers by token, tenant "a"); each cell is kvcache-bench throughput, median
 # of $REPS, the two servers interleaved.
-# Usage: scripts/bench_auth.sh            (REPS=3 SECONDS_EACH=2 CLIENTS=4 by default)
+# Usage: scripts/bench_auth.sh            (REPS=3 SECONDS_EACH=2 CLIENTS=4 VALUE=256KiB by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 BIN="${BIN:-build/bin}"
-REPS="${REPS:-3}" SECONDS_EACH="${SECONDS_EACH:-2}" CLIENTS="${CLIENTS:-4}"
+REPS="${REPS:-3}" SECONDS_EACH="${SECONDS_EACH:-2}" CLIENTS="${CLIENTS:-4}" VALUE="${VALUE:-256KiB}"
 make_work_dir
 tmp="$WORK"
 token=writer-bench-0123456789abcdef
@@ -25,7 +25,7 @@ open_addr="$(listen_addr "$tmp/open.log")"
 auth_addr="$(listen_addr "$tmp/auth.log")"
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 run() {  # addr target op [token-file]
-  "$BIN/kvcache-bench" throughput --target="$2" --addr="$1" --op="$3" --value-bytes=256KiB \
+  "$BIN/kvcache-bench" throughput --target="$2" --addr="$1" --op="$3" --value-bytes="$VALUE" \
     --clients="$CLIENTS" --seconds="$SECONDS_EACH" --warmup-seconds=0.3 --json \
     ${4:+--token-file=$4} | /usr/bin/python3 -c \
     'import json,sys; r=json.load(sys.stdin); print(r["ops_per_s"] if r["op"] == "lookup" else r["gbps"])'

@@ -14,7 +14,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/byte_size.h"
+#include "common/cli.h"
 #include "common/little_endian.h"
+#include "common/tls.h"
 
 namespace kvcache {
 namespace {
@@ -97,6 +99,22 @@ Key StoredNamespace(absl::string_view tenant, const Key& ns) {
   std::copy(digest.bytes.begin(), digest.bytes.begin() + (kKeyBytes - 8),
             stored.bytes.begin() + 8);
   return stored;
+}
+
+absl::Status CheckAnonymousPolicy(absl::string_view program, absl::string_view address,
+                                  absl::string_view anyone_could, bool allow_anonymous,
+                                  std::string* warning) {
+  warning->clear();
+  const bool loopback = IsLoopbackAddress(address);
+  if (!loopback && !allow_anonymous) {
+    return UsageError(absl::StrCat(
+        address, " is not a loopback address and there is no --auth-tokens file: anyone "
+        "who reaches it could ", anyone_could, ". Give --auth-tokens=FILE (docs/security.md), "
+        "or --allow-anonymous to accept that"));
+  }
+  *warning = absl::StrCat(program, ": warning: no --auth-tokens: every caller is anonymous",
+                          loopback ? " (loopback only)" : " (--allow-anonymous)");
+  return absl::OkStatus();
 }
 
 AccessControl::AccessControl() = default;

@@ -68,6 +68,15 @@ Key StoredNamespace(absl::string_view tenant, const Key& ns);
 // The first 8 bytes of every namespace stored for `tenant` (not for "").
 uint64_t TenantTag(absl::string_view tenant);
 
+// The rule for a service without an --auth-tokens file, whose every caller is anonymous:
+// allowed on a loopback `address`, elsewhere only with `allow_anonymous`. `anyone_could`
+// says what an anonymous caller could do ("run inference"). OK comes with the warning
+// `program` prints at start.
+//   INVALID_ARGUMENT (a usage error)  not loopback and not allow_anonymous.
+absl::Status CheckAnonymousPolicy(absl::string_view program, absl::string_view address,
+                                  absl::string_view anyone_could, bool allow_anonymous,
+                                  std::string* warning);
+
 class AccessControl {
  public:
   // Auth off: every caller is the anonymous admin.

@@ -4,7 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "services/access_grpc_internal.h"
+#include "services/access_grpc.h"
 
 namespace kvcache {
 

@@ -11,7 +11,7 @@
 #include "kvcache/v1/cache.grpc.pb.h"
 #include "common/little_endian.h"
 #include "proto/grpc_status.h"
-#include "services/access_grpc_internal.h"
+#include "services/access_grpc.h"
 #include "services/convert_internal.h"
 #include "services/services.h"
 

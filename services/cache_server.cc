@@ -308,17 +308,15 @@ absl::Status CheckServerPolicies(const ServerOptions& options,
     if (!warning.empty()) warnings->push_back(warning);
   }
   if (!options.auth_tokens_file.empty()) return absl::OkStatus();
-  for (const std::string& address : {options.listen, admin}) {
-    if (!IsLoopbackAddress(address) && !options.allow_anonymous) {
-      return UsageError(absl::StrCat(
-          address, " is not a loopback address and there is no --auth-tokens file: anyone "
-          "who reaches it could read, overwrite and flush every block. Give "
-          "--auth-tokens=FILE (docs/security.md), or --allow-anonymous to accept that"));
+  for (const std::string& address : {admin, options.listen}) {
+    if (absl::Status s = CheckAnonymousPolicy("kvcache-server", address,
+                                              "read, overwrite and flush every block",
+                                              options.allow_anonymous, &warning);
+        !s.ok()) {
+      return s;
     }
   }
-  warnings->push_back(absl::StrCat(
-      "kvcache-server: warning: no --auth-tokens: every caller is an anonymous admin",
-      IsLoopbackAddress(options.listen) ? " (loopback only)" : " (--allow-anonymous)"));
+  warnings->push_back(warning);
   return absl::OkStatus();
 }
 

@@ -20,7 +20,7 @@
 #include "proto/grpc_status.h"
 #include "common/data_channel_wire.h"
 #include "common/little_endian.h"
-#include "services/access_grpc_internal.h"
+#include "services/access_grpc.h"
 #include "services/call_limits.h"
 #include "services/convert_internal.h"
 #include "services/data_channel_server.h"

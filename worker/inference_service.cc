@@ -10,6 +10,8 @@
 #include "common/tls.h"
 #include "kvcache/v1/worker.grpc.pb.h"
 #include "proto/grpc_status.h"
+#include "services/access.h"
+#include "services/access_grpc.h"
 #include "worker/tokenizer.h"
 
 namespace kvcache {
@@ -19,10 +21,14 @@ namespace pb = ::kvcache::v1;
 
 class Service final : public pb::InferenceService::Service {
  public:
-  explicit Service(InferenceEngine* engine) : engine_(engine) {}
+  Service(InferenceEngine* engine, const AccessControl* access)
+      : engine_(engine), access_(access) {}
 
   grpc::Status Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
                         grpc::ServerWriter<pb::GenerateResponse>* writer) override {
+    if (absl::StatusOr<Principal> who = AuthenticateCall(*access_, *context); !who.ok()) {
+      return ToGrpcStatus(who.status());
+    }
     GenerateRequest r;
     switch (request->prompt_case()) {
       case pb::GenerateRequest::kPromptIds:
@@ -74,13 +80,17 @@ class Service final : public pb::InferenceService::Service {
 
  private:
   InferenceEngine* const engine_;
+  const AccessControl* const access_;  // Auth off: every caller is anonymous.
 };
 
 }  // namespace
 
 class InferenceServer::Impl {
  public:
-  explicit Impl(InferenceEngine* engine) : service_(engine) {}
+  Impl(InferenceEngine* engine, std::unique_ptr<AccessControl> access)
+      : access_(std::move(access)), service_(engine, access_.get()) {}
+
+  absl::Status ReloadAccess() { return access_->Reload(); }
 
   absl::Status Start(const InferenceServerOptions& options) {
     // A used or foreign address gets a plain reason before gRPC logs its own lines.
@@ -132,6 +142,7 @@ class InferenceServer::Impl {
   const std::string& address() const { return address_; }
 
  private:
+  const std::unique_ptr<AccessControl> access_;
   Service service_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
@@ -141,7 +152,22 @@ class InferenceServer::Impl {
 absl::StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(
     InferenceEngine* engine, const InferenceServerOptions& options) {
   if (options.listen.empty()) return absl::InvalidArgumentError("empty listen address");
-  auto impl = std::make_unique<Impl>(engine);
+  auto access = std::make_unique<AccessControl>();
+  if (options.auth_tokens_file.empty()) {
+    std::string warning;  // main prints it.
+    if (absl::Status s = CheckAnonymousPolicy("kvcache-worker", options.listen,
+                                              "run inference on this worker",
+                                              options.allow_anonymous, &warning);
+        !s.ok()) {
+      return s;
+    }
+  } else {
+    absl::StatusOr<std::unique_ptr<AccessControl>> loaded =
+        AccessControl::Load(options.auth_tokens_file);
+    if (!loaded.ok()) return loaded.status();
+    access = *std::move(loaded);
+  }
+  auto impl = std::make_unique<Impl>(engine, std::move(access));
   absl::Status s = impl->Start(options);
   if (!s.ok()) return s;
   return std::unique_ptr<InferenceServer>(new InferenceServer(std::move(impl)));
@@ -150,6 +176,7 @@ absl::StatusOr<std::unique_ptr<InferenceServer>> InferenceServer::Start(
 InferenceServer::InferenceServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 InferenceServer::~InferenceServer() { impl_->Shutdown(absl::ZeroDuration()); }
 const std::string& InferenceServer::address() const { return impl_->address(); }
+absl::Status InferenceServer::ReloadAccess() { return impl_->ReloadAccess(); }
 void InferenceServer::Shutdown(absl::Duration grace) { impl_->Shutdown(grace); }
 
 absl::StatusOr<GenerateResult> GenerateOnWorker(const std::string& address,
@@ -168,6 +195,9 @@ absl::StatusOr<GenerateResult> GenerateOnWorker(const std::string& address,
   r.set_max_new_tokens(request.max_new_tokens);
   r.set_return_logits(request.return_logits);
   grpc::ClientContext context;
+  absl::StatusOr<std::string> token = BearerToken(tls);
+  if (!token.ok()) return token.status();
+  if (!token->empty()) context.AddMetadata("authorization", "Bearer " + *token);
   std::unique_ptr<grpc::ClientReader<pb::GenerateResponse>> reader = stub->Generate(&context, r);
   GenerateResult result;
   pb::GenerateResponse message;

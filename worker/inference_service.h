@@ -4,7 +4,10 @@
 // Generate streams one message per generated token as soon as it is chosen, then a last
 // message with the stats (prompt and cached tokens, TTFT). Requests run concurrently on
 // gRPC's synchronous thread pool, each on its own KV pages; a client that goes away stops
-// its request at the next token.
+// its request at the next token. With an --auth-tokens file (services/access.h, the cache
+// server's format) every caller must present a token or client certificate listed there,
+// of any role (UNAUTHENTICATED otherwise); the KV the worker shares is under its own
+// cache credentials, whatever the caller's tenant.
 //
 // Thread safety: Shutdown and Wait may be called from any thread.
 // Ownership: the engine is borrowed and must outlive the server.
@@ -33,12 +36,19 @@ struct InferenceServerOptions {
   // Serve plaintext on an address that is not loopback (refused otherwise).
   // Default: false.
   bool allow_plaintext = false;
+  // The callers file (docs/security.md), re-read by ReloadAccess. Empty: every caller is
+  // anonymous, allowed only on a loopback `listen` or with `allow_anonymous`.
+  // Default: empty.
+  std::string auth_tokens_file;
+  bool allow_anonymous = false;
 };
 
 class InferenceServer final {
  public:
   //   INVALID_ARGUMENT  empty listen address; bad TLS files; plaintext on a non-loopback
-  //                     address without allow_plaintext (a usage error).
+  //                     address without allow_plaintext, or no auth_tokens_file there
+  //                     without allow_anonymous (usage errors); a malformed callers file.
+  //   NOT_FOUND         auth_tokens_file does not exist.
   //   UNAVAILABLE       the address could not be bound (in use: never shared, or not local).
   static absl::StatusOr<std::unique_ptr<InferenceServer>> Start(
       InferenceEngine* engine, const InferenceServerOptions& options);
@@ -48,6 +58,9 @@ class InferenceServer final {
 
   // The bound address, host:port (the chosen port when options.listen had port 0).
   const std::string& address() const;
+
+  // Re-reads the callers file (SIGHUP); on an error the callers in use are kept.
+  absl::Status ReloadAccess();
 
   // Drains, then stops: health goes NOT_SERVING at once while the listener stays open and
   // requests are still served for `grace` (load balancers see the node leave instead of a

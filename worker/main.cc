@@ -26,6 +26,7 @@
 #include "common/progress.h"
 #include "common/signals.h"
 #include "common/tls_flags.h"
+#include "services/access.h"
 #include "worker/blas.h"
 #include "worker/engine.h"
 #include "worker/generate.h"
@@ -58,6 +59,12 @@ ABSL_FLAG(int, replicas, 1,
           "(host:port,host:port or dns:///name:port); docs/cluster.md");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50061",
           "serve: gRPC address, host:port (port 0: any free; a port in use is an error)");
+ABSL_FLAG(std::string, auth_tokens, "",
+          "serve: the callers file (docs/security.md: token and cert lines; roles and quotas "
+          "ignored), re-read on SIGHUP; empty: every caller is anonymous");
+ABSL_FLAG(bool, allow_anonymous, false,
+          "serve: without --auth-tokens, serve anonymous callers on an address that is not "
+          "loopback (refused otherwise)");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "serve: drain period after SIGTERM/SIGINT: health answers NOT_SERVING and requests "
           "are still served for this long (a unit is required: 10s, 500ms)");
@@ -175,6 +182,17 @@ int ServeCommand() {
     return Fail(s);
   }
   if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+  options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens);
+  options.allow_anonymous = absl::GetFlag(FLAGS_allow_anonymous);
+  if (options.auth_tokens_file.empty()) {
+    if (absl::Status s = CheckAnonymousPolicy("kvcache-worker", options.listen,
+                                              "run inference on this worker",
+                                              options.allow_anonymous, &warning);
+        !s.ok()) {
+      return Fail(s);
+    }
+    std::fprintf(stderr, "%s\n", warning.c_str());
+  }
   BlockTerminationSignals();  // Before any thread starts: the main thread waits for them.
   std::unique_ptr<CacheClient> client;
   absl::StatusOr<std::unique_ptr<InferenceEngine>> engine = NewEngine(&client);
@@ -189,7 +207,12 @@ int ServeCommand() {
               (*server)->address().c_str(), absl::GetFlag(FLAGS_model).c_str(),
               client ? absl::GetFlag(FLAGS_cache).c_str() : "none");
   std::fflush(stdout);
-  const int sig = WaitForTerminationSignal();
+  const int sig = WaitForTerminationSignal([&] {
+    const absl::Status s = (*server)->ReloadAccess();
+    std::printf("kvcache-worker: SIGHUP: %s\n",
+                s.ok() ? "callers reloaded" : std::string(s.message()).c_str());
+    std::fflush(stdout);
+  });
   std::printf("kvcache-worker: signal %d, draining for %s\n", sig,
               absl::FormatDuration(grace).c_str());
   std::fflush(stdout);
@@ -311,6 +334,7 @@ int main(int argc, char** argv) {
       "           [--block-size=16] [--cache-salt=S] [--cache-timeout-ms=2000] "
       "[--shutdown-grace=10s]\n"
       "           [--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]] [--allow-plaintext]\n"
+      "           [--auth-tokens=FILE | --allow-anonymous]\n"
       "       generate and serve: [--tls-ca=PEM] (TLS to --cache; with --tls-cert/--tls-key: "
       "mutual)\n"
       "           --cache=HOST:PORT,HOST:PORT,... or dns:///NAME:PORT is a cluster "

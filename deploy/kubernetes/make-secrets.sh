@@ -6,6 +6,8 @@
 #   kvcache-worker-token  token: the workers' bearer token (tenant "default", role writer)
 #   kvcache-admin-token   token: an admin's (tenant "ops"), mounted in the cache pods for
 #                         kubectl exec ... kvcache-admin --token-file=/etc/kvcache/admin/token
+#   kvcache-worker-auth   tokens: the workers' own callers file (their --auth-tokens)
+#   kvcache-worker-client-token  token: a caller's token for the workers (a router's)
 # Needs openssl and kubectl. A CA of your own:
 # set CA_CERT and CA_KEY to its files instead of making one.
 # Usage: deploy/kubernetes/make-secrets.sh [NAMESPACE]       (default: kvcache)
@@ -30,7 +32,7 @@ openssl x509 -req -in tls.csr -CA "$CA_CERT" -CAkey "$CA_KEY" -CAcreateserial -d
 
 token() { head -c 32 /dev/urandom | base64 | tr -d '/+=\n' | cut -c1-40; }
 digest() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-worker="$(token)" admin="$(token)"
+worker="$(token)" admin="$(token)" client="$(token)"
 printf '%s\n' "$worker" > token
 {
   echo "# kvcache callers (docs/security.md); kubectl edit the Secret, then kill -HUP 1 in each pod"
@@ -45,5 +47,10 @@ kubectl -n "$ns" create secret generic kvcache-auth --from-file=tokens
 kubectl -n "$ns" create secret generic kvcache-worker-token --from-file=token
 printf '%s\n' "$admin" > token
 kubectl -n "$ns" create secret generic kvcache-admin-token --from-file=token
-echo "make-secrets: Secrets kvcache-tls, kvcache-auth, kvcache-worker-token and" \
-  "kvcache-admin-token made in namespace $ns"
+echo "token sha256:$(digest "$client") tenant=default role=reader" > tokens
+kubectl -n "$ns" create secret generic kvcache-worker-auth --from-file=tokens
+printf '%s\n' "$client" > token
+kubectl -n "$ns" create secret generic kvcache-worker-client-token --from-file=token
+echo "make-secrets: Secrets kvcache-tls, kvcache-auth, kvcache-worker-token," \
+  "kvcache-admin-token, kvcache-worker-auth and kvcache-worker-client-token made in" \
+  "namespace $ns"

@@ -202,6 +202,14 @@ want = (f"dns:///{cache_svc['metadata']['name']}.{namespace}.svc.cluster.local:"
 check(worker_flags.get("cache") == want, f"workers' --cache is {want}")
 check(1 <= int(worker_flags.get("replicas", "1")) <= cache_set["spec"]["replicas"],
       "workers' --replicas <= cache nodes")
+# Their own callers need tokens, from a mounted Secret.
+check("auth-tokens" in worker_flags and "allow-anonymous" not in worker_flags,
+      "workers: --auth-tokens, no --allow-anonymous")
+worker_pod = workers["spec"]["template"]["spec"]
+worker_mounts = {m["name"]: m["mountPath"] for m in worker_pod["containers"][0]["volumeMounts"]}
+check(any(worker_flags.get("auth-tokens", "").startswith(worker_mounts[v["name"]] + "/")
+          for v in worker_pod.get("volumes", []) if "secret" in v and v["name"] in worker_mounts),
+      "workers: --auth-tokens is in a mounted Secret")
 
 # --- systemd units: flags exist, stop timeout covers the drain. ------------------------------
 for unit, binary in (("kvcache-server.service", "kvcache-server"),

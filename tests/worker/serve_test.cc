@@ -263,6 +263,47 @@ TEST_F(ServeTest, WorkerHelpListsEveryFlagAndBadFlagsAreUsageErrors) {
   }
 }
 
+// With --auth-tokens every caller of the worker needs a listed token (any role), a reload
+// (SIGHUP) revokes one at once, and a worker off loopback without a callers file refuses
+// to start unless --allow-anonymous.
+TEST_F(ServeTest, CallersNeedATokenWhenTheWorkerHasACallersFile) {
+  const std::string tokens = dir_.path() + "/callers";
+  const std::string token_file = dir_.path() + "/token";
+  std::ofstream(tokens) << "token router-0123456789abcdef tenant=default role=reader\n";
+  std::ofstream(token_file) << "router-0123456789abcdef\n";
+  Process worker({Bin("kvcache-worker"), "serve", "--model=" + model_, "--listen=127.0.0.1:0",
+                  "--shutdown-grace=0s", "--auth-tokens=" + tokens});
+  const std::string address = testing::ListenAddress(worker.WaitForLine("listening on"));
+  ASSERT_FALSE(address.empty()) << worker.output();
+  auto generate = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {Bin("kvcache-worker"), "generate", "--worker=" + address,
+                                     "--prompt-text=hello there", "--max-new-tokens=2"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return testing::Run(argv);
+  };
+  CommandResult anonymous = generate({});
+  EXPECT_EQ(anonymous.exit_status, 1) << anonymous.output;
+  EXPECT_NE(anonymous.output.find("requires credentials"), std::string::npos) << anonymous.output;
+  CommandResult with_token = generate({"--token-file=" + token_file});
+  EXPECT_EQ(with_token.exit_status, 0) << with_token.output;
+
+  std::ofstream(tokens) << "token other-0123456789abcdef tenant=default role=reader\n";
+  worker.Kill(SIGHUP);
+  ASSERT_NE(worker.WaitForLine("callers reloaded"), "") << worker.output();
+  CommandResult revoked = generate({"--token-file=" + token_file});
+  EXPECT_EQ(revoked.exit_status, 1) << revoked.output;
+  EXPECT_NE(revoked.output.find("unknown or revoked bearer token"), std::string::npos)
+      << revoked.output;
+
+  CommandResult open = testing::Run({Bin("kvcache-worker"), "serve", "--model=" + model_,
+                                     "--listen=0.0.0.0:0", "--allow-plaintext"});
+  EXPECT_EQ(open.exit_status, 2) << open.output;
+  EXPECT_NE(open.output.find("--allow-anonymous"), std::string::npos) << open.output;
+  Process anyone({Bin("kvcache-worker"), "serve", "--model=" + model_, "--listen=0.0.0.0:0",
+                  "--allow-plaintext", "--allow-anonymous", "--shutdown-grace=0s"});
+  EXPECT_NE(anyone.WaitForLine("listening on"), "") << anyone.output();
+}
+
 
 // Mutual TLS both ways: a kvcache-server that requires client certificates, and a worker
 // that serves over TLS and reaches the cache with --tls-ca, presenting its own

@@ -1,11 +1,11 @@
 // Reading a gRPC call's credentials for AccessControl: the bearer token of its
-// `authorization` metadata and, over mTLS, its client certificate's identities. Internal to
-// services/.
+// `authorization` metadata and, over mTLS, its client certificate's identities. Used by the
+// cache server's services and the worker's InferenceService (library kvcache_access).
 //
 // Thread safety: pure functions of the call.
 
-#ifndef KVCACHE_SERVICES_ACCESS_GRPC_INTERNAL_H_
-#define KVCACHE_SERVICES_ACCESS_GRPC_INTERNAL_H_
+#ifndef KVCACHE_SERVICES_ACCESS_GRPC_H_
+#define KVCACHE_SERVICES_ACCESS_GRPC_H_
 
 #include <grpcpp/server_context.h>
 
@@ -22,4 +22,4 @@ absl::StatusOr<Principal> AuthenticateCall(const AccessControl& access,
 
 }  // namespace kvcache
 
-#endif  // KVCACHE_SERVICES_ACCESS_GRPC_INTERNAL_H_
+#endif  // KVCACHE_SERVICES_ACCESS_GRPC_H_
