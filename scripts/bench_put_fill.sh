@@ -2,9 +2,13 @@
 # Put into an empty RAM tier vs a full one, without and with the RAM-tier arena
 # (--ram-arena), in one run: each configuration gets a fresh kvcache-server (RAM only,
 # $RAM), waits for its arena to be faulted in (resident size), measures Put $REPS times
-# while the tier is still mostly empty, fills it past its capacity, and measures Put again.
+# while the tier is still mostly empty, fills it past its capacity, and measures Put again:
+# at once, and after $IDLE s without Puts (so that the full tier's buffers have gone as long
+# untouched as the arena's had in the empty run: on this kind of VM a write to memory nobody
+# wrote for a minute can cost far more than one to memory written seconds ago).
 # Writes the table into docs/benchmarks.md (section "put-fill") and prints it.
 # Usage: scripts/bench_put_fill.sh     env: RAM=4GiB VALUE=256KiB CLIENTS=4 REPS=3 SECONDS_=0.4
+#                                           IDLE=60
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -14,6 +18,7 @@ VALUE="${VALUE:-256KiB}"
 CLIENTS="${CLIENTS:-4}"
 REPS="${REPS:-3}"
 SECS="${SECONDS_:-0.4}"
+IDLE="${IDLE:-60}"
 
 make_work_dir
 work="$WORK"
@@ -29,8 +34,8 @@ put() {
 
 table="$work/table.md"
 {
-  echo "| RAM tier | Put into empty (GB/s) | Put into full (GB/s) | empty / full | server RSS before the first Put | start to arena faulted in |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+  echo "| RAM tier | Put into empty (GB/s) | into full, just filled | into full, after ${IDLE} s idle | empty / full just filled | empty / full after idle | server RSS before the first Put | start to arena faulted in |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 } >"$table"
 for arena in false true; do
   start=$(date +%s.%N)
@@ -51,16 +56,19 @@ for arena in false true; do
     ready="$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f s", e - s }')"
   fi
   rss="$(awk -v k="$(rss_kib "$server_pid")" 'BEGIN { printf "%.2f GiB", k / 1048576 }')"
-  : >"$work/empty" && : >"$work/full"
+  : >"$work/empty" && : >"$work/full" && : >"$work/idle"
   for _ in $(seq "$REPS"); do put >>"$work/empty"; done
   "$BIN/kvcache-bench" throughput --target=kvcache --addr="$addr" --op=fill --value-bytes="$VALUE" \
     --fill-bytes="$(( $(echo "$RAM" | sed 's/GiB//') * 5 / 4 ))GiB" --clients="$CLIENTS" >/dev/null
   for _ in $(seq "$REPS"); do put >>"$work/full"; done
-  e="$(median <"$work/empty")"; f="$(median <"$work/full")"
-  echo "arena=$arena: empty $(tr '\n' ' ' <"$work/empty")| full $(tr '\n' ' ' <"$work/full")" >&2
-  printf '| %s%s | %.2f | %.2f | **%.0f%%** | %s | %s |\n' "$RAM" \
-    "$([ "$arena" = true ] && echo ", --ram-arena" || echo "")" "$e" "$f" \
-    "$(awk -v e="$e" -v f="$f" 'BEGIN { print 100 * e / f }')" "$rss" "$ready" >>"$table"
+  sleep "$IDLE"
+  for _ in $(seq "$REPS"); do put >>"$work/idle"; done
+  e="$(median <"$work/empty")"; f="$(median <"$work/full")"; i="$(median <"$work/idle")"
+  echo "arena=$arena: empty $(tr '\n' ' ' <"$work/empty")| full $(tr '\n' ' ' <"$work/full")| after idle $(tr '\n' ' ' <"$work/idle")" >&2
+  printf '| %s%s | %.2f | %.2f | %.2f | %.0f%% | **%.0f%%** | %s | %s |\n' "$RAM" \
+    "$([ "$arena" = true ] && echo ", --ram-arena" || echo "")" "$e" "$f" "$i" \
+    "$(awk -v e="$e" -v f="$f" 'BEGIN { print 100 * e / f }')" \
+    "$(awk -v e="$e" -v f="$i" 'BEGIN { print 100 * e / f }')" "$rss" "$ready" >>"$table"
   kill "$server_pid"; wait "$server_pid" || true
   server_pid=""
 done
@@ -72,7 +80,7 @@ section="$work/section.md"
   echo "\`kvcache-bench throughput --target=kvcache --op=put --value-bytes=$VALUE --clients=$CLIENTS"
   echo "--seconds=$SECS\` against a fresh RAM-only kvcache-server of \`--ram-bytes=$RAM\`: **median of"
   echo "$REPS** while the tier is still mostly empty, then again after \`--op=fill\` wrote 1.25x its"
-  echo "capacity (so Put evicts). Without the arena every Put into the empty tier faults its"
+  echo "capacity (so Put evicts): at once, and again after $IDLE s without Puts. Without the arena every Put into the empty tier faults its"
   echo "payload's pages in; with \`--ram-arena\` the payloads are received into buffers a background"
   echo "thread faulted in from the start (the resident size is the capacity from then on) and"
   echo "eviction recycles them. Both configurations in one run, $(date -u +%Y-%m-%d), $(nproc) cores,"
@@ -81,7 +89,7 @@ section="$work/section.md"
   echo
   cat "$table"
   echo
-  echo "Made by: \`RAM=$RAM VALUE=$VALUE CLIENTS=$CLIENTS REPS=$REPS scripts/bench_put_fill.sh\`"
+  echo "Made by: \`RAM=$RAM VALUE=$VALUE CLIENTS=$CLIENTS REPS=$REPS IDLE=$IDLE scripts/bench_put_fill.sh\`"
 } >"$section"
 replace_section docs/benchmarks.md put-fill "$section"
 cat "$table"
