@@ -27,6 +27,8 @@ constexpr Command kCommands[] = {
      &kvcache::TraceCommand, &kvcache::kTraceFlags},
     {"throughput", "Get/Put GB/s and latency vs Redis, memcached, raw TCP; lookup; index cost",
      &kvcache::bench::RunThroughput, &kvcache::bench::kThroughputFlags},
+    {"memory", "what writing into memory costs: first touch, at once, after an idle time",
+     &kvcache::MemoryCommand, &kvcache::kMemoryFlags},
 };
 
 void Usage(std::ostream& out) {

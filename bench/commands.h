@@ -21,6 +21,12 @@ extern const FlagScope kTraceFlags;
 // `kvcache-bench trace`: trace simulation, live replay, capacity planning.
 int TraceCommand(int argc, char** argv);
 
+// The flags of `memory`.
+extern const FlagScope kMemoryFlags;
+
+// `kvcache-bench memory`: what a write into memory costs by how recently it was written.
+int MemoryCommand(int argc, char** argv);
+
 }  // namespace kvcache
 
 #endif  // KVCACHE_BENCH_COMMANDS_H_
