@@ -14,7 +14,8 @@
 // arrives otherwise (demotions reaching disk, a quota lowered by a reload). A tenant can
 // therefore be over its quota only by the Puts in flight, for as long as they take.
 //
-// Cost: about 110 bytes of RAM per stored block (its id, charge and links).
+// Cost: about 130 bytes of RAM per stored block (its id, charge and links, in a node of
+// the map), with auth on only.
 //
 // Thread safety: every method may be called from any thread. The StoreListener methods run
 // under the store's locks and only take this class's own lock.
