@@ -105,8 +105,10 @@ class AdminClusterTest : public ::testing::Test {
       std::string pid, comm, state;
       stat >> pid >> comm >> state;
       s.WaitForLine("\x01", 1);  // Reads what is there.
+      // Exited: its status (128 + signal when killed by one, as a crash is).
+      const std::string exit = state == "Z" ? " exit status " + std::to_string(s.Wait()) : "";
       std::cerr << "server " << i << " (" << (i < addresses_.size() ? addresses_[i] : "?")
-                << ") state " << state << ", output:\n"
+                << ") state " << state << exit << ", output:\n"
                 << s.output() << "\n";
     }
   }
