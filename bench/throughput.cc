@@ -46,6 +46,10 @@ ABSL_FLAG(std::string, value_bytes, "",
 ABSL_FLAG(int, clients, 1, "client threads, each with its own connection (1 to 1024)");
 ABSL_FLAG(double, seconds, 3.0, "measured seconds");
 ABSL_FLAG(double, warmup_seconds, 0.5, "seconds run before the measured window");
+ABSL_FLAG(double, rate, 0,
+          "get, put, lookup: operations per second offered by all clients together, each "
+          "paced to its share, latency counted from each operation's scheduled start (so a "
+          "stall is not hidden); 0: as fast as each client can");
 ABSL_FLAG(uint64_t, keys, 0, "get: keys in the key set; 0: about 256 MiB of values (16 to 1024)");
 ABSL_FLAG(uint64_t, nonce, 0, "names this run's keys; 0: random (reuse with --populate=false)");
 ABSL_FLAG(int, chain, 64, "lookup: keys in the chain looked up");
@@ -81,6 +85,7 @@ struct Options {
   int clients = 1;
   double seconds = 3.0;
   double warmup_seconds = 0.5;
+  double rate = 0;  // Offered operations per second, all clients; 0: unpaced.
   uint64_t keys = 0;  // 0: about 256 MiB of values, within [16, 1024].
   int verify_every = 32;
   uint64_t nonce = 0;  // 0: random.
@@ -156,6 +161,8 @@ absl::Status ToOptions(Options* o) {
   if (!(o->seconds > 0)) return bad("seconds", absl::StrCat(o->seconds));
   o->warmup_seconds = absl::GetFlag(FLAGS_warmup_seconds);
   if (!(o->warmup_seconds >= 0)) return bad("warmup-seconds", absl::StrCat(o->warmup_seconds));
+  o->rate = absl::GetFlag(FLAGS_rate);
+  if (!(o->rate >= 0)) return bad("rate", absl::StrCat(o->rate));
   o->json = absl::GetFlag(FLAGS_json);
   o->populate = absl::GetFlag(FLAGS_populate);
   const std::string tune = absl::GetFlag(FLAGS_tune_malloc);
@@ -282,12 +289,17 @@ struct CpuMeter {
 };
 
 // Runs `op(thread, n, result)` (returning whether it succeeded) in a loop on each of
-// `threads` threads, counting operations that start and end inside [start, start + seconds],
-// where start is `warmup_s` after all threads began. A sampler thread reads CPU times at
-// the window's edges.
+// o.clients threads, counting operations that start and end inside [start, start +
+// o.seconds], where start is o.warmup_seconds after all threads began. With o.rate each
+// thread starts its operations on a schedule of o.rate / o.clients a second and a latency
+// runs from the scheduled start (a thread behind schedule does not sleep). A sampler thread
+// reads CPU times at the window's edges.
 template <typename OpFn>
-void RunWindow(int threads, double warmup_s, double seconds, std::vector<ThreadResult>* results,
-               CpuMeter* cpu, OpFn op) {
+void RunWindow(const Options& o, std::vector<ThreadResult>* results, CpuMeter* cpu, OpFn op) {
+  const int threads = o.clients;
+  const double warmup_s = o.warmup_seconds, seconds = o.seconds;
+  const std::chrono::nanoseconds interval(
+      o.rate > 0 ? static_cast<int64_t>(1e9 * threads / o.rate) : 0);
   results->assign(static_cast<size_t>(threads), ThreadResult());
   const Clock::time_point begin =
       Clock::now() + std::chrono::milliseconds(20);  // Let every thread get going.
@@ -310,8 +322,15 @@ void RunWindow(int threads, double warmup_s, double seconds, std::vector<ThreadR
       r.latency_ns.reserve(1 << 16);
       std::this_thread::sleep_until(begin);
       uint64_t n = 0;
+      // Threads start their schedules spread over one interval.
+      Clock::time_point scheduled = begin + interval * t / threads;
       while (true) {
-        const Clock::time_point t0 = Clock::now();
+        if (interval.count() > 0) {
+          std::this_thread::sleep_until(scheduled);
+          scheduled += interval;
+        }
+        const Clock::time_point t0 =
+            interval.count() > 0 ? scheduled - interval : Clock::now();
         if (t0 >= end) break;
         const bool ok = op(t, n++, &r);
         const Clock::time_point t1 = Clock::now();
@@ -350,6 +369,7 @@ int Report(const Options& o, const char* op_name, const Summary& s, const CpuMet
               {"value_bytes", o.value_bytes},
               {"clients", o.clients},
               {"seconds", o.seconds},
+              {"rate", o.rate},
               {"keys", keys},
               {"ops", ops},
               {"bytes", bytes},
@@ -494,7 +514,7 @@ int RunGetPut(const Options& o) {
   std::vector<ThreadResult> results;
   CpuMeter cpu{o.server_pid};
   if (o.op == Op::kGet) {
-    RunWindow(o.clients, o.warmup_seconds, o.seconds, &results, &cpu,
+    RunWindow(o, &results, &cpu,
               [&](int t, uint64_t n, ThreadResult* r) {
                 const uint64_t id = rngs[static_cast<size_t>(t)].Next(keys);
                 absl::StatusOr<absl::string_view> v =
@@ -521,7 +541,7 @@ int RunGetPut(const Options& o) {
                 return true;
               });
   } else {
-    RunWindow(o.clients, o.warmup_seconds, o.seconds, &results, &cpu,
+    RunWindow(o, &results, &cpu,
               [&](int t, uint64_t n, ThreadResult* r) {
                 const uint64_t id = (static_cast<uint64_t>(t + 1) << 40) | n;
                 std::string& v = values[static_cast<size_t>(t)];
@@ -575,7 +595,7 @@ int RunLookup(const Options& o) {
   }
   std::vector<ThreadResult> results;
   CpuMeter cpu{o.server_pid};
-  RunWindow(o.clients, o.warmup_seconds, o.seconds, &results, &cpu,
+  RunWindow(o, &results, &cpu,
             [&](int t, uint64_t, ThreadResult* r) {
               absl::StatusOr<CacheLookup> l = clients[static_cast<size_t>(t)]->Lookup(ns, chain);
               if (!l.ok()) {
