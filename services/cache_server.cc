@@ -5,6 +5,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/resource_quota.h>
 
+#include <algorithm>
 #include <exception>
 
 #include "absl/status/status.h"
@@ -15,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "common/byte_size.h"
 #include "common/cli.h"
+#include "common/io_executor.h"
 #include "common/socket_io.h"
 #include "common/tls.h"
 #include "common/version.h"
@@ -48,7 +50,9 @@ class CacheServerImpl final : public CacheServer {
         store_(std::move(store)),
         metrics_(store_.get(), usage_.get()),
         access_(std::move(access)),
-        limiter_(options.limits, *metrics_.registry()) {
+        limiter_(options.limits, *metrics_.registry()),
+        io_(std::make_unique<IoExecutor>(std::clamp(options.io_threads, 1, 256),
+                                         "kvcache-io")) {
     if (usage_) usage_->Start(store_.get(), access_.get());
   }
 
@@ -57,6 +61,7 @@ class CacheServerImpl final : public CacheServer {
     exposer_.reset();
     admin_server_.reset();
     server_.reset();
+    io_.reset();  // Every call is done: the tasks left have reached their Finish.
     data_.reset();
     if (usage_) usage_->Stop();  // Its trimmer calls the store.
     store_.reset();  // Closes RocksDB after the last call is gone.
@@ -88,7 +93,8 @@ class CacheServerImpl final : public CacheServer {
       data_ = *std::move(data);
     }
     const ServiceDeps deps{store_.get(), &metrics_, access_.get(), &tenants_,
-                           data_.get(),  &limiter_, events_.get(),  usage_.get()};
+                           data_.get(),  &limiter_, events_.get(),  usage_.get(),
+                           io_.get()};
     cache_service_ = NewCacheService(deps);
     admin_service_ = NewAdminService(deps, [this] { return Config(); });
 
@@ -259,6 +265,7 @@ class CacheServerImpl final : public CacheServer {
   const std::unique_ptr<AccessControl> access_;
   TenantBook tenants_;
   CallLimiter limiter_;  // Outlives the services (declared before them).
+  std::unique_ptr<IoExecutor> io_;  // The services' I/O threads; reset once they are done.
   std::unique_ptr<DataChannelServer> data_;
   std::unique_ptr<grpc::Service> cache_service_;
   std::unique_ptr<grpc::Service> admin_service_;
