@@ -6,10 +6,11 @@
 // (a raw method writing the wire bytes of block_wire.h). Put reads a client stream message by
 // message and stops at the first bad block, keeping the ones before it.
 //
-// Get's block fetches and Put's stores can wait on the disk (a read from RocksDB; a Put
-// that demotes or trims on its own thread), so they run on the server's I/O threads
-// (ServiceDeps::io), which then start the reactor's next write or read: gRPC's callback
-// threads, which also answer health checks, never wait on the disk.
+// Get's reads of blocks not in memory and Put's stores can wait on the disk (a read from
+// RocksDB; a Put that demotes or trims on its own thread), so they run on the server's I/O
+// threads (ServiceDeps::io), which then start the reactor's next write or read: gRPC's
+// callback threads, which also answer health checks, never wait on the disk. A Get of a
+// block in memory is sent inline (the hop would cost CPU for nothing).
 //
 // Every call is authenticated first (services/access.h): Lookup, Get and OpenDataChannel
 // need the reader role, Put the writer role, and the namespace a caller names is mapped to
@@ -116,12 +117,18 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       Done(s);
       return;
     }
-    deps_.io->Run([this] { Fetch(); });
+    // A block in memory is sent from here; one only the disk can give, from an I/O thread.
+    std::optional<absl::StatusOr<BlockPtr>> in_memory =
+        deps_.store->GetFromMemory(BlockId{ns_, keys_[next_]});
+    if (in_memory) {
+      Send(*std::move(in_memory));
+    } else {
+      deps_.io->Run([this] { Send(deps_.store->Get(BlockId{ns_, keys_[next_]})); });
+    }
   }
 
-  // On an I/O thread. Ends in StartWrite or Finish: `this` is not touched after either.
-  void Fetch() {
-    absl::StatusOr<BlockPtr> block = deps_.store->Get(BlockId{ns_, keys_[next_]});
+  // Ends in StartWrite or Finish: `this` is not touched after either.
+  void Send(absl::StatusOr<BlockPtr> block) {
     if (!block.ok()) {  // The run ends at the first block that is gone: not an error.
       Done(absl::OkStatus());
       return;

@@ -43,9 +43,9 @@ ABSL_FLAG(std::string, demotion_queue_bytes, "256MiB",
           "RAM victims waiting for the background writer to put them on disk; past it a Put "
           "demotes its own victims (counted as demotion_waits); 0 demotes on the Put's thread");
 ABSL_FLAG(int, io_threads, 8,
-          "threads for store work that may wait on the disk (Get's block reads, Put's stores, "
-          "admin ls/inspect/evict/flush), 1 to 256; gRPC's own threads, which answer health "
-          "checks, never wait on the disk");
+          "threads for store work that may wait on the disk (Get's reads from the disk tier, "
+          "Put's stores, admin ls/inspect/evict/flush), 1 to 256; gRPC's own threads, which "
+          "answer health checks, never wait on the disk");
 ABSL_FLAG(bool, ram_arena, false,
           "receive payloads into a RAM-tier arena faulted in from the start (resident size = "
           "--ram-bytes from the start; Puts into an empty tier as fast as into a full one)");

@@ -34,9 +34,9 @@ struct ServiceDeps {
   EventLog* events = nullptr;               // Null when events are off.
   TenantUsage* usage = nullptr;             // Null when auth is off.
   // Where store work that may wait on the disk runs (common/io_executor.h), never on
-  // gRPC's callback threads: Get's block reads, Put's stores (a Put can demote or trim on
-  // its own thread), and the admin calls that walk or erase (List, Inspect, Evict, Flush).
-  // Lookup, stats and configuration answer from memory, inline.
+  // gRPC's callback threads: Get's reads of blocks not in memory, Put's stores (a Put can
+  // demote or trim on its own thread), and the admin calls that walk or erase (List,
+  // Inspect, Evict, Flush). Lookup, RAM hits, stats and configuration answer inline.
   IoExecutor* io = nullptr;
 };
 
