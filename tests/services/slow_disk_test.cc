@@ -3,11 +3,17 @@
 // never on gRPC's callback threads. A real server with a disk tier whose reads are held (the
 // disk tier's test hook, cachestore/disk_tier_internal.h) takes many Gets of disk-resident
 // blocks; while they are stuck, health checks (grpc.health.v1, on both listeners), Lookup
-// and admin stats answer within a bound, and only --io-threads reads are waiting on the disk.
-// Once the disk answers, every Get gets its block with the bytes that were put.
+// and admin stats answer within a bound, only --io-threads reads are waiting on the disk, and
+// /metrics shows it (kvcache_io_tasks). Once the disk answers, every Get gets its block with
+// the bytes that were put.
 
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -44,6 +50,36 @@ int ReadsWaiting() {
   return g_reads_waiting;
 }
 
+// GET /metrics over a plain socket.
+std::string HttpGet(const std::string& address, const std::string& path) {
+  const size_t colon = address.rfind(':');
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: x\r\n\r\n";
+  (void)!write(fd, request.data(), request.size());
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+// The value of the sample line `name_and_labels value` in a Prometheus text body, or -1.
+double Sample(const std::string& body, const std::string& name_and_labels) {
+  const std::string prefix = "\n" + name_and_labels + " ";
+  const size_t at = body.find(prefix);
+  if (at == std::string::npos) return -1;
+  return std::stod(body.substr(at + prefix.size()));
+}
+
 // Blocks of this size through a 1 MiB RAM tier: all but the newest few live on disk only.
 constexpr size_t kBlockBytes = 100 << 10;
 constexpr uint64_t kBlocks = 40;
@@ -58,6 +94,7 @@ class SlowDiskTest : public ::testing::Test {
     ServerOptions o;
     o.listen = "127.0.0.1:0";
     o.admin_listen = "127.0.0.1:0";
+    o.metrics_listen = "127.0.0.1:0";
     o.io_threads = kIoThreads;
     o.store.ram.capacity_bytes = 1 << 20;
     o.store.max_block_bytes = 256 << 10;
@@ -189,8 +226,13 @@ TEST_F(SlowDiskTest, HealthLookupAndStatsAnswerWhileGetsAreStuckOnTheDisk) {
     const grpc::Status stated = admin->GetStats(&stats_ctx, v1::GetStatsRequest(), &stats);
     EXPECT_TRUE(stated.ok()) << stated.error_message();
   }
-  // The pool is bounded: no more reads wait on the disk than there are I/O threads.
+  // The pool is bounded: no more reads wait on the disk than there are I/O threads. The
+  // metrics say so, and that the other Gets wait for a thread.
   EXPECT_EQ(ReadsWaiting(), kIoThreads);
+  const std::string metrics = HttpGet(server_->metrics_address(), "/metrics");
+  EXPECT_EQ(Sample(metrics, "kvcache_io_threads"), kIoThreads) << metrics;
+  EXPECT_EQ(Sample(metrics, "kvcache_io_tasks{state=\"running\"}"), kIoThreads) << metrics;
+  EXPECT_GT(Sample(metrics, "kvcache_io_tasks{state=\"queued\"}"), 0) << metrics;
 
   Release();
   for (std::thread& t : getters) t.join();
