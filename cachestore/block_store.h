@@ -296,6 +296,12 @@ class TieredStore : public BlockStore {
 
   virtual StoreStats GetStoreStats() const = 0;
 
+  // Get, where memory alone can answer: a block in RAM (counted as Get counts a RAM hit) or
+  // on its way to disk, and, without a disk tier, whatever Get answers. nullopt where only
+  // the disk tier can tell (then Get, on a thread that may wait on the disk; nothing was
+  // counted, but for the rare block evicted from RAM meanwhile).
+  virtual std::optional<absl::StatusOr<BlockPtr>> GetFromMemory(const BlockId& id) = 0;
+
   // Drops every block of one tier (or of both with nullopt). Returns how many.
   virtual uint64_t Flush(std::optional<TierId> tier) = 0;
 

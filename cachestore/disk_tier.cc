@@ -25,6 +25,7 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
@@ -55,6 +56,8 @@ namespace {
 using internal::DbKey;
 using internal::MetaRecord;
 constexpr char kMetaCf[] = "meta";
+
+std::atomic<internal::DiskReadHook> g_read_hook{nullptr};  // SetDiskReadHookForTesting.
 constexpr char kBlocksCf[] = "blocks";
 
 // RocksDB's files that do not shrink with the capacity (info LOG up to 2 x 1 MiB, the WAL
@@ -251,6 +254,7 @@ class DiskTier final : public BlockStore {
       meta = it->second.meta;
       payload_bytes = it->second.payload_bytes;
     }
+    if (internal::DiskReadHook hook = g_read_hook.load(std::memory_order_acquire)) hook();
     rocksdb::PinnableSlice value;
     rocksdb::ReadOptions read_options;
     read_options.verify_checksums = true;
@@ -634,6 +638,10 @@ class DiskTier final : public BlockStore {
 };
 
 }  // namespace
+
+void internal::SetDiskReadHookForTesting(DiskReadHook hook) {
+  g_read_hook.store(hook, std::memory_order_release);
+}
 
 absl::StatusOr<std::unique_ptr<BlockStore>> NewDiskTier(const DiskTierOptions& options) {
   return internal::NewDiskTierOnEnv(options, nullptr);

@@ -127,6 +127,16 @@ class TieredStoreImpl final : public TieredStore {
     return hit;
   }
 
+  std::optional<absl::StatusOr<BlockPtr>> GetFromMemory(const BlockId& id) override {
+    if (!disk_) return ram_->Get(id);
+    if (ram_->Contains(id)) {
+      absl::StatusOr<BlockPtr> hit = ram_->Get(id);
+      if (hit.ok()) return hit;
+    }
+    if (BlockPtr queued = Queued(id)) return queued;
+    return std::nullopt;
+  }
+
   bool Contains(const BlockId& id) const override {
     return ram_->Contains(id) ||
            (disk_ && (Queued(id) != nullptr || disk_->Contains(id)));

@@ -38,8 +38,8 @@ if [ "${KVCACHE_SANITIZERS:-1}" != 0 ]; then
   LSAN_OPTIONS="suppressions=$san/lsan.supp:print_suppressions=0" \
     scripts/fuzz.sh all "${KVCACHE_FUZZ_SECONDS:-10}"
 
-  echo "test: the ThreadSanitizer pass (cachestore; see tests/sanitizers/README.md)"
-  TSAN_TESTS=(cachestore_test)
+  echo "test: the ThreadSanitizer pass (cachestore, the I/O pool; see tests/sanitizers/README.md)"
+  TSAN_TESTS=(cachestore_test io_executor_test)
   # The disk tier's concurrent writers meet in RocksDB's group commit, whose hand-off TSan
   # cannot see (uninstrumented): a false race in RocksDB's own copy of the batches. The
   # background demotion writer is such a second writer whenever a Put also demotes.

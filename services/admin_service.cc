@@ -1,5 +1,8 @@
 // kvcache.v1.AdminService: stats, list, inspect, evict, flush and configuration readout.
 // All unary; listing and namespace eviction walk the in-memory indexes (admin-rate work).
+// Calls that walk the indexes or erase blocks (List, Inspect, Evict, Flush: RocksDB
+// deletes) run on the server's I/O threads (ServiceDeps::io), off gRPC's callback threads;
+// stats, configuration and conflicts answer from memory, inline.
 // Every call needs the admin role (services/access.h). Blocks are shown with their tenant;
 // a request naming a tenant takes namespace ids as that tenant sends them.
 
@@ -9,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "kvcache/v1/cache.grpc.pb.h"
+#include "common/io_executor.h"
 #include "common/little_endian.h"
 #include "proto/grpc_status.h"
 #include "services/access_grpc.h"
@@ -29,7 +33,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* ctx,
                                      const v1::GetStatsRequest*,
                                      v1::GetStatsResponse* response) override {
-    return Answer(ctx, [&] {
+    return Answer(ctx, Where::kInline, [this, response] {
       const StoreStats s = store_->GetStoreStats();
       FillTierStats(s.ram, response->mutable_ram());
       FillTierStats(s.disk, response->mutable_disk());
@@ -58,7 +62,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ListBlocks(grpc::CallbackServerContext* ctx,
                                        const v1::ListBlocksRequest* request,
                                        v1::ListBlocksResponse* response) override {
-    return Answer(ctx, [&]() -> absl::Status {
+    return Answer(ctx, Where::kIo, [this, request, response]() -> absl::Status {
       BlockStore::Filter filter;
       if (!request->namespace_id().empty()) {
         absl::StatusOr<Key> ns = KeyFromBytes(request->namespace_id(), "namespace_id");
@@ -83,7 +87,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* InspectBlock(grpc::CallbackServerContext* ctx,
                                          const v1::InspectBlockRequest* request,
                                          v1::InspectBlockResponse* response) override {
-    return Answer(ctx, [&]() -> absl::Status {
+    return Answer(ctx, Where::kIo, [this, request, response]() -> absl::Status {
       absl::StatusOr<Key> key = KeyFromBytes(request->key(), "key");
       if (!key.ok()) return key.status();
       if (!request->namespace_id().empty()) {
@@ -113,7 +117,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* Evict(grpc::CallbackServerContext* ctx,
                                   const v1::EvictRequest* request,
                                   v1::EvictResponse* response) override {
-    return Answer(ctx, [&]() -> absl::Status {
+    return Answer(ctx, Where::kIo, [this, request, response]() -> absl::Status {
       switch (request->target_case()) {
         case v1::EvictRequest::kKey: {
           absl::StatusOr<Key> key = KeyFromBytes(request->key(), "key");
@@ -149,7 +153,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* Flush(grpc::CallbackServerContext* ctx,
                                   const v1::FlushRequest* request,
                                   v1::FlushResponse* response) override {
-    return Answer(ctx, [&]() -> absl::Status {
+    return Answer(ctx, Where::kIo, [this, request, response]() -> absl::Status {
       std::optional<TierId> tier;
       switch (request->tier()) {
         case v1::TIER_UNSPECIFIED: break;
@@ -167,7 +171,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* GetConfig(grpc::CallbackServerContext* ctx,
                                       const v1::GetConfigRequest*,
                                       v1::GetConfigResponse* response) override {
-    return Answer(ctx, [&] {
+    return Answer(ctx, Where::kInline, [this, response] {
       *response = config_();
       return absl::OkStatus();
     });
@@ -176,7 +180,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ListConflicts(grpc::CallbackServerContext* ctx,
                                           const v1::ListConflictsRequest* request,
                                           v1::ListConflictsResponse* response) override {
-    return Answer(ctx, [&] {
+    return Answer(ctx, Where::kInline, [this, request, response] {
       const uint32_t limit = request->limit() == 0 ? kDefaultListLimit : request->limit();
       for (const ConflictRecord& c : deps_.tenants->RecentConflicts(limit)) {
         v1::Conflict* out = response->add_conflicts();
@@ -208,10 +212,15 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
     out->set_tenant(deps_.access->TenantOfStored(info.meta.id.ns));
   }
 
-  // Admits an admin caller, runs `body`, records its latency and finishes the call with its
-  // status.
+  // Where a call's body runs: inline on gRPC's thread (memory only), or on an I/O thread
+  // (may wait on the disk, or walk a large index).
+  enum class Where { kInline, kIo };
+
+  // Admits an admin caller, runs `body` (which must not refer to the handler's locals: with
+  // kIo it runs after the handler returned), records its latency and finishes the call with
+  // its status.
   template <typename Body>
-  grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, Body body) {
+  grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, Where where, Body body) {
     const absl::Time start = absl::Now();
     absl::StatusOr<Principal> who = AuthenticateCall(*deps_.access, *ctx);
     if (who.ok()) {
@@ -220,13 +229,21 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
         who = s;
       }
     }
-    const absl::Status status = who.ok() ? body() : who.status();
-    deps_.metrics->ObserveRpc(Rpc::kAdmin, absl::Now() - start, status.ok());
-    if (deps_.access->enabled()) {
-      deps_.metrics->CountTenantCall(who.ok() ? who->tenant : "", Rpc::kAdmin, status.code());
-    }
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(status));
+    const bool admitted = who.ok();
+    auto run = [this, start, reactor, who = std::move(who), body = std::move(body)]() mutable {
+      const absl::Status status = who.ok() ? body() : who.status();
+      deps_.metrics->ObserveRpc(Rpc::kAdmin, absl::Now() - start, status.ok());
+      if (deps_.access->enabled()) {
+        deps_.metrics->CountTenantCall(who.ok() ? who->tenant : "", Rpc::kAdmin, status.code());
+      }
+      reactor->Finish(ToGrpcStatus(status));
+    };
+    if (where == Where::kIo && admitted) {
+      deps_.io->Run(std::move(run));
+    } else {
+      run();
+    }
     return reactor;
   }
 

@@ -5,7 +5,10 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/resource_quota.h>
 
+#include <algorithm>
 #include <exception>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -15,10 +18,14 @@
 #include "absl/strings/numbers.h"
 #include "common/byte_size.h"
 #include "common/cli.h"
+#include "common/io_executor.h"
 #include "common/socket_io.h"
 #include "common/tls.h"
 #include "common/version.h"
+#include "prometheus/client_metric.h"
+#include "prometheus/collectable.h"
 #include "prometheus/exposer.h"
+#include "prometheus/metric_family.h"
 #include "services/access.h"
 #include "services/data_channel_server.h"
 #include "services/events.h"
@@ -37,6 +44,38 @@ std::string HostOf(absl::string_view address) {
   return std::string(colon == absl::string_view::npos ? address : address.substr(0, colon));
 }
 
+// kvcache_io_tasks{state} and kvcache_io_threads, read at scrape time: the I/O threads'
+// load. A disk that does not answer shows as running == threads and a queue that grows,
+// while health stays SERVING.
+class IoCollector final : public prometheus::Collectable {
+ public:
+  explicit IoCollector(const IoExecutor* io) : io_(io) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    prometheus::MetricFamily tasks{
+        "kvcache_io_tasks",
+        "Store work on the I/O threads (--io-threads): waiting for a thread, or running.",
+        prometheus::MetricType::Gauge,
+        {}};
+    for (const auto& [state, n] : {std::pair<const char*, size_t>{"queued", io_->queued()},
+                                   std::pair<const char*, size_t>{"running", io_->running()}}) {
+      prometheus::ClientMetric m;
+      m.label.push_back(prometheus::ClientMetric::Label{"state", state});
+      m.gauge.value = static_cast<double>(n);
+      tasks.metric.push_back(std::move(m));
+    }
+    prometheus::MetricFamily threads{"kvcache_io_threads", "The I/O threads (--io-threads).",
+                                     prometheus::MetricType::Gauge, {}};
+    prometheus::ClientMetric m;
+    m.gauge.value = io_->threads();
+    threads.metric.push_back(std::move(m));
+    return {std::move(tasks), std::move(threads)};
+  }
+
+ private:
+  const IoExecutor* const io_;
+};
+
 class CacheServerImpl final : public CacheServer {
  public:
   CacheServerImpl(const ServerOptions& options, std::unique_ptr<EventLog> events,
@@ -48,7 +87,10 @@ class CacheServerImpl final : public CacheServer {
         store_(std::move(store)),
         metrics_(store_.get(), usage_.get()),
         access_(std::move(access)),
-        limiter_(options.limits, *metrics_.registry()) {
+        limiter_(options.limits, *metrics_.registry()),
+        io_(std::make_unique<IoExecutor>(std::clamp(options.io_threads, 1, 256),
+                                         "kvcache-io")),
+        io_collector_(std::make_shared<IoCollector>(io_.get())) {
     if (usage_) usage_->Start(store_.get(), access_.get());
   }
 
@@ -57,6 +99,7 @@ class CacheServerImpl final : public CacheServer {
     exposer_.reset();
     admin_server_.reset();
     server_.reset();
+    io_.reset();  // Every call is done: the tasks left have reached their Finish.
     data_.reset();
     if (usage_) usage_->Stop();  // Its trimmer calls the store.
     store_.reset();  // Closes RocksDB after the last call is gone.
@@ -88,7 +131,8 @@ class CacheServerImpl final : public CacheServer {
       data_ = *std::move(data);
     }
     const ServiceDeps deps{store_.get(), &metrics_, access_.get(), &tenants_,
-                           data_.get(),  &limiter_, events_.get(),  usage_.get()};
+                           data_.get(),  &limiter_, events_.get(),  usage_.get(),
+                           io_.get()};
     cache_service_ = NewCacheService(deps);
     admin_service_ = NewAdminService(deps, [this] { return Config(); });
 
@@ -157,6 +201,7 @@ class CacheServerImpl final : public CacheServer {
       }
       exposer_->RegisterCollectable(metrics_.registry());
       exposer_->RegisterCollectable(metrics_.store_collector());
+      exposer_->RegisterCollectable(io_collector_);
       std::vector<int> ports = exposer_->GetListeningPorts();
       absl::MutexLock lock(&address_mu_);
       metrics_address_ = absl::StrCat(HostOf(options_.metrics_listen), ":",
@@ -259,6 +304,8 @@ class CacheServerImpl final : public CacheServer {
   const std::unique_ptr<AccessControl> access_;
   TenantBook tenants_;
   CallLimiter limiter_;  // Outlives the services (declared before them).
+  std::unique_ptr<IoExecutor> io_;  // The services' I/O threads; reset once they are done.
+  std::shared_ptr<IoCollector> io_collector_;  // Scraped by exposer_, reset before io_.
   std::unique_ptr<DataChannelServer> data_;
   std::unique_ptr<grpc::Service> cache_service_;
   std::unique_ptr<grpc::Service> admin_service_;

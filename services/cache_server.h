@@ -65,6 +65,11 @@ struct ServerOptions {
   // The store: capacities, disk path, block size limit, eviction policy. (Its listener is
   // the server's event ring when events are on.)
   TieredStoreOptions store;
+  // Threads that run the store work which may wait on the disk (Get's reads of blocks not
+  // in memory, Put's stores, admin list/inspect/evict/flush), so that gRPC's callback threads, which also
+  // answer health checks, never do; a stuck disk holds at most this many calls' work and
+  // queues the rest. Clamped to 1..256. Default: 8.
+  int io_threads = 8;
   // KV events (SubscribeEvents, docs/events.md): how many of the newest events the ring
   // keeps for subscribers that reconnect (about 160 B each, more with token ids); 0 turns
   // events off. Default: 65536.

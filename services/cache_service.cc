@@ -6,6 +6,12 @@
 // (a raw method writing the wire bytes of block_wire.h). Put reads a client stream message by
 // message and stops at the first bad block, keeping the ones before it.
 //
+// Get's reads of blocks not in memory and Put's stores can wait on the disk (a read from
+// RocksDB; a Put that demotes or trims on its own thread), so they run on the server's I/O
+// threads (ServiceDeps::io), which then start the reactor's next write or read: gRPC's
+// callback threads, which also answer health checks, never wait on the disk. A Get of a
+// block in memory is sent inline (the hop would cost CPU for nothing).
+//
 // Every call is authenticated first (services/access.h): Lookup, Get and OpenDataChannel
 // need the reader role, Put the writer role, and the namespace a caller names is mapped to
 // its tenant's stored namespace before the store sees it.
@@ -19,6 +25,7 @@
 #include "proto/block_wire.h"
 #include "proto/grpc_status.h"
 #include "common/data_channel_wire.h"
+#include "common/io_executor.h"
 #include "common/little_endian.h"
 #include "services/access_grpc.h"
 #include "services/call_limits.h"
@@ -110,7 +117,18 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       Done(s);
       return;
     }
-    absl::StatusOr<BlockPtr> block = deps_.store->Get(BlockId{ns_, keys_[next_]});
+    // A block in memory is sent from here; one only the disk can give, from an I/O thread.
+    std::optional<absl::StatusOr<BlockPtr>> in_memory =
+        deps_.store->GetFromMemory(BlockId{ns_, keys_[next_]});
+    if (in_memory) {
+      Send(*std::move(in_memory));
+    } else {
+      deps_.io->Run([this] { Send(deps_.store->Get(BlockId{ns_, keys_[next_]})); });
+    }
+  }
+
+  // Ends in StartWrite or Finish: `this` is not touched after either.
+  void Send(absl::StatusOr<BlockPtr> block) {
     if (!block.ok()) {  // The run ends at the first block that is gone: not an error.
       Done(absl::OkStatus());
       return;
@@ -181,13 +199,16 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
       Done(s);
       return;
     }
-    absl::Status stored = Store();
-    deps_.limiter->Release(CallLimiter::Op::kPut, bytes);
-    if (!stored.ok()) {
-      Done(stored);
-      return;
-    }
-    StartRead(&request_);
+    // On an I/O thread; ends in StartRead or Finish, after which `this` is not touched.
+    deps_.io->Run([this, bytes] {
+      absl::Status stored = Store();
+      deps_.limiter->Release(CallLimiter::Op::kPut, bytes);
+      if (!stored.ok()) {
+        Done(stored);
+        return;
+      }
+      StartRead(&request_);
+    });
   }
 
   void OnDone() override {

@@ -42,6 +42,10 @@ ABSL_FLAG(int64_t, events_ring, 65536,
 ABSL_FLAG(std::string, demotion_queue_bytes, "256MiB",
           "RAM victims waiting for the background writer to put them on disk; past it a Put "
           "demotes its own victims (counted as demotion_waits); 0 demotes on the Put's thread");
+ABSL_FLAG(int, io_threads, 8,
+          "threads for store work that may wait on the disk (Get's reads from the disk tier, "
+          "Put's stores, admin ls/inspect/evict/flush), 1 to 256; gRPC's own threads, which "
+          "answer health checks, never wait on the disk");
 ABSL_FLAG(bool, ram_arena, false,
           "receive payloads into a RAM-tier arena faulted in from the start (resident size = "
           "--ram-bytes from the start; Puts into an empty tier as fast as into a full one)");
@@ -225,6 +229,10 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
     return UsageError(absl::StrCat("--events-ring must be in [0, 67108864], got ", events_ring));
   }
   options.events_ring = static_cast<size_t>(events_ring);
+  options.io_threads = absl::GetFlag(FLAGS_io_threads);
+  if (options.io_threads < 1 || options.io_threads > 256) {
+    return UsageError(absl::StrCat("--io-threads must be in [1, 256], got ", options.io_threads));
+  }
   options.store.ram.capacity_bytes = *ram;
   options.store.ram.num_shard_bits = shard_bits;
   options.store.ram.eviction = absl::GetFlag(FLAGS_eviction);

@@ -21,6 +21,7 @@ namespace kvcache {
 class CallLimiter;
 class DataChannelServer;
 class EventLog;
+class IoExecutor;
 
 // What the services work with. REQUIRES: all of it outlives the services.
 struct ServiceDeps {
@@ -32,6 +33,11 @@ struct ServiceDeps {
   CallLimiter* limiter = nullptr;           // services/call_limits.h.
   EventLog* events = nullptr;               // Null when events are off.
   TenantUsage* usage = nullptr;             // Null when auth is off.
+  // Where store work that may wait on the disk runs (common/io_executor.h), never on
+  // gRPC's callback threads: Get's reads of blocks not in memory, Put's stores (a Put can
+  // demote or trim on its own thread), and the admin calls that walk or erase (List,
+  // Inspect, Evict, Flush). Lookup, RAM hits, stats and configuration answer inline.
+  IoExecutor* io = nullptr;
 };
 
 std::unique_ptr<grpc::Service> NewCacheService(const ServiceDeps& deps);
