@@ -30,7 +30,7 @@ if [ -z "$model" ]; then
      [ "$(cat "$model/trained-by.sha256" 2>/dev/null)" = "$stamp" ]; then
     echo "== the demo model: $model (trained before)"
   elif apt_install_missing python3-torch && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    echo "== training the demo model once (about 5 minutes on 2 idle cores) into $model"
+    echo "== training the demo model once (about 10 minutes on 2 cores; 13 CPU-minutes) into $model"
     rm -rf "$model"
     /usr/bin/python3 scripts/train_demo_model.py --out="$model"
     echo "$stamp" >"$model/trained-by.sha256"
@@ -54,17 +54,17 @@ addr="$(listen_addr "$work/server.log")"
 cat "$work/server.log"
 
 # A long prompt, as a shared system prompt would be: the 2,000 bytes of the GPL-3 text that
-# end where its "How to Apply" notice breaks off, mid-sentence.
+# end mid-sentence in its section 11, "...relying on a patent license,\nand the Corresponding ".
 license=/usr/share/common-licenses/GPL-3
-cut_after="    it under the terms of the "
-end=$(($(grep -bF "$cut_after" "$license" | head -1 | cut -d: -f1) + ${#cut_after}))
+cut="and the Corresponding "
+end=$(($(grep -bF "${cut}Source of the work is not available" "$license" | cut -d: -f1) + ${#cut}))
 head -c "$end" "$license" | tail -c 2000 >"$work/prompt.txt"
 echo "== the prompt: the 2,000 bytes of $license up to" \
      "\"...$(tail -c 70 "$work/prompt.txt" | sed -z 's/\n/\\n/g')\""
-
+new_tokens=65
 for run in cold warm; do
   "$BIN/kvcache-worker" generate --model="$model" --cache="$addr" \
-    --prompt-file="$work/prompt.txt" --max-new-tokens=64 --json >"$work/$run.json"
+    --prompt-file="$work/prompt.txt" --max-new-tokens="$new_tokens" --json >"$work/$run.json"
   printf '== %-4s request: prompt %5s tokens, %5s from the cache, time to first token %8.1f ms\n' \
     "$run" "$(json_field prompt_tokens <"$work/$run.json")" "$(json_field cached_tokens <"$work/$run.json")" \
     "$(json_field ttft_ms <"$work/$run.json")"
@@ -72,7 +72,7 @@ for run in cold warm; do
 done
 tokens() { sed 's/.*"tokens": *\[\([^]]*\)\].*/\1/' "$1"; }
 if [ "$(tokens "$work/cold.json")" = "$(tokens "$work/warm.json")" ]; then
-  echo "== the same answer both times (all 64 tokens equal), the warm one computed over KV from the cache"
+  echo "== the same answer both times (all $new_tokens tokens equal), the warm one computed over KV from the cache"
 else
   echo "== the answers differ between cold and warm runs" >&2
   exit 1

@@ -47,12 +47,13 @@ def main():
         license = "/usr/share/common-licenses/GPL-3"
         with open(license, "rb") as f:
             data = f.read()
-        end = data.index(b"    it under the terms of the GNU General") + len("    it under the terms of the ")
+        cut = b"and the Corresponding "
+        end = data.index(cut + b"Source of the work is not available") + len(cut)
         prompt = os.path.join(tmp, "prompt.txt")
         with open(prompt, "wb") as f:
             f.write(data[end - 2000:end])
         plain = subprocess.run([worker, "generate", "--model=" + model, "--prompt-file=" + prompt,
-                                "--max-new-tokens=64", "--json"],
+                                "--max-new-tokens=65", "--json"],
                                check=True, stdout=subprocess.PIPE, text=True).stdout
         want = json.loads(plain)["text"]
         for name, shown in (("cold", cold_text), ("warm", warm_text)):
