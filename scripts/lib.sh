@@ -9,6 +9,8 @@
 #   listen_addr LOG [SECONDS]      wait for "listening on HOST:PORT" in LOG; print HOST:PORT
 #   wait_port HOST:PORT            wait (10 s) until HOST:PORT accepts connections
 #   json_field NAME                the first number NAME holds in the JSON on stdin
+#   json_string NAME               the first string NAME holds in the JSON on stdin, as JSON
+#                                  writes it (quotes, newlines and backslashes escaped), unquoted
 #   replace_section FILE NAME CONTENT_FILE
 #                                  rewrite a generated section of a Markdown file
 
@@ -75,6 +77,8 @@ wait_port() {
 }
 
 json_field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | head -1; }
+
+json_string() { sed -n "s/.*\"$1\": *\"\(\([^\"\\\\]\|\\\\.\)*\)\".*/\1/p" | head -1; }
 
 # replace_section FILE NAME CONTENT_FILE: replaces what lies between "<!-- NAME:begin -->"
 # and "<!-- NAME:end -->" in FILE (appending the markers if missing; creating FILE with a

@@ -1,25 +1,23 @@
 #!/usr/bin/python3
-"""Trains a small byte-level Llama for the demo, so that it can answer in text (groundwork).
+"""Trains the small byte-level Llama that scripts/demo.sh answers with, so that it speaks.
 
 The model reads and writes bytes (token id = byte value, as kvcache-worker's tokenizer), and
-is trained on the license texts every Debian system ships (/usr/share/common-licenses).
-Deterministic: fixed seed, fixed data order, fixed step count, two threads; the same machine
-makes the same weights. It writes a Hugging Face style folder that kvcache-worker loads as
-it is (config.json, model.safetensors in f32); the worker's greedy tokens equal this
-script's own forward pass. Weights are never committed.
+is trained on the license texts every Debian system ships (/usr/share/common-licenses), with
+half of its windows drawn from GPL-3 (--focus), the text the demo's prompt comes from, so
+that it continues that prompt with the license's own words. 400 steps of 16 windows of 256
+bytes, every tenth step one 2,048-byte window instead: without those, attention over the
+distances of the demo's 2,000-byte prompt, never trained, turns its answer into noise; run
+last rather than interleaved, they made the model forget (it answered "contributor of the
+contributor of ..." to every prompt). Deterministic: fixed seeds, fixed data order, two
+threads; the same machine makes the same weights. It writes a Hugging Face style folder
+that kvcache-worker loads as it is (config.json, model.safetensors in f32, written last);
+the worker's greedy tokens equal this script's own forward pass. Weights are never
+committed.
 
-Status (2026-12-02): NOT yet used by scripts/demo.sh. Trained only at a context of 256
-(300 steps of 8 x 256 bytes, 0.43 M parameters, loss near 1.7 nats/byte; 6.4 CPU-minutes,
-about 3 minutes on 2 idle cores), the model continued a 200-byte license prompt with words
-(" to the the the ...") but the demo's 2,000-byte prompt with noise (" tocofor thteromat
-at ..."): attention over distances never trained. 40 more steps of one 2,048-byte window
-(--long-steps, about 4 more CPU-minutes) fixed that: greedy answer to the first 2,000 bytes
-of GPL-3, cold and warm alike, " or and of the License of the License of the ser" (TTFT
-330 ms cold, 100 ms warm with 2,000 tokens from the cache). That was measured with the two
-phases run as separate processes; this file runs them in one, a run not yet repeated end to
-end before the demo switches to it.
+scripts/demo.sh runs it once into build/models/demo and retrains when this file changes;
+docs/worker.md ("The demo model") has its time and the demo's answer.
 
-Usage: /usr/bin/python3 scripts/train_demo_model.py --out=DIR [--steps=N] [--long-steps=N]
+Usage: /usr/bin/python3 scripts/train_demo_model.py --out=DIR [--steps=N] [--long-every=N] ...
 Needs Debian's python3-torch.
 """
 
@@ -163,22 +161,41 @@ def export(model, out):
     os.replace(tmp, os.path.join(out, "model.safetensors"))  # Last: marks the folder complete.
 
 
+def windows(sources, share, count, length, gen):
+    """`count` windows of `length` + 1 bytes: each from sources[1] with probability `share`,
+    else from sources[0], at a random offset; drawn from `gen` (the same every run)."""
+    out = []
+    for _ in range(count):
+        data = sources[1] if float(torch.rand(1, generator=gen)) < share else sources[0]
+        s = int(torch.randint(0, len(data) - length - 1, (1,), generator=gen))
+        out.append(data[s:s + length + 1])
+    w = torch.stack(out)
+    return w[:, :-1], w[:, 1:]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="folder to write the model into")
-    ap.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
+    ap.add_argument("--steps", type=int, default=400, help="optimizer steps (default 400)")
     ap.add_argument("--context", type=int, default=256, help="tokens per training window")
-    ap.add_argument("--batch", type=int, default=8, help="windows per step")
-    ap.add_argument("--long-steps", type=int, default=40,
-                    help="then steps of one --long-context window (default 40)")
+    ap.add_argument("--batch", type=int, default=16, help="windows per step")
+    ap.add_argument("--long-every", type=int, default=10,
+                    help="every Nth step is one --long-context window (default 10)")
     ap.add_argument("--long-context", type=int, default=2048,
-                    help="the window of the last steps: as long as the demo's prompt")
+                    help="the long window: as long as the demo's prompt (default 2048)")
+    ap.add_argument("--focus", default="GPL-3",
+                    help="the license the demo's prompt comes from (default GPL-3)")
+    ap.add_argument("--focus-share", type=float, default=0.5,
+                    help="share of the windows drawn from --focus (default 0.5)")
     args = ap.parse_args()
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True)
     data = torch.tensor(list(corpus()), dtype=torch.long)
+    with open(os.path.join(CORPUS_DIR, args.focus), "rb") as f:
+        focus = torch.tensor(list(f.read()), dtype=torch.long)
+    sources = (data, focus)
     model = Llama(CONFIG)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=0.01)
     gen = torch.Generator().manual_seed(1)
@@ -187,11 +204,16 @@ def main():
         lr = 3e-3 * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        starts = torch.randint(0, len(data) - args.context - 1, (args.batch,), generator=gen)
-        x = torch.stack([data[s:s + args.context] for s in starts])
-        y = torch.stack([data[s + 1:s + args.context + 1] for s in starts])
-        # A random RoPE offset per step: the worker runs prompts thousands of tokens long.
-        start = int(torch.randint(0, 2048, (1,), generator=gen))
+        if (step + 1) % args.long_every == 0:
+            # One window as long as the demo's prompt: attention over distances never trained
+            # turns a 2,000-byte prompt's answer into noise. Interleaved rather than last, so
+            # that the falling learning rate keeps what the short windows taught.
+            x, y = windows(sources, args.focus_share, 1, args.long_context, gen)
+            start = 0
+        else:
+            x, y = windows(sources, args.focus_share, args.batch, args.context, gen)
+            # A random RoPE offset: the worker runs prompts thousands of tokens long.
+            start = int(torch.randint(0, 2048, (1,), generator=gen))
         loss = F.cross_entropy(model(x, start).reshape(-1, CONFIG["vocab_size"]), y.reshape(-1))
         opt.zero_grad()
         loss.backward()
@@ -199,21 +221,6 @@ def main():
         opt.step()
         if step % 25 == 0 or step == args.steps - 1:
             print(f"  step {step + 1}/{args.steps}  loss {loss.item():.3f}  "
-                  f"{time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-    # Then a few steps at the length of the demo's prompt: attention over distances never
-    # trained turns a 2,000-byte prompt's answer into noise.
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    for step in range(args.long_steps):
-        s = int(torch.randint(0, len(data) - args.long_context - 1, (1,), generator=gen))
-        x = data[s:s + args.long_context][None]
-        y = data[s + 1:s + args.long_context + 1][None]
-        loss = F.cross_entropy(model(x).reshape(-1, CONFIG["vocab_size"]), y.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step % 10 == 0 or step == args.long_steps - 1:
-            print(f"  long step {step + 1}/{args.long_steps}  loss {loss.item():.3f}  "
                   f"{time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     export(model, args.out)
     print(f"wrote {args.out} ({sum(p.numel() for p in model.parameters())} parameters, "

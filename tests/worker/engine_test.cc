@@ -10,8 +10,10 @@
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
+#include "nlohmann/json.hpp"
 #include "tests/worker/worker_test_util.h"
 #include "worker/decoder.h"
+#include "worker/generate.h"
 #include "worker/kv_block.h"
 #include "worker/tokenizer.h"
 
@@ -352,6 +354,33 @@ TEST_F(EngineTest, RejectsBadRequests) {
   absl::StatusOr<GenerateResult> zero = engine->Generate(r);
   ASSERT_TRUE(zero.ok());
   EXPECT_TRUE(zero->tokens.empty());
+}
+
+// What `generate` prints as the answer's text (scripts/demo.sh shows it): the generated ids
+// as bytes, in order, ids from 256 up skipped; JSON escapes quotes and newlines and replaces
+// invalid UTF-8, so the text survives the trip through the JSON line.
+TEST_F(EngineTest, ResultTextIsTheGeneratedBytes) {
+  auto engine = NewEngine(nullptr);  // vocab_size 260: bytes, and 4 ids that are not.
+  const std::string words = "the na\xc3\xafve \"cache\"\n\tof the License\\";
+  GenerateResult r;
+  r.tokens = TokenizeBytes(words);
+  r.tokens.insert(r.tokens.begin() + 3, 257);
+  const std::string text = DetokenizeBytes(r.tokens);
+  EXPECT_EQ(text, words);
+
+  const nlohmann::json j = nlohmann::json::parse(GenerateResultJson(r, *engine, 16));
+  EXPECT_EQ(j["text"], words);
+  EXPECT_EQ(j["tokens"].size(), words.size() + 1);
+  EXPECT_NE(GenerateResultText(r, *engine).find("\ntext: " + words + "\n"), std::string::npos);
+  // A served answer has no model at hand: text only when every id is a byte.
+  EXPECT_FALSE(nlohmann::json::parse(RemoteGenerateResultJson(r)).contains("text"));
+  r.tokens.erase(r.tokens.begin() + 3);
+  EXPECT_EQ(nlohmann::json::parse(RemoteGenerateResultJson(r))["text"], words);
+
+  // A byte that is not UTF-8 becomes U+FFFD in JSON; the line still parses.
+  r.tokens = {'a', 0xff, 'b'};
+  EXPECT_EQ(nlohmann::json::parse(GenerateResultJson(r, *engine, 16))["text"],
+            "a\xef\xbf\xbd" "b");
 }
 
 }  // namespace
