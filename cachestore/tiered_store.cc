@@ -8,6 +8,9 @@
 // in batches, so a Put does not wait for the disk while the disk keeps up; when the queue is
 // full the Put writes its own victims (counted: demotion_waits). A queued block is still
 // stored: Get, Lookup, Contains and Inspect see it, and a Put of its id is kAlreadyPresent.
+// A victim leaves RAM under the RAM shard's lock and reaches the queue just after: the RAM
+// tier's listener (DemotionHandOff) notes it in between, and a reader of it waits for the
+// hand-off instead of missing it.
 //
 // Same id, different bytes: a Put of id X and the demotion of an older X must never leave
 // one version in RAM and another on disk. Both run under X's stripe lock: the Put checks the
@@ -51,13 +54,61 @@ class RamOnlyListener final : public StoreListener {
   StoreListener* const next_;
 };
 
+// The RAM tier's listener over a disk. A victim worth demoting leaves RAM under the RAM
+// shard's lock (reported kDemoted) and reaches the demotion queue a moment later (Demote);
+// this notes it in between, so that a Get, Lookup or Put of it then waits for it instead of
+// finding it nowhere.
+class DemotionHandOff final : public StoreListener {
+ public:
+  explicit DemotionHandOff(StoreListener* next) : next_(next) {}
+  void OnStored(const Block& block, TierId tier) override {
+    if (next_ != nullptr) next_->OnStored(block, tier);
+  }
+  void OnRemoved(const BlockId& id, TierId tier, RemovalReason reason) override {
+    if (reason == RemovalReason::kDemoted) {
+      absl::MutexLock lock(&mu_);
+      ++pending_[id];
+    }
+    if (next_ != nullptr) next_->OnRemoved(id, tier, reason);
+  }
+  void OnCleared(TierId tier) override {
+    if (next_ != nullptr) next_->OnCleared(tier);
+  }
+
+  // Demote has queued `id` (or is writing it itself).
+  void Done(const BlockId& id) {
+    absl::MutexLock lock(&mu_);
+    auto it = pending_.find(id);
+    if (it != pending_.end() && --it->second == 0) pending_.erase(it);
+  }
+
+  // Whether `id` is between RAM and the queue; then waits until it is not (at most `limit`:
+  // a safety net, the hand-off takes microseconds).
+  bool WaitIfPending(const BlockId& id, absl::Duration limit) const {
+    absl::MutexLock lock(&mu_);
+    if (!pending_.contains(id)) return false;
+    auto done = [this, &id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !pending_.contains(id);
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&done), limit);
+    return true;
+  }
+
+ private:
+  StoreListener* const next_;  // Null when nobody else listens.
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<BlockId, int> pending_ ABSL_GUARDED_BY(mu_);  // Id -> victims in between.
+};
+
 class TieredStoreImpl final : public TieredStore {
  public:
   TieredStoreImpl(const TieredStoreOptions& options, std::unique_ptr<BlockStore> ram,
                   std::unique_ptr<BlockStore> disk,
-                  std::unique_ptr<StoreListener> ram_listener = nullptr)
+                  std::unique_ptr<StoreListener> ram_listener = nullptr,
+                  DemotionHandOff* handoff = nullptr)
       : options_(options),
         ram_listener_(std::move(ram_listener)),
+        handoff_(handoff),
         ram_(std::move(ram)),
         disk_(std::move(disk)) {
     if (options.ram.arena) {
@@ -289,12 +340,17 @@ class TieredStoreImpl final : public TieredStore {
     return stripes_[IndexHash(id) % kStripes];
   }
 
-  // The queued block of `id`, or null.
+  // The queued block of `id`, or null. A victim between RAM and the queue is waited for.
   BlockPtr Queued(const BlockId& id) const {
     if (!disk_) return nullptr;
-    absl::MutexLock lock(&queue_mu_);
-    auto it = queued_.find(id);
-    return it == queued_.end() ? nullptr : it->second;
+    for (bool waited = false;; waited = true) {
+      {
+        absl::MutexLock lock(&queue_mu_);
+        auto it = queued_.find(id);
+        if (it != queued_.end()) return it->second;
+      }
+      if (waited || !handoff_->WaitIfPending(id, absl::Milliseconds(100))) return nullptr;
+    }
   }
 
   void Demote(std::vector<Evicted>& victims) {
@@ -303,18 +359,20 @@ class TieredStoreImpl final : public TieredStore {
       if (!v.worth_demoting) continue;
       const BlockId id = v.block->meta.id;
       const uint64_t size = v.block->payload.size();
+      bool room;
       {
         absl::MutexLock lock(&queue_mu_);
-        const bool room = writer_.joinable() && !stopping_ &&
-                          (queue_.empty() || queued_bytes_ + size <= options_.demotion_queue_bytes);
+        room = writer_.joinable() && !stopping_ &&
+               (queue_.empty() || queued_bytes_ + size <= options_.demotion_queue_bytes);
         // Queued (or, when full, registered while this thread writes it): still served.
         queued_[id] = v.block;
         if (room) {
           queue_.push_back(v.block);
           queued_bytes_ += size;
-          continue;
         }
       }
+      handoff_->Done(id);
+      if (room) continue;
       // Back-pressure: the disk is not keeping up (or there is no writer).
       if (writer_.joinable()) demotion_waits_.fetch_add(1, std::memory_order_relaxed);
       WriteDown(v.block);
@@ -384,6 +442,7 @@ class TieredStoreImpl final : public TieredStore {
 
   const TieredStoreOptions options_;
   const std::unique_ptr<StoreListener> ram_listener_;  // Outlives ram_ (declared before).
+  DemotionHandOff* const handoff_;  // ram_listener_ when there is a disk, else null.
   const std::unique_ptr<BlockStore> ram_;
   const std::unique_ptr<BlockStore> disk_;  // Null when RAM only.
   // Declared after the tiers: destroyed first, so blocks freed later just free their bytes.
@@ -419,7 +478,12 @@ absl::StatusOr<std::unique_ptr<TieredStore>> NewTieredStore(const TieredStoreOpt
   }
   RamTierOptions ram_options = options.ram;
   std::unique_ptr<StoreListener> ram_listener;
-  if (options.listener != nullptr && !options.disk) {
+  DemotionHandOff* handoff = nullptr;
+  if (options.disk) {
+    auto h = std::make_unique<DemotionHandOff>(options.listener);
+    handoff = h.get();
+    ram_listener = std::move(h);
+  } else if (options.listener != nullptr) {
     ram_listener = std::make_unique<RamOnlyListener>(options.listener);
   }
   ram_options.listener = ram_listener ? ram_listener.get() : options.listener;
@@ -434,7 +498,7 @@ absl::StatusOr<std::unique_ptr<TieredStore>> NewTieredStore(const TieredStoreOpt
     disk = *std::move(opened);
   }
   return std::make_unique<TieredStoreImpl>(options, *std::move(ram), std::move(disk),
-                                           std::move(ram_listener));
+                                           std::move(ram_listener), handoff);
 }
 
 }  // namespace kvcache
