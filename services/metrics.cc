@@ -23,6 +23,15 @@ void AddSample(prometheus::MetricFamily& family, std::vector<prometheus::ClientM
   family.metric.push_back(std::move(m));
 }
 
+// One metric family read from a field of a per-tier figures struct (TierStats, TierUsage).
+template <typename Figures>
+struct FieldSpec {
+  const char* name;
+  const char* help;
+  prometheus::MetricType type;
+  uint64_t Figures::*field;
+};
+
 // Reads the store's stats on each scrape, so gauges are never stale and the data path pays
 // nothing for them.
 class StoreCollector final : public prometheus::Collectable {
@@ -33,14 +42,7 @@ class StoreCollector final : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override {
     const StoreStats s = store_->GetStoreStats();
     std::vector<prometheus::MetricFamily> out;
-    using Field = uint64_t TierStats::*;
-    struct Spec {
-      const char* name;
-      const char* help;
-      prometheus::MetricType type;
-      Field field;
-    };
-    const Spec specs[] = {
+    const FieldSpec<TierStats> specs[] = {
         {"kvcache_tier_blocks", "Blocks held by the tier.", prometheus::MetricType::Gauge,
          &TierStats::blocks},
         {"kvcache_tier_bytes", "Bytes charged to the tier (payload + metadata).",
@@ -81,7 +83,7 @@ class StoreCollector final : public prometheus::Collectable {
          "RAM victims a Put wrote to disk itself: the demotion queue was full.",
          prometheus::MetricType::Counter, &TierStats::demotion_waits},
     };
-    for (const Spec& spec : specs) {
+    for (const FieldSpec<TierStats>& spec : specs) {
       prometheus::MetricFamily family{spec.name, spec.help, spec.type, {}};
       for (const auto& [tier, stats] : {std::pair{"ram", &s.ram}, std::pair{"disk", &s.disk}}) {
         AddSample(family, {{"tier", tier}}, stats->*spec.field);
@@ -105,14 +107,7 @@ class StoreCollector final : public prometheus::Collectable {
   // moved out.
   void CollectTenants(std::vector<prometheus::MetricFamily>& out) const {
     const std::vector<TenantUsageStats> tenants = usage_->Snapshot();
-    using Field = uint64_t TierUsage::*;
-    struct Spec {
-      const char* name;
-      const char* help;
-      prometheus::MetricType type;
-      Field field;
-    };
-    const Spec specs[] = {
+    const FieldSpec<TierUsage> specs[] = {
         {"kvcache_tenant_blocks", "Blocks the tenant holds in the tier.",
          prometheus::MetricType::Gauge, &TierUsage::blocks},
         {"kvcache_tenant_bytes", "Bytes charged to the tenant in the tier (payload + 640 B).",
@@ -123,7 +118,7 @@ class StoreCollector final : public prometheus::Collectable {
          "The tenant's blocks moved out of the tier to keep it within its quota.",
          prometheus::MetricType::Counter, &TierUsage::quota_evictions},
     };
-    for (const Spec& spec : specs) {
+    for (const FieldSpec<TierUsage>& spec : specs) {
       prometheus::MetricFamily family{spec.name, spec.help, spec.type, {}};
       for (const TenantUsageStats& t : tenants) {
         for (const auto& [tier, u] : {std::pair{"ram", &t.ram}, std::pair{"disk", &t.disk}}) {
