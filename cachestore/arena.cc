@@ -1,5 +1,7 @@
 #include "cachestore/arena.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #include <string>
@@ -85,8 +87,13 @@ class State {
     pooled_ += cls;
   }
 
-  // The background thread: faults buffers in while there is room, until stopped.
+  // The background thread: faults buffers in while there is room, until stopped. It runs at
+  // SCHED_IDLE, on CPU time nothing else wants: a server that starts next to busy workers
+  // (or a test suite that starts dozens of servers) is not slowed by its own warm-up.
   void PrefaultLoop() {
+    pthread_setname_np(pthread_self(), "kvcache-prefault");
+    sched_param idle{};
+    sched_setscheduler(0, SCHED_IDLE, &idle);  // Best effort: stays SCHED_OTHER if refused.
     while (true) {
       size_t cls;
       {

@@ -66,7 +66,7 @@ for arena in false true; do
   e="$(median <"$work/empty")"; f="$(median <"$work/full")"; i="$(median <"$work/idle")"
   echo "arena=$arena: empty $(tr '\n' ' ' <"$work/empty")| full $(tr '\n' ' ' <"$work/full")| after idle $(tr '\n' ' ' <"$work/idle")" >&2
   printf '| %s%s | %.2f | %.2f | %.2f | %.0f%% | **%.0f%%** | %s | %s |\n' "$RAM" \
-    "$([ "$arena" = true ] && echo ", --ram-arena" || echo "")" "$e" "$f" "$i" \
+    "$([ "$arena" = true ] && echo " (the default: --ram-arena)" || echo ", --ram-arena=false")" "$e" "$f" "$i" \
     "$(awk -v e="$e" -v f="$f" 'BEGIN { print 100 * e / f }')" \
     "$(awk -v e="$e" -v f="$i" 'BEGIN { print 100 * e / f }')" "$rss" "$ready" >>"$table"
   kill "$server_pid"; wait "$server_pid" || true
@@ -80,10 +80,10 @@ section="$work/section.md"
   echo "\`kvcache-bench throughput --target=kvcache --op=put --value-bytes=$VALUE --clients=$CLIENTS"
   echo "--seconds=$SECS\` against a fresh RAM-only kvcache-server of \`--ram-bytes=$RAM\`: **median of"
   echo "$REPS** while the tier is still mostly empty, then again after \`--op=fill\` wrote 1.25x its"
-  echo "capacity (so Put evicts): at once, and again after $IDLE s without Puts. Without the arena every Put into the empty tier faults its"
-  echo "payload's pages in; with \`--ram-arena\` the payloads are received into buffers a background"
-  echo "thread faulted in from the start (the resident size is the capacity from then on) and"
-  echo "eviction recycles them. Both configurations in one run, $(date -u +%Y-%m-%d), $(nproc) cores,"
+  echo "capacity (so Put evicts): at once, and again after $IDLE s without Puts. Without the arena"
+  echo "(\`--ram-arena=false\`) every Put into the empty tier faults its payload's pages in; with it (the"
+  echo "default since issue 12) the payloads are received into buffers a background thread faulted"
+  echo "in from the start (the resident size is the capacity from then on) and eviction recycles them. Both configurations in one run, $(date -u +%Y-%m-%d), $(nproc) cores,"
   echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (shared with other sessions' builds:"
   echo "read the ratios)."
   echo

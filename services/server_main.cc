@@ -46,9 +46,10 @@ ABSL_FLAG(int, io_threads, 8,
           "threads for store work that may wait on the disk (Get's reads from the disk tier, "
           "Put's stores, admin ls/inspect/evict/flush), 1 to 256; gRPC's own threads, which "
           "answer health checks, never wait on the disk");
-ABSL_FLAG(bool, ram_arena, false,
-          "receive payloads into a RAM-tier arena faulted in from the start (resident size = "
-          "--ram-bytes from the start; Puts into an empty tier as fast as into a full one)");
+ABSL_FLAG(bool, ram_arena, true,
+          "receive payloads into a RAM-tier arena that a background thread faults in from the "
+          "start, at idle priority, and eviction recycles (resident size = --ram-bytes from the "
+          "start; Puts never wait on fresh memory); --ram-arena=false leaves payloads to malloc");
 ABSL_FLAG(int, ram_shard_bits, -1,
           "log2 of the RAM tier's shards, -1 to 10; -1 picks the most (up to 16) that leave "
           "64 MiB or more each");
@@ -277,7 +278,7 @@ int main(int argc, char** argv) {
       "usage: kvcache-server [--listen=HOST:PORT] [--ram-bytes=SIZE] [--disk-path=DIR] "
       "[--disk-bytes=SIZE]\n"
       "                      [--max-block-bytes=SIZE] [--eviction=NAME] "
-      "[--ram-shard-bits=N] [--ram-arena]\n"
+      "[--ram-shard-bits=N] [--ram-arena=false]\n"
       "                      [--data-listen=HOST:PORT|auto|off] [--data-advertise=HOST[:PORT]]\n"
       "                      [--metrics-listen=HOST:PORT] [--shutdown-grace=DURATION]\n"
       "                      [limits: --max-keys-per-request, --max-blocks-per-put,\n"

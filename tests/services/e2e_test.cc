@@ -264,7 +264,7 @@ TEST_F(EndToEndTest, HelpListsEveryFlagWithItsDefaultAndVersionPrintsTheVersion)
        {"--listen=127.0.0.1:50051", "--ram-bytes=512MiB", "--ram-shard-bits=-1",
         "--disk-path=./kvcache-data", "--disk-bytes=8GiB", "--max-block-bytes=16MiB",
         "--eviction=reuse-density", "--data-listen=auto", "--data-advertise=\"\"", "--metrics-listen=127.0.0.1:9464",
-        "--shutdown-grace=10s", "--ram-arena=false"}},
+        "--shutdown-grace=10s", "--ram-arena=true"}},
       {"kvcache-admin",
        {"--server=127.0.0.1:50051", "--timeout=10s", "--json=false", "--namespace=\"\"",
         "--key=\"\"", "--parent=\"\"", "--file=\"\"", "--out=\"\"", "--limit=100",
