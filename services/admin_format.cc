@@ -205,6 +205,11 @@ json ConfigJson(const v1::GetConfigResponse& c) {
               {"data_advertise", c.data_advertise()},
               {"metrics_listen", c.metrics_listen()},
               {"shutdown_grace", absl::FormatDuration(absl::Milliseconds(c.shutdown_grace_ms()))},
+              {"admin_listen", c.admin_listen()},
+              {"auth", c.auth()},
+              {"io_threads", c.io_threads()},
+              {"ram_arena", c.ram_arena()},
+              {"demotion_queue_bytes", c.demotion_queue_bytes()},
               {"version", c.version()}};
 }
 

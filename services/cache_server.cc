@@ -249,6 +249,9 @@ class CacheServerImpl final : public CacheServer {
     config.set_shutdown_grace_ms(absl::ToInt64Milliseconds(options_.shutdown_grace));
     config.set_admin_listen(admin_address());
     config.set_auth(access_->enabled() ? access_->path() : "off");
+    config.set_io_threads(static_cast<uint32_t>(io_->threads()));
+    config.set_ram_arena(options_.store.ram.arena);
+    config.set_demotion_queue_bytes(options_.store.disk ? options_.store.demotion_queue_bytes : 0);
     return config;
   }
 
@@ -257,10 +260,11 @@ class CacheServerImpl final : public CacheServer {
     const std::string metrics = metrics_address();
     return absl::StrCat(
         "kvcache-server ", kKvcacheVersion, " listening on ", address(), " | ram ",
-        FormatBytes(s.ram.capacity_bytes), " | disk ",
+        FormatBytes(s.ram.capacity_bytes), s.ram.arena ? " (arena)" : "", " | disk ",
         s.disk ? absl::StrCat(FormatBytes(s.disk->capacity_bytes), " at ", s.disk->path)
                : std::string("off"),
         " | max block ", FormatBytes(s.max_block_bytes), " | eviction ", s.ram.eviction,
+        " | io threads ", io_->threads(),
         " | tls ",
         options_.tls.enabled() ? (options_.tls.client_ca_file.empty() ? "on" : "on, mutual")
                                : "off",

@@ -415,7 +415,7 @@ TEST_F(EndToEndTest, FallbacksToGrpcAreCountedByClientAndServer) {
 }
 
 TEST_F(EndToEndTest, WhatAdminShowsIsWhatItAccepts) {
-  auto server = StartServer({"--ram-shard-bits=2", "--shutdown-grace=1s"});
+  auto server = StartServer({"--ram-shard-bits=2", "--shutdown-grace=1s", "--io-threads=3"});
   ASSERT_EQ(Admin({"put", "--namespace=" + ns_, "--key=" + Hex64(7),
                    "--file=" + WriteFile("p", "payload")}).exit_status, 0);
   // ls shows full namespace ids, which --namespace takes back.
@@ -431,6 +431,10 @@ TEST_F(EndToEndTest, WhatAdminShowsIsWhatItAccepts) {
   nlohmann::json c = nlohmann::json::parse(config.output);
   EXPECT_EQ(c["ram_shards"], 4);
   EXPECT_EQ(c["shutdown_grace"], "1s");
+  EXPECT_EQ(c["io_threads"], 3);
+  EXPECT_EQ(c["ram_arena"], true);
+  EXPECT_GT(c["demotion_queue_bytes"].get<uint64_t>(), 0u);
+  EXPECT_EQ(c["auth"], "off");
   EXPECT_FALSE(c["data_listen"].get<std::string>().empty());
   EXPECT_TRUE(c.contains("data_advertise"));
 
