@@ -181,7 +181,8 @@ for v in dash["templating"]["list"]:
 for metric in ("up", "kvcache_lookup_hits_total", "kvcache_tier_hits_total",
                "kvcache_tier_bytes", "kvcache_tier_capacity_bytes",
                "kvcache_tier_evictions_total", "kvcache_tier_demotions_total",
-               "kvcache_tier_checksum_failures_total", "kvcache_rpc_latency_seconds_bucket"):
+               "kvcache_tier_checksum_failures_total", "kvcache_rpc_latency_seconds_bucket",
+               "kvcache_io_tasks", "kvcache_tier_demotion_waits_total"):
     check(metric in named, f"the dashboard shows {metric}")
 check(len(titles) == len(set(titles)), "dashboard panel titles are unique")
 
