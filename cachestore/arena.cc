@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 
+#include <cstring>
 #include <string>
 #include <thread>
 #include <utility>
@@ -188,6 +189,15 @@ class Arena final : public PayloadArena {
     auto* block = new Block;
     block->payload = state_->Take(payload_bytes, cls);
     return std::shared_ptr<Block>(block, Recycle{state_, cls});
+  }
+
+  BlockPtr Adopt(BlockPtr block) override {
+    if (std::get_deleter<Recycle>(block) != nullptr) return block;
+    std::shared_ptr<Block> copy = NewBlock(block->payload.size());
+    copy->meta = block->meta;
+    copy->token_ids = block->token_ids;
+    std::memcpy(copy->payload.data(), block->payload.data(), block->payload.size());
+    return copy;
   }
 
   ArenaStats Stats() const override { return state_->Stats(); }

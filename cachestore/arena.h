@@ -62,6 +62,11 @@ class PayloadArena {
   // reference to the block is dropped.
   virtual std::shared_ptr<Block> NewBlock(size_t payload_bytes) = 0;
 
+  // `block` itself when its payload is the arena's, else a copy whose payload is: so that
+  // blocks reaching the RAM tier some other way (gRPC Puts, promotions from disk) count
+  // against the same capacity instead of adding heap memory beside it.
+  virtual BlockPtr Adopt(BlockPtr block) = 0;
+
   virtual ArenaStats Stats() const = 0;
 
   // Blocks until the background thread has nothing left to fault in (tests, benchmarks).

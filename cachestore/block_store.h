@@ -33,6 +33,7 @@
 
 namespace kvcache {
 
+class PayloadArena;   // arena.h
 class StoreListener;  // store_events.h
 
 struct BlockMeta {
@@ -320,6 +321,9 @@ class TieredStore : public BlockStore {
     block->payload.resize(payload_bytes);
     return block;
   }
+
+  // The RAM tier's arena (for its Stats()), or null without RamTierOptions::arena.
+  virtual std::shared_ptr<const PayloadArena> arena() const { return nullptr; }
 };
 
 //   INVALID_ARGUMENT  bad options (the message names the field).

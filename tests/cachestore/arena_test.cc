@@ -54,6 +54,25 @@ TEST(ArenaTest, FreedBlocksGiveTheirBuffersBack) {
   EXPECT_EQ(arena->Stats().warm_takes, 1u);
 }
 
+TEST(ArenaTest, AdoptCopiesForeignBlocksInAndKeepsItsOwn) {
+  ArenaOptions options;
+  options.capacity_bytes = 4 << 20;
+  options.prefault = false;
+  std::shared_ptr<PayloadArena> arena = PayloadArena::Create(options);
+  BlockPtr own = arena->NewBlock(8192);
+  EXPECT_EQ(arena->Adopt(own), own);
+
+  BlockPtr foreign = MakeBlock(BlockId{Key{}, Key{}}, std::nullopt, std::string(10000, 'k'));
+  BlockPtr adopted = arena->Adopt(foreign);
+  ASSERT_NE(adopted, foreign);
+  EXPECT_EQ(adopted->payload, foreign->payload);
+  EXPECT_EQ(adopted->meta.checksum, foreign->meta.checksum);
+  EXPECT_EQ(arena->Stats().held_bytes, 8192u + 12288u);  // Both classes, 4 KiB rounded.
+  EXPECT_EQ(arena->Adopt(adopted), adopted);
+  adopted.reset();
+  EXPECT_EQ(arena->Stats().held_bytes, 8192u);
+}
+
 TEST(ArenaTest, StaysWithinItsCapacityAcrossSizesAndOutlivesNothing) {
   ArenaOptions options;
   options.capacity_bytes = 2 << 20;

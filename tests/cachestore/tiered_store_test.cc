@@ -4,6 +4,7 @@
 #include <thread>
 #include <vector>
 
+#include "cachestore/arena.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -63,6 +64,38 @@ TEST_F(TieredStoreTest, RamVictimsAreDemotedAndPromotedBack) {
   EXPECT_EQ(info->tier, TierId::kRam);
   EXPECT_TRUE(info->on_disk);  // Promotion copies: a later demotion costs no write.
   EXPECT_LE(s.ram.bytes, s.ram.capacity_bytes);
+}
+
+// gRPC Puts and promotions from disk bring blocks made outside the arena: the RAM tier keeps
+// arena copies of them, so the arena's capacity bounds what RAM holds (it would otherwise
+// pool up to its capacity beside a RAM tier full of heap blocks).
+TEST_F(TieredStoreTest, WithAnArenaEveryRamPayloadLivesInIt) {
+  TieredStoreOptions o;
+  o.demotion_queue_bytes = 0;
+  o.ram.capacity_bytes = 4 * ChargeOf(kSize);
+  o.ram.arena = true;
+  o.disk = DiskTierOptions{};
+  o.disk->path = dir_.Sub("db");
+  o.disk->capacity_bytes = 100 * ChargeOf(kSize);
+  std::unique_ptr<TieredStore> store = *NewTieredStore(o);
+  ASSERT_NE(store->arena(), nullptr);
+  std::vector<BlockPtr> sent;
+  for (uint64_t i = 0; i < 10; ++i) {
+    sent.push_back(Blk(i));
+    ASSERT_TRUE(store->Put(sent.back()).ok());
+  }
+  EXPECT_EQ(store->arena()->Stats().held_bytes, 4 * kSize);  // The 4 blocks in RAM.
+  absl::StatusOr<BlockPtr> got = store->Get(Id(9));
+  ASSERT_TRUE(got.ok());
+  EXPECT_NE((*got)->payload.data(), sent[9]->payload.data());
+  EXPECT_EQ((*got)->payload, sent[9]->payload);
+
+  got = store->Get(Id(0));  // From disk, promoted: RAM still holds 4, all in the arena.
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)->payload, TestPayload(kSize, 0));
+  EXPECT_EQ(store->Inspect(Id(0))->tier, TierId::kRam);
+  EXPECT_EQ(store->GetStoreStats().ram.promotions, 1u);
+  EXPECT_EQ(store->arena()->Stats().held_bytes, 4 * kSize);
 }
 
 // What quotas make room with: out of RAM a block is demoted (kept on disk), out of disk it
