@@ -28,18 +28,25 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 bytes_of() { case "$1" in *KiB) echo $(( ${1%KiB} * 1024 ));; *MiB) echo $(( ${1%MiB} * 1048576 ));; *) echo "$1";; esac; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > 0) ? a / b : 0 }'; }
 harness() {  # harness TARGET ADDR OP VALUE
-  "$BIN/kvcache-bench" throughput --target="$1" --addr="$2" --op="$3" --value-bytes="$4" \
-    --clients=4 --seconds=2 --warmup-seconds=0.3 --json | json_field gbps
+  local out rc=0
+  out="$("$BIN/kvcache-bench" throughput --target="$1" --addr="$2" --op="$3" --value-bytes="$4" \
+    --clients=4 --seconds=2 --warmup-seconds=0.3 --json 2>&1)" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "kvcache-bench --target=$1 --op=$3 $4 exited $rc (counted as 0): $(tail -3 <<<"$out")" >&2
+    echo 0
+    return
+  fi
+  json_field gbps <<<"$out"
 }
-fill() {  # fill TARGET ADDR: 1.25x the budget, so that what follows evicts.
-  "$BIN/kvcache-bench" throughput --target="$1" --addr="$2" --op=fill --value-bytes=256KiB \
+fill() {  # fill TARGET ADDR SIZE: 1.25x the budget in values of SIZE, so that what follows evicts
+  # blocks of the size it writes (the steady state of a cache of one block size).
+  "$BIN/kvcache-bench" throughput --target="$1" --addr="$2" --op=fill --value-bytes="$3" \
     --fill-bytes="$(( MIB * 5 / 4 ))MiB" --clients=4 >/dev/null
 }
 "$BIN/kvcache-server" --listen=127.0.0.1:0 --ram-bytes="${MIB}MiB" --disk-path= --shutdown-grace=0s \
   --metrics-listen= >"$work/kv.log" 2>&1 &
 kv_pid=$!
 kv="$(listen_addr "$work/kv.log" 30)"
-fill kvcache "$kv"
 
 # The peer's own tool, one rep: "redis-benchmark" or "memcaslap", OP put|get, SIZE -> GB/s.
 own_tool() {  # own_tool PEER ADDR OP BYTES
@@ -49,8 +56,13 @@ own_tool() {  # own_tool PEER ADDR OP BYTES
     local n=$(( 2000000000 / b )); [ "$n" -lt 200 ] && n=200
     local cmd=set; [ "$op" = get ] && cmd=get
     local rps
-    rps="$(redis-benchmark -h "${addr%:*}" -p "${addr##*:}" -t "$cmd" -d "$b" -n "$n" -c 4 \
-             -r "$keys" --csv 2>/dev/null | tail -1 | cut -d, -f2 | tr -d '"')"
+    if ! redis-benchmark -h "${addr%:*}" -p "${addr##*:}" -t "$cmd" -d "$b" -n "$n" -c 4 \
+           -r "$keys" --csv >"$work/rb.out" 2>&1; then
+      echo "redis-benchmark $cmd $b failed (counted as 0): $(tail -3 "$work/rb.out")" >&2
+      echo 0
+      return
+    fi
+    rps="$(grep '^"' "$work/rb.out" | tail -1 | cut -d, -f2 | tr -d '"')"
     awk -v r="$rps" -v b="$b" 'BEGIN { print r * b / 1e9 }'
     return
   fi
@@ -86,7 +98,6 @@ for peer in $PEERS; do
     how="memcaslap: \`-T 4 -c 4 -t 2s -w 1k\` with a SET-only or GET-only command mix, 64-byte keys (it refuses values over 1 MiB, so 4 MiB has no cross-check); GET counts hits only"
   fi
   addr="127.0.0.1:$port"
-  fill "$peer" "$addr"
   table="$work/table_$peer.md"
   {
     echo "| value | op | $tool | kvcache-bench --target=$peer | harness / $tool | kvcache | kvcache / $tool | kvcache / harness's $peer |"
@@ -94,6 +105,8 @@ for peer in $PEERS; do
   } >"$table"
   for size in $SIZES; do
     b="$(bytes_of "$size")"
+    fill "$peer" "$addr" "$size"
+    fill kvcache "$kv" "$size"
     for op in put get; do : >"$work/o_$op" && : >"$work/h_$op" && : >"$work/k_$op"; done
     for _ in $(seq "$REPS"); do
       for op in put get; do
@@ -121,7 +134,8 @@ for peer in $PEERS; do
     echo "## Cross-check: the harness's $peer figures vs $tool"
     echo
     echo "$version, kvcache with"
-    echo "\`--ram-bytes=${MIB}MiB --disk-path=\`, both filled to 1.25x the budget first (so SET/Put evict)."
+    echo "\`--ram-bytes=${MIB}MiB --disk-path=\`, both filled to 1.25x the budget with values of the size measured"
+    echo "first (so SET/Put evict values of their own size)."
     echo "$how; the harness: \`kvcache-bench throughput --target=$peer|kvcache"
     echo "--op=put|get --clients=4 --seconds=2\`. GB/s of values (10⁹ B/s), **median of $REPS**, the three"
     echo "interleaved in one run, $(date -u +%Y-%m-%d), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the"
