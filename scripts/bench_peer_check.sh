@@ -43,7 +43,11 @@ fill() {  # fill TARGET ADDR SIZE: 1.25x the budget in values of SIZE, so that w
   "$BIN/kvcache-bench" throughput --target="$1" --addr="$2" --op=fill --value-bytes="$3" \
     --fill-bytes="$(( MIB * 5 / 4 ))MiB" --clients=4 >/dev/null
 }
+# kvcache evicts least recently used, as its peers do here: under the default policy
+# (reuse-density) a burst of new keys is evicted before the older ones it was compared with,
+# so the harness's Get of the keys it has just put would miss.
 "$BIN/kvcache-server" --listen=127.0.0.1:0 --ram-bytes="${MIB}MiB" --disk-path= --shutdown-grace=0s \
+  --eviction=lru \
   --metrics-listen= >"$work/kv.log" 2>&1 &
 kv_pid=$!
 kv="$(listen_addr "$work/kv.log" 30)"
@@ -134,7 +138,7 @@ for peer in $PEERS; do
     echo "## Cross-check: the harness's $peer figures vs $tool"
     echo
     echo "$version, kvcache with"
-    echo "\`--ram-bytes=${MIB}MiB --disk-path=\`, both filled to 1.25x the budget with values of the size measured"
+    echo "\`--ram-bytes=${MIB}MiB --disk-path= --eviction=lru\`, both filled to 1.25x the budget with values of the size measured"
     echo "first (so SET/Put evict values of their own size)."
     echo "$how; the harness: \`kvcache-bench throughput --target=$peer|kvcache"
     echo "--op=put|get --clients=4 --seconds=2\`. GB/s of values (10⁹ B/s), **median of $REPS**, the three"
