@@ -53,6 +53,23 @@ TEST(FingerprintTableTest, ClearReturnsTheMemory) {
   EXPECT_EQ(table.Find(0, [](uint32_t) { return true; }), kNoSlot);
 }
 
+// Past 2 MiB the buckets are mapped in whole huge pages; lookups work the same across a
+// resize from calloc'd to mapped memory.
+TEST(FingerprintTableTest, LargeTablesAreMappedInHugePages) {
+  FingerprintTable table;
+  constexpr uint32_t kEntries = 300000;
+  for (uint32_t i = 0; i < kEntries; ++i) table.Insert(i * 2654435761u, i);
+  EXPECT_EQ(table.MemoryBytes() % HugePageArray<uint64_t>::kHugePage, 0u);
+  EXPECT_GE(table.MemoryBytes(), size_t{kEntries} * 8);
+  for (uint32_t i = 0; i < kEntries; i += 7) {
+    ASSERT_EQ(table.Find(i * 2654435761u, [&](uint32_t s) { return s == i; }), i);
+  }
+  for (uint32_t i = 0; i < kEntries; i += 2) ASSERT_TRUE(table.Erase(i * 2654435761u, i));
+  EXPECT_EQ(table.size(), kEntries / 2);
+  EXPECT_EQ(table.Find(3 * 2654435761u, [](uint32_t s) { return s == 3; }), 3u);
+  EXPECT_EQ(table.Find(4 * 2654435761u, [](uint32_t s) { return s == 4; }), kNoSlot);
+}
+
 struct Linked {
   int value = 0;
   uint32_t prev = kNoSlot;
