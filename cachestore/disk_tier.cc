@@ -637,9 +637,10 @@ class DiskTier final : public BlockStore {
 
   // The slot holding `id`, or kNoSlot: a fingerprint match is confirmed against the full id.
   uint32_t FindLocked(const BlockId& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const internal::SlotArena<DiskEntry>& slots = slots_;
+    // The lambda runs within this call, under the lock (a pointer: see the RAM tier's).
+    const internal::SlotArena<DiskEntry>* slots = &slots_;
     return table_.Find(internal::IndexTag(IndexHash(id)),
-                       [&](uint32_t slot) { return slots[slot].id == id; });
+                       [&](uint32_t slot) { return (*slots)[slot].id == id; });
   }
 
   void InsertLocked(const PolicyEntry& entry, uint64_t payload_bytes, uint32_t now_s,

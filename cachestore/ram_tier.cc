@@ -240,9 +240,11 @@ class RamTier final : public BlockStore {
   // The slot holding `id`, or kNoSlot: a tag match is confirmed against the block's full id.
   static uint32_t FindLocked(const Shard& shard, uint32_t tag, const BlockId& id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
-    const internal::SlotArena<Entry>& slots = shard.slots;
-    return shard.table.Find(tag,
-                            [&](uint32_t slot) { return slots[slot].block->meta.id == id; });
+    // The lambda runs within this call, under the lock (a pointer, not a reference: Clang's
+    // analysis follows references into the lambda, which it checks as if unlocked).
+    const internal::SlotArena<Entry>* slots = &shard.slots;
+    return shard.table.Find(
+        tag, [&](uint32_t slot) { return (*slots)[slot].block->meta.id == id; });
   }
 
   static void TouchLocked(Shard& shard, uint32_t slot, const BlockId& id)
