@@ -120,11 +120,6 @@ class FingerprintTable {
     }
   }
 
-  // Starts loading the bucket `tag` probes first (for a batch of lookups).
-  void Prefetch(uint32_t tag) const {
-    if (!buckets_.empty()) __builtin_prefetch(&buckets_[tag & mask_]);
-  }
-
   // REQUIRES: `slot` is not in the table.
   void Insert(uint32_t tag, uint32_t slot) {
     if ((size_ + 1) * 4 > buckets_.size() * 3) Resize(buckets_.empty() ? 16 : 2 * buckets_.size());
