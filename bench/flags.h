@@ -9,9 +9,13 @@
 #ifndef KVCACHE_BENCH_FLAGS_H_
 #define KVCACHE_BENCH_FLAGS_H_
 
+#include <string>
+
 #include "absl/flags/declare.h"
 
 // Print one JSON object instead of text (trace, throughput).
 ABSL_DECLARE_FLAG(bool, json);
+// Eviction policy of the in-process store (trace, throughput --op=index-scale).
+ABSL_DECLARE_FLAG(std::string, eviction);
 
 #endif  // KVCACHE_BENCH_FLAGS_H_

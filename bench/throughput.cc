@@ -629,9 +629,10 @@ const FlagScope kThroughputFlags = {
     "       kvcache-bench throughput --target=... --addr=... --op=fill --fill-bytes=1GiB\n"
     "         [--value-bytes=1MiB --clients=4]  (writes fresh keys: brings a store to its\n"
     "         memory limit, so that later puts measure a full cache that evicts)\n"
-    "       kvcache-bench throughput --op=index-scale --blocks=N [--value-bytes=64] [--json]\n"
+    "       kvcache-bench throughput --op=index-scale --blocks=N [--value-bytes=64] [--eviction=lru]\n"
+    "         [--json]\n"
     "       kvcache-bench throughput --serve-rawtcp [--listen=127.0.0.1:0]\n",
-    "bench/throughput.cc", "json,tls_ca,tls_cert,tls_key,tls_server_name,token_file"};
+    "bench/throughput.cc", "json,eviction,tls_ca,tls_cert,tls_key,tls_server_name,token_file"};
 
 int RunThroughput(int argc, char** argv) {
   std::vector<char*> args(argv, argv + argc);
@@ -679,6 +680,7 @@ int RunThroughput(int argc, char** argv) {
       io.clients = o.clients;
       io.seconds = o.seconds;
       io.colliding_keys = o.key_pattern == "colliding";
+      io.eviction = absl::GetFlag(FLAGS_eviction);
       return RunIndexScale(io, o.json);
     }
   }

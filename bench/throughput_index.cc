@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_format.h"
 #include "cachestore/block_store.h"
+#include "cachestore/eviction_policy.h"
 #include "nlohmann/json.hpp"
 
 namespace kvcache {
@@ -81,7 +82,9 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
   const std::string payload(o.value_bytes, 'p');
 
   TieredStoreOptions so;
-  so.ram.capacity_bytes = o.blocks * ChargeOf(o.value_bytes) * 11 / 10 + (64ull << 20);
+  so.ram.eviction = o.eviction;
+  const uint64_t charge = ChargeOf(o.value_bytes) + EvictionPolicyExtraBytes(o.eviction);
+  so.ram.capacity_bytes = o.blocks * charge * 11 / 10 + (64ull << 20);
   absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(so);
   if (!store.ok()) {
     std::cerr << "kvcache-bench throughput: " << store.status().message() << std::endl;
@@ -159,11 +162,12 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
                                       {"value_bytes", o.value_bytes},
                                       {"clients", o.clients},
                                       {"key_pattern", o.colliding_keys ? "colliding" : "random"},
+                                      {"eviction", o.eviction},
                                       {"rss_before_bytes", rss_before},
                                       {"rss_after_bytes", rss_after},
                                       {"bytes_per_block", per_block},
                                       {"index_bytes_per_block", index_per_block},
-                                      {"charged_overhead_bytes", kBlockOverheadBytes},
+                                      {"charged_overhead_bytes", charge - o.value_bytes},
                                       {"put_ops_per_s", o.blocks / put_s},
                                       {"put_seconds", put_s},
                                       {"lookup_during_fill_p50_us", probe_p50},
@@ -175,12 +179,12 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
     std::cout << j.dump() << std::endl;
   } else {
     std::cout << absl::StrFormat(
-                     "index-scale: %d blocks of %d B, %s keys: %.1f B/block resident (%.1f "
+                     "index-scale: %d blocks of %d B, %s keys, %s: %.1f B/block resident (%.1f "
                      "beyond the payload; the store charges %d); put %.0f/s (%.2f s), get "
                      "%.0f/s, 64-key lookup %.0f/s (%d threads); another client's Lookup "
                      "during the fill: p50 %.1f us, p99 %.1f us",
                      o.blocks, o.value_bytes, o.colliding_keys ? "colliding" : "random",
-                     per_block, index_per_block, kBlockOverheadBytes, o.blocks / put_s, put_s,
+                     o.eviction, per_block, index_per_block, charge - o.value_bytes, o.blocks / put_s, put_s,
                      get_per_s, lookup_per_s, o.clients, probe_p50, probe_p99)
               << std::endl;
   }

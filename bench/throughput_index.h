@@ -32,6 +32,8 @@ struct IndexScaleOptions {
   // Keys that all share their first 16 bytes (what a client flooding the index's hash would
   // send) instead of random ones. Default: false (--key-pattern=random).
   bool colliding_keys = false;
+  // The RAM tier's eviction policy (the server's default is reuse-density). Default: "lru".
+  std::string eviction = "lru";
 };
 
 // Runs the measurement and prints one JSON object (json) or a line for people. Returns the

@@ -54,7 +54,6 @@ ABSL_FLAG(std::string, disk_bytes, "", "disk capacity in bytes (with --block-byt
 ABSL_FLAG(std::string, block_bytes, "64KiB", "payload bytes per block; a comma list with --plan");
 ABSL_FLAG(std::string, ram_sizes, "", "--plan: RAM sizes, comma separated");
 ABSL_FLAG(std::string, disk_sizes, "0", "--plan: disk sizes, comma separated (0: none)");
-ABSL_FLAG(std::string, eviction, "lru", "eviction policy (see --list-policies)");
 ABSL_FLAG(std::string, server, "", "replay live against this kvcache-server, host:port");
 ABSL_FLAG(double, speed, 0, "live: 0 = back to back; X = the trace's pace times X");
 ABSL_FLAG(uint64_t, limit_requests, 0, "use only the first N requests; 0: all");
@@ -274,7 +273,7 @@ const FlagScope kTraceFlags = {
     "       kvcache-bench trace --server=HOST:PORT --trace=FILE --block-bytes=N [--speed=X]\n"
     "         [--limit-requests=N] [--json] [--tls-ca=PEM [--tls-cert=PEM --tls-key=PEM]]\n"
     "     (--synthetic [--seed=N] instead of --trace=FILE uses a generated trace)\n",
-    "bench/trace_command.cc", "json,tls_ca,tls_cert,tls_key,tls_server_name,token_file"};
+    "bench/trace_command.cc", "json,eviction,tls_ca,tls_cert,tls_key,tls_server_name,token_file"};
 
 int TraceCommand(int argc, char** argv) {
   std::vector<std::string> rest = ParseFlags(argc, argv, kTraceFlags);

@@ -1,3 +1,5 @@
+#include <time.h>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -41,6 +43,14 @@ PolicyEntry PolicyEntryOf(const BlockMeta& meta, uint64_t charge) {
 }
 
 int64_t NowUnixMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+uint32_t NowUnixSeconds() {
+  struct timespec ts;
+  if (::clock_gettime(CLOCK_REALTIME_COARSE, &ts) != 0) {
+    return static_cast<uint32_t>(absl::ToUnixSeconds(absl::Now()));
+  }
+  return static_cast<uint32_t>(ts.tv_sec);
+}
 
 }  // namespace internal
 }  // namespace kvcache

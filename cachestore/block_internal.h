@@ -19,6 +19,11 @@ PolicyEntry PolicyEntryOf(const BlockMeta& meta, uint64_t charge);
 
 int64_t NowUnixMicros();
 
+// The index's coarse clock for last-access times: whole Unix seconds in 32 bits (good until
+// 2106), read from CLOCK_REALTIME_COARSE (no system call, a few ns).
+uint32_t NowUnixSeconds();
+inline int64_t UnixSecondsToMicros(uint32_t s) { return static_cast<int64_t>(s) * 1000000; }
+
 }  // namespace internal
 }  // namespace kvcache
 

@@ -17,8 +17,10 @@
 #ifndef KVCACHE_CACHESTORE_BLOCK_STORE_H_
 #define KVCACHE_CACHESTORE_BLOCK_STORE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,12 +45,48 @@ struct BlockMeta {
   BlockShape shape;
 };
 
+// A block's token ids: one pointer (8 bytes, null when there are none) instead of a
+// 24-byte vector in every block. Read like a container (begin, end, size, empty); filled
+// with assign.
+class TokenIds {
+ public:
+  TokenIds() = default;
+  TokenIds(const TokenIds& other) { assign(other.begin(), other.end()); }
+  TokenIds& operator=(const TokenIds& other) {
+    if (this != &other) assign(other.begin(), other.end());
+    return *this;
+  }
+  TokenIds(TokenIds&&) noexcept = default;
+  TokenIds& operator=(TokenIds&&) noexcept = default;
+
+  template <typename It>
+  void assign(It first, It last) {
+    const size_t n = static_cast<size_t>(std::distance(first, last));
+    if (n == 0) {
+      data_.reset();
+      return;
+    }
+    data_ = std::make_unique<uint32_t[]>(n + 1);
+    data_[0] = static_cast<uint32_t>(n);
+    std::copy(first, last, data_.get() + 1);
+  }
+  void clear() { data_.reset(); }
+
+  size_t size() const { return data_ == nullptr ? 0 : data_[0]; }
+  bool empty() const { return data_ == nullptr; }
+  const uint32_t* begin() const { return data_ == nullptr ? nullptr : data_.get() + 1; }
+  const uint32_t* end() const { return begin() + size(); }
+
+ private:
+  std::unique_ptr<uint32_t[]> data_;  // The count, then the ids; null when none.
+};
+
 struct Block {
   BlockMeta meta;
   std::string payload;
   // The block's token ids when its writer sent them (optional, never persisted): only
   // passed on to KV events (store_events.h) so that routers can hash them themselves.
-  std::vector<uint32_t> token_ids;
+  TokenIds token_ids;
 };
 
 using BlockPtr = std::shared_ptr<const Block>;
@@ -57,10 +95,13 @@ using BlockPtr = std::shared_ptr<const Block>;
 BlockPtr MakeBlock(const BlockId& id, std::optional<Key> parent, std::string payload,
                    const BlockShape& shape = {});
 
-// Bytes a block costs a tier beyond its payload: its index entry, metadata and policy
-// state. Measured at 516-706 B per block in the RAM tier with LRU (docs/benchmarks.md,
-// `kvcache-bench throughput --op=index-scale`), so capacities hold for small blocks too.
-inline constexpr uint64_t kBlockOverheadBytes = 640;
+// Bytes a block costs a tier beyond its payload: its index entry, metadata and LRU state.
+// Measured at 270-285 B per block in the RAM tier with LRU from 100k to 10M blocks of 64 B
+// (docs/benchmarks.md, `kvcache-bench throughput --op=index-scale`): the Block with its
+// refcount (208: the 64-byte id, parent, checksum, shape, the payload's string header,
+// token ids), the payload allocation's rounding (~16), the index slot (32) and its table
+// bucket (8 at 3/8 to 3/4 load); so capacities hold for small blocks too.
+inline constexpr uint64_t kBlockOverheadBytes = 320;
 inline uint64_t ChargeOf(uint64_t payload_bytes) { return payload_bytes + kBlockOverheadBytes; }
 
 enum class TierId { kRam, kDisk };
@@ -227,7 +268,7 @@ struct DiskTierOptions {
   // The memory budget of the in-memory index: each block on disk costs
   // kDiskIndexEntryBytes of RAM, and the oldest blocks are evicted to keep the index within
   // it (so millions of tiny blocks cannot exhaust memory, at run time or when a restart
-  // reloads them). 0: no budget. Default: 256 MiB (524,288 blocks).
+  // reloads them). 0: no budget. Default: 256 MiB (2,097,152 blocks).
   uint64_t index_capacity_bytes = 256ull << 20;
   // The tier takes no writes while the filesystem has less free space than this (it reports
   // itself degraded, and resumes by itself once space is back). Default: 64 MiB.
@@ -240,10 +281,11 @@ struct DiskTierOptions {
   StoreListener* listener = nullptr;
 };
 
-// RAM the disk tier's index takes per block: the entry of its hash map, the metadata and
-// the eviction policy's state (measured at 300-460 B with LRU and prefix-lfu; see
-// disk_tier_test's IndexBudget test), rounded up.
-inline constexpr uint64_t kDiskIndexEntryBytes = 512;
+// RAM the disk tier's index takes per block: a 96-byte slot (id, payload size, last access,
+// LRU links, fingerprint) and its fingerprint-table bucket (8 bytes at 3/8 to 3/4 load,
+// so 11-22), rounded up. A policy other than LRU keeps its own state on top (charged to the
+// tier's capacity as ExtraBytesPerBlock).
+inline constexpr uint64_t kDiskIndexEntryBytes = 128;
 
 // Opens (or creates) the disk tier and rebuilds its index from what is on disk, so blocks
 // written before a restart, clean or not, are served again.

@@ -12,6 +12,13 @@
 //
 // The meta record's layout and its codec: cachestore/meta_record_internal.h.
 //
+// The in-memory index (compact_index_internal.h) keeps per block a 96-byte slot: the full id
+// (needed to delete an evicted block's rows, and to confirm a fingerprint match), the payload
+// size, the last access in 32-bit seconds, 32-bit LRU links, the fingerprint and the pending
+// write's generation; plus an 8-byte bucket of the fingerprint table. The rest of the
+// metadata (parent, shape, checksum) stays on disk in the meta record, read together with
+// the payload by Get (one MultiGet) and by Inspect, List and EraseIf.
+//
 // Budgets and disk trouble: the index costs kDiskIndexEntryBytes of RAM a block and is kept
 // within index_capacity_bytes (evicting the oldest), at run time and at load. Every
 // check_interval the tier measures its directory (live blocks plus RocksDB's garbage, WAL
@@ -40,6 +47,7 @@
 #include "absl/time/clock.h"
 #include "cachestore/block_internal.h"
 #include "cachestore/block_store.h"
+#include "cachestore/compact_index_internal.h"
 #include "cachestore/disk_tier_internal.h"
 #include "cachestore/eviction_policy.h"
 #include "cachestore/meta_record_internal.h"
@@ -69,14 +77,22 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   return absl::InternalError(absl::StrCat("disk tier: ", what, ": ", s.ToString()));
 }
 
+using internal::kNoSlot;
+
+// One block's slot: 96 bytes.
 struct DiskEntry {
-  BlockMeta meta;
+  BlockId id;
   uint64_t payload_bytes = 0;
-  int64_t last_access_unix_micros = 0;
+  uint32_t prev = kNoSlot;  // Recency links (intrusive LRU only).
+  uint32_t next = kNoSlot;
+  uint32_t tag = 0;            // internal::IndexTag of the id's IndexHash.
+  uint32_t last_access_s = 0;  // Unix seconds.
   // Non-zero while the Put that made it is still writing: reads treat it as absent, and the
   // writer only finishes an entry whose generation is still its own.
-  uint64_t pending_generation = 0;
+  uint32_t pending_generation = 0;
+  bool live = false;  // False while the slot is free.
 };
+static_assert(sizeof(DiskEntry) == 96, "the disk tier's per-block slot grew");
 
 class DiskTier final : public BlockStore {
  public:
@@ -86,7 +102,7 @@ class DiskTier final : public BlockStore {
         max_entries_(options.index_capacity_bytes / kDiskIndexEntryBytes),
         db_(db),
         handles_(std::move(handles)),
-        extra_bytes_(policy->ExtraBytesPerBlock()),
+        extra_bytes_(policy == nullptr ? 0 : policy->ExtraBytesPerBlock()),
         policy_(std::move(policy)) {
     write_options_.sync = options.sync_writes;
   }
@@ -147,10 +163,12 @@ class DiskTier final : public BlockStore {
       absl::MutexLock lock(&mu_);
       for (const MetaRecord& r : records) {
         const uint64_t charge = Charge(r.payload_bytes);
-        policy_->OnInsert(internal::PolicyEntryOf(r.meta, charge));
-        index_[r.meta.id] = DiskEntry{r.meta, r.payload_bytes, r.written_unix_micros, 0};
+        if (FindLocked(r.meta.id) != kNoSlot) continue;  // Unreachable: keys are unique.
+        InsertLocked(internal::PolicyEntryOf(r.meta, charge), r.payload_bytes,
+                     static_cast<uint32_t>(r.written_unix_micros / 1000000), 0);
         bytes_ += charge;
       }
+      std::vector<MetaRecord>().swap(records);
       MakeRoomLocked(0, 0, &trimmed);
     }
     for (const BlockId& id : trimmed) AddDelete(&batch, id);
@@ -173,14 +191,12 @@ class DiskTier final : public BlockStore {
     }
     const int64_t now = internal::NowUnixMicros();
     std::vector<BlockId> victims;
-    uint64_t generation;
+    uint32_t generation;
     RefreshHealth();
     {
       absl::MutexLock lock(&mu_);
-      auto it = index_.find(id);
-      if (it != index_.end()) {
-        policy_->OnAccess(id);
-        it->second.last_access_unix_micros = now;
+      if (const uint32_t slot = FindLocked(id); slot != kNoSlot) {
+        TouchLocked(slot);
         return PutOutcome::kAlreadyPresent;
       }
       if (absl::Status s = WritableLocked(); !s.ok()) return s;
@@ -199,11 +215,12 @@ class DiskTier final : public BlockStore {
       }
       written_since_check_ += block->payload.size();
       const PolicyEntry entry = internal::PolicyEntryOf(block->meta, charge);
-      if (!policy_->Admit(entry)) return PutOutcome::kNotAdmitted;
+      if (policy_ != nullptr && !policy_->Admit(entry)) return PutOutcome::kNotAdmitted;
       MakeRoomLocked(charge, 1, &victims);
       generation = ++next_generation_;
-      policy_->OnInsert(entry);
-      index_[id] = DiskEntry{block->meta, block->payload.size(), now, generation};
+      if (generation == 0) generation = ++next_generation_;  // 0 means written.
+      InsertLocked(entry, block->payload.size(), static_cast<uint32_t>(now / 1000000),
+                   generation);
       bytes_ += charge;
       ++stats_.inserts;
       if (listener_ != nullptr) {
@@ -221,14 +238,14 @@ class DiskTier final : public BlockStore {
     bool still_ours;
     {
       absl::MutexLock lock(&mu_);
-      auto it = index_.find(id);
-      still_ours = it != index_.end() && it->second.pending_generation == generation;
+      const uint32_t slot = FindLocked(id);
+      still_ours = slot != kNoSlot && slots_[slot].pending_generation == generation;
       if (!written.ok()) {
-        if (still_ours) RemoveLocked(it, RemovalReason::kEvicted);
+        if (still_ours) RemoveLocked(slot, RemovalReason::kEvicted);
         return written;
       }
       if (still_ours) {
-        it->second.pending_generation = 0;
+        slots_[slot].pending_generation = 0;
         // Reported when it can be read (Contains), not while pending.
         if (listener_ != nullptr) listener_->OnStored(*block, TierId::kDisk);
       }
@@ -242,84 +259,104 @@ class DiskTier final : public BlockStore {
   }
 
   absl::StatusOr<BlockPtr> Get(const BlockId& id) override {
-    BlockMeta meta;
     uint64_t payload_bytes;
     {
       absl::MutexLock lock(&mu_);
-      auto it = index_.find(id);
-      if (it == index_.end() || it->second.pending_generation != 0) {
+      const uint32_t slot = FindLocked(id);
+      if (slot == kNoSlot || slots_[slot].pending_generation != 0) {
         ++stats_.misses;
         return absl::NotFoundError("not in the disk tier");
       }
-      meta = it->second.meta;
-      payload_bytes = it->second.payload_bytes;
+      payload_bytes = slots_[slot].payload_bytes;
     }
     if (internal::DiskReadHook hook = g_read_hook.load(std::memory_order_acquire)) hook();
-    rocksdb::PinnableSlice value;
+    // The meta record (checksum, parent, shape) and the payload in one MultiGet.
+    const std::string key = DbKey(id);
+    rocksdb::ColumnFamilyHandle* families[2] = {meta_cf(), blocks_cf()};
+    const rocksdb::Slice keys[2] = {key, key};
+    rocksdb::PinnableSlice values[2];
+    rocksdb::Status statuses[2];
     rocksdb::ReadOptions read_options;
     read_options.verify_checksums = true;
-    const rocksdb::Status s = db_->Get(read_options, blocks_cf(), DbKey(id), &value);
-    const bool intact = s.ok() && value.size() == payload_bytes &&
+    db_->MultiGet(read_options, 2, families, keys, values, statuses);
+    rocksdb::PinnableSlice& value = values[1];
+    absl::StatusOr<MetaRecord> record = absl::NotFoundError("meta record unreadable");
+    if (statuses[0].ok()) {
+      record = internal::DecodeMetaRecord(key, absl::string_view(values[0].data(), values[0].size()));
+    }
+    const bool read = statuses[0].ok() && statuses[1].ok();
+    const bool intact = read && record.ok() && value.size() == payload_bytes &&
                         PayloadChecksum(absl::string_view(value.data(), value.size())) ==
-                            meta.checksum;
+                            record->meta.checksum;
     bool dropped = false;
     if (!intact) {
       // Gone underneath us (erased meanwhile), unreadable or corrupt: never served.
       absl::MutexLock lock(&mu_);
       ++stats_.misses;
-      if (!s.IsNotFound()) ++stats_.checksum_failures;
-      auto it = index_.find(id);
-      dropped = it != index_.end() && it->second.pending_generation == 0;
-      if (dropped) RemoveLocked(it, RemovalReason::kCorrupt);
+      if (!statuses[0].IsNotFound() && !statuses[1].IsNotFound()) ++stats_.checksum_failures;
+      const uint32_t slot = FindLocked(id);
+      dropped = slot != kNoSlot && slots_[slot].pending_generation == 0;
+      if (dropped) RemoveLocked(slot, RemovalReason::kCorrupt);
     }
     if (!intact) {
       if (dropped) Commit({id}, nullptr, "dropping a bad block").IgnoreError();  // Counted.
-      return absl::NotFoundError(s.ok() ? "disk copy failed its checksum; dropped"
-                                        : "disk copy unreadable; dropped");
+      return absl::NotFoundError(read ? "disk copy failed its checksum; dropped"
+                                      : "disk copy unreadable; dropped");
     }
     auto block = std::make_shared<Block>();
-    block->meta = meta;
+    block->meta = record->meta;
     block->payload.assign(value.data(), value.size());
     absl::MutexLock lock(&mu_);
     ++stats_.hits;
-    auto it = index_.find(id);
-    if (it != index_.end()) {
-      policy_->OnAccess(id);
-      it->second.last_access_unix_micros = internal::NowUnixMicros();
-    }
+    if (const uint32_t slot = FindLocked(id); slot != kNoSlot) TouchLocked(slot);
     return BlockPtr(std::move(block));
   }
 
   bool Contains(const BlockId& id) const override {
     absl::MutexLock lock(&mu_);
-    auto it = index_.find(id);
-    return it != index_.end() && it->second.pending_generation == 0;
+    const uint32_t slot = FindLocked(id);
+    return slot != kNoSlot && slots_[slot].pending_generation == 0;
   }
 
+  // The index and the meta record (read after the lock): nullopt while its write is pending.
   std::optional<BlockInfo> Inspect(const BlockId& id) const override {
-    absl::MutexLock lock(&mu_);
-    auto it = index_.find(id);
-    if (it == index_.end()) return std::nullopt;
-    return InfoOf(it->second);
+    BlockInfo info;
+    {
+      absl::MutexLock lock(&mu_);
+      const uint32_t slot = FindLocked(id);
+      if (slot == kNoSlot || slots_[slot].pending_generation != 0) return std::nullopt;
+      info = InfoOf(slots_[slot]);
+    }
+    const std::string key = DbKey(id);
+    std::string value;
+    if (!db_->Get(rocksdb::ReadOptions(), meta_cf(), key, &value).ok()) return std::nullopt;
+    absl::StatusOr<MetaRecord> record = internal::DecodeMetaRecord(key, value);
+    if (!record.ok()) return std::nullopt;
+    info.meta = record->meta;
+    return info;
   }
 
+  // Scans the meta records (the parent, shape and checksum the filter may look at are on
+  // disk), keeping those the index holds; `filter` runs outside the lock.
   std::vector<BlockInfo> List(const Filter& filter, size_t limit) const override {
     std::vector<BlockInfo> out;
-    absl::MutexLock lock(&mu_);
-    for (const auto& [id, entry] : index_) {
-      if (out.size() >= limit) break;
-      if (filter && !filter(entry.meta)) continue;
-      out.push_back(InfoOf(entry));
-    }
+    ScanMeta([&](const MetaRecord& r, const DiskEntry& e) {
+      if (out.size() >= limit) return false;
+      if (filter && !filter(r.meta)) return true;
+      BlockInfo info = InfoOf(e);
+      info.meta = r.meta;
+      out.push_back(std::move(info));
+      return true;
+    });
     return out;
   }
 
   bool Erase(const BlockId& id) override {
     {
       absl::MutexLock lock(&mu_);
-      auto it = index_.find(id);
-      if (it == index_.end()) return false;
-      RemoveLocked(it, RemovalReason::kErased);
+      const uint32_t slot = FindLocked(id);
+      if (slot == kNoSlot) return false;
+      RemoveLocked(slot, RemovalReason::kErased);
     }
     Commit({id}, nullptr, "erasing a block").IgnoreError();  // Counted; retried.
     return true;
@@ -328,26 +365,31 @@ class DiskTier final : public BlockStore {
   bool Evict(const BlockId& id, std::vector<Evicted>* /*evicted*/) override {
     {
       absl::MutexLock lock(&mu_);
-      auto it = index_.find(id);
-      if (it == index_.end() || it->second.pending_generation != 0) return false;
+      const uint32_t slot = FindLocked(id);
+      if (slot == kNoSlot || slots_[slot].pending_generation != 0) return false;
       ++stats_.evictions;
-      RemoveLocked(it, RemovalReason::kEvicted);
+      RemoveLocked(slot, RemovalReason::kEvicted);
     }
     Commit({id}, nullptr, "evicting a block").IgnoreError();  // Counted; retried.
     return true;
   }
 
+  // `pred` sees each block's meta record as scanned from disk (outside the lock); the blocks
+  // it selects are removed if the index still holds them.
   uint64_t EraseIf(const std::function<bool(const BlockMeta&)>& pred) override {
+    std::vector<BlockId> selected;
+    ScanMeta([&](const MetaRecord& r, const DiskEntry&) {
+      if (pred(r.meta)) selected.push_back(r.meta.id);
+      return true;
+    });
     std::vector<BlockId> doomed;
     {
       absl::MutexLock lock(&mu_);
-      for (auto it = index_.begin(); it != index_.end();) {
-        if (!pred(it->second.meta)) {
-          ++it;
-          continue;
-        }
-        doomed.push_back(it->first);
-        RemoveLocked(it++, RemovalReason::kErased);
+      for (const BlockId& id : selected) {
+        const uint32_t slot = FindLocked(id);
+        if (slot == kNoSlot || slots_[slot].pending_generation != 0) continue;
+        RemoveLocked(slot, RemovalReason::kErased);
+        doomed.push_back(id);
       }
     }
     const uint64_t erased = doomed.size();
@@ -360,10 +402,14 @@ class DiskTier final : public BlockStore {
     std::vector<BlockId> doomed;
     {
       absl::MutexLock lock(&mu_);
-      for (auto it = index_.begin(); it != index_.end();) {
-        doomed.push_back(it->first);
-        RemoveLocked(it++, std::nullopt);
+      for (uint32_t slot = 0; slot < slots_.end(); ++slot) {
+        if (!slots_[slot].live) continue;
+        doomed.push_back(slots_[slot].id);
+        RemoveLocked(slot, std::nullopt);
       }
+      table_.Clear();
+      slots_.Clear();
+      lru_.Clear();
       if (listener_ != nullptr) listener_->OnCleared(TierId::kDisk);
     }
     const uint64_t erased = doomed.size();
@@ -375,10 +421,10 @@ class DiskTier final : public BlockStore {
     RefreshHealth();
     absl::MutexLock lock(&mu_);
     TierStats s = stats_;
-    s.blocks = index_.size();
+    s.blocks = table_.size();
     s.bytes = bytes_;
     s.capacity_bytes = options_.capacity_bytes;
-    s.index_bytes = index_.size() * kDiskIndexEntryBytes;
+    s.index_bytes = table_.size() * kDiskIndexEntryBytes;
     s.dir_bytes = dir_bytes_;
     s.free_bytes = free_bytes_;
     const std::string fault = FaultLocked();
@@ -572,34 +618,118 @@ class DiskTier final : public BlockStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const uint64_t live_capacity = options_.capacity_bytes - overhead_bytes_;
     while (bytes_ + charge > live_capacity ||
-           (max_entries_ != 0 && index_.size() + entries > max_entries_)) {
-      std::optional<Victim> victim = policy_->PopVictim();
-      if (!victim) break;
-      auto it = index_.find(victim->id);
-      if (it == index_.end()) continue;
-      bytes_ -= Charge(it->second.payload_bytes);
-      index_.erase(it);
+           (max_entries_ != 0 && table_.size() + entries > max_entries_)) {
+      uint32_t slot = kNoSlot;
+      if (policy_ == nullptr) {
+        slot = lru_.Oldest();
+        if (slot == kNoSlot) break;
+      } else {
+        std::optional<Victim> victim = policy_->PopVictim();
+        if (!victim) break;
+        slot = FindLocked(victim->id);
+        if (slot == kNoSlot) continue;
+      }
       ++stats_.evictions;
-      victims->push_back(victim->id);
+      victims->push_back(slots_[slot].id);
+      TakeLocked(slot);
     }
   }
 
-  // Drops an index entry and tells the policy, and the listener why when `reason` is set.
-  void RemoveLocked(absl::flat_hash_map<BlockId, DiskEntry>::iterator it,
-                    std::optional<RemovalReason> reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (listener_ != nullptr && reason) listener_->OnRemoved(it->first, TierId::kDisk, *reason);
-    policy_->OnErase(it->first);
-    bytes_ -= Charge(it->second.payload_bytes);
-    index_.erase(it);
+  // The slot holding `id`, or kNoSlot: a fingerprint match is confirmed against the full id.
+  uint32_t FindLocked(const BlockId& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // The lambda runs within this call, under the lock (a pointer: see the RAM tier's).
+    const internal::SlotArena<DiskEntry>* slots = &slots_;
+    return table_.Find(internal::IndexTag(IndexHash(id)),
+                       [&](uint32_t slot) { return (*slots)[slot].id == id; });
   }
 
+  void InsertLocked(const PolicyEntry& entry, uint64_t payload_bytes, uint32_t now_s,
+                    uint32_t generation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const uint32_t slot = slots_.Allocate();
+    DiskEntry& e = slots_[slot];
+    e.id = entry.id;
+    e.payload_bytes = payload_bytes;
+    e.tag = internal::IndexTag(IndexHash(entry.id));
+    e.last_access_s = now_s;
+    e.pending_generation = generation;
+    e.live = true;
+    table_.Insert(e.tag, slot);
+    if (policy_ != nullptr) {
+      policy_->OnInsert(entry);
+    } else {
+      lru_.PushFront(slots_, slot);
+    }
+  }
+
+  void TouchLocked(uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (policy_ != nullptr) {
+      policy_->OnAccess(slots_[slot].id);
+    } else {
+      lru_.Touch(slots_, slot);
+    }
+    slots_[slot].last_access_s = internal::NowUnixSeconds();
+  }
+
+  // Takes `slot` out of the index (not out of the policy) and frees it.
+  void TakeLocked(uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    DiskEntry& e = slots_[slot];
+    bytes_ -= Charge(e.payload_bytes);
+    table_.Erase(e.tag, slot);
+    if (policy_ == nullptr) lru_.Unlink(slots_, slot);
+    slots_.Free(slot);
+  }
+
+  // Drops an index entry and tells the policy, and the listener why when `reason` is set.
+  void RemoveLocked(uint32_t slot, std::optional<RemovalReason> reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const BlockId id = slots_[slot].id;
+    if (listener_ != nullptr && reason) listener_->OnRemoved(id, TierId::kDisk, *reason);
+    if (policy_ != nullptr) policy_->OnErase(id);
+    TakeLocked(slot);
+  }
+
+  // Calls `fn(record, entry)` for each meta record on disk that the index holds (written,
+  // not pending), until it returns false. RocksDB is read without the lock; the index is
+  // consulted under it, a batch of records at a time.
+  void ScanMeta(const std::function<bool(const MetaRecord&, const DiskEntry&)>& fn) const
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    constexpr size_t kBatch = 1024;
+    std::vector<MetaRecord> batch;
+    std::vector<std::pair<MetaRecord, DiskEntry>> held;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_cf()));
+    it->SeekToFirst();
+    for (bool more = true; more;) {
+      batch.clear();
+      for (; it->Valid() && batch.size() < kBatch; it->Next()) {
+        absl::StatusOr<MetaRecord> r = internal::DecodeMetaRecord(
+            absl::string_view(it->key().data(), it->key().size()),
+            absl::string_view(it->value().data(), it->value().size()));
+        if (r.ok()) batch.push_back(*std::move(r));
+      }
+      more = it->Valid();
+      held.clear();
+      {
+        absl::MutexLock lock(&mu_);
+        for (MetaRecord& r : batch) {
+          const uint32_t slot = FindLocked(r.meta.id);
+          if (slot == kNoSlot || slots_[slot].pending_generation != 0) continue;
+          held.emplace_back(std::move(r), slots_[slot]);
+        }
+      }
+      for (const auto& [record, entry] : held) {
+        if (!fn(record, entry)) return;
+      }
+    }
+  }
+
+  // What the index knows (meta.id only; the rest of the meta is on disk).
   static BlockInfo InfoOf(const DiskEntry& e) {
     BlockInfo info;
-    info.meta = e.meta;
+    info.meta.id = e.id;
     info.payload_bytes = e.payload_bytes;
     info.tier = TierId::kDisk;
     info.on_disk = true;
-    info.last_access_unix_micros = e.last_access_unix_micros;
+    info.last_access_unix_micros = internal::UnixSecondsToMicros(e.last_access_s);
     return info;
   }
 
@@ -615,10 +745,12 @@ class DiskTier final : public BlockStore {
   rocksdb::WriteOptions write_options_;
 
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<BlockId, DiskEntry> index_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<EvictionPolicy> policy_ ABSL_GUARDED_BY(mu_);
+  internal::FingerprintTable table_ ABSL_GUARDED_BY(mu_);
+  internal::SlotArena<DiskEntry> slots_ ABSL_GUARDED_BY(mu_);
+  internal::IntrusiveLru<DiskEntry> lru_ ABSL_GUARDED_BY(mu_);  // When policy_ is null.
+  std::unique_ptr<EvictionPolicy> policy_ ABSL_GUARDED_BY(mu_);  // Null: intrusive LRU.
   uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t next_generation_ ABSL_GUARDED_BY(mu_) = 0;
   TierStats stats_ ABSL_GUARDED_BY(mu_);
   // Deletes a failed write left undone, retried with the next write; see Commit.
   absl::flat_hash_set<BlockId> pending_deletes_ ABSL_GUARDED_BY(mu_);
@@ -652,6 +784,8 @@ absl::StatusOr<std::unique_ptr<BlockStore>> internal::NewDiskTierOnEnv(
   if (options.path.empty()) return absl::InvalidArgumentError("disk tier: path is empty");
   absl::StatusOr<std::unique_ptr<EvictionPolicy>> policy = NewEvictionPolicy(options.eviction);
   if (!policy.ok()) return policy.status();
+  // LRU, the default, is threaded through the index's slots (no policy object).
+  if (options.eviction == "lru") *policy = nullptr;
 
   rocksdb::Options db_options;
   if (env != nullptr) db_options.env = env;

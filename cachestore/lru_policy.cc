@@ -1,4 +1,10 @@
 // Least recently used: a list in recency order plus a hash index into it. O(1) per call.
+//
+// The tiers do not run this object: with "lru" they thread the recency list through their
+// own index slots (cachestore/compact_index_internal.h, IntrusiveLru), because a policy on
+// its own must key a map by the 64-byte id, which cost ~180-260 B a block on top of the
+// index. This is LRU behind the EvictionPolicy seam, for whatever drives a policy directly
+// (the policy tests), and the behaviour the tiers' intrusive LRU must match.
 
 #include <list>
 

@@ -1,21 +1,29 @@
-// The RAM tier: a sharded hash index of refcounted blocks.
+// The RAM tier: a sharded compact index of refcounted blocks.
 //
 // Each shard has its own lock, eviction policy and an equal share of the byte capacity, so
 // threads working on different keys rarely meet (as in RocksDB's sharded LRU cache). The
 // shard comes from the keyed IndexHash of the whole id (common/key.h): keys are chosen by
-// clients, so no fixed bytes of them can be trusted to spread (hash flooding). Victims are collected
-// under the lock and released after it, so freeing a large payload never blocks the shard.
+// clients, so no fixed bytes of them can be trusted to spread (hash flooding). Victims are
+// collected under the lock and released after it, so freeing a large payload never blocks
+// the shard.
+//
+// The index (compact_index_internal.h) keeps per block a 32-byte slot (the BlockPtr, a 32-bit
+// fingerprint of the hash, the last access in whole seconds, two 32-bit LRU links) and an
+// 8-byte bucket of an open-addressing table (tag, slot) at most 3/4 full; the 64-byte id is
+// the block's own (Block::meta.id), checked on every fingerprint match. With "lru" (the tiers'
+// default) the recency list is threaded through the slots; any other policy is called as
+// EvictionPolicy says and keeps its own state (its ExtraBytesPerBlock).
 
 #include <cstring>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "cachestore/block_internal.h"
 #include "cachestore/block_store.h"
+#include "cachestore/compact_index_internal.h"
 #include "cachestore/eviction_policy.h"
 #include "cachestore/store_events.h"
 #include "common/byte_size.h"
@@ -23,19 +31,28 @@
 namespace kvcache {
 namespace {
 
+using internal::kNoSlot;
+
 constexpr int kMaxShardBits = 4;
 constexpr uint64_t kMinAutoShardBytes = 64ull << 20;
 
+// One block's slot: 32 bytes.
 struct Entry {
-  BlockPtr block;
-  int64_t last_access_unix_micros = 0;
+  BlockPtr block;                // Null while the slot is free.
+  uint32_t prev = kNoSlot;       // Recency links (intrusive LRU only).
+  uint32_t next = kNoSlot;
+  uint32_t tag = 0;              // internal::IndexTag of the block's IndexHash.
+  uint32_t last_access_s = 0;    // Unix seconds.
 };
+static_assert(sizeof(Entry) == 32, "the RAM tier's per-block slot grew");
 
 // Cache-line aligned so that two shards' locks never share a line.
 struct alignas(64) Shard {
   mutable absl::Mutex mu;
-  absl::flat_hash_map<BlockId, Entry> map ABSL_GUARDED_BY(mu);
-  std::unique_ptr<EvictionPolicy> policy ABSL_GUARDED_BY(mu);
+  internal::FingerprintTable table ABSL_GUARDED_BY(mu);
+  internal::SlotArena<Entry> slots ABSL_GUARDED_BY(mu);
+  internal::IntrusiveLru<Entry> lru ABSL_GUARDED_BY(mu);  // When policy is null.
+  std::unique_ptr<EvictionPolicy> policy ABSL_GUARDED_BY(mu);  // Null: intrusive LRU.
   uint64_t capacity = 0;  // Constant after construction.
   uint64_t bytes ABSL_GUARDED_BY(mu) = 0;
   TierStats stats ABSL_GUARDED_BY(mu);
@@ -46,60 +63,65 @@ BlockInfo InfoOf(const Entry& e) {
   info.meta = e.block->meta;
   info.payload_bytes = e.block->payload.size();
   info.tier = TierId::kRam;
-  info.last_access_unix_micros = e.last_access_unix_micros;
+  info.last_access_unix_micros = internal::UnixSecondsToMicros(e.last_access_s);
   return info;
 }
 
 class RamTier final : public BlockStore {
  public:
+  // `policies`: one per shard, or none for the intrusive LRU.
   RamTier(uint64_t capacity, int shard_bits, std::vector<std::unique_ptr<EvictionPolicy>> policies,
           StoreListener* listener)
       : capacity_(capacity),
         extra_bytes_(policies.empty() ? 0 : policies[0]->ExtraBytesPerBlock()),
         shards_(size_t{1} << shard_bits),
-        mask_((size_t{1} << shard_bits) - 1),
         listener_(listener) {
     for (size_t i = 0; i < shards_.size(); ++i) {
       Shard& s = shards_[i];
       absl::MutexLock lock(&s.mu);
       s.capacity = capacity / shards_.size();
-      s.policy = std::move(policies[i]);
+      if (!policies.empty()) s.policy = std::move(policies[i]);
     }
   }
 
   absl::StatusOr<PutOutcome> Put(BlockPtr block, std::vector<Evicted>* evicted) override {
     if (absl::Status s = internal::ValidateBlock(*block); !s.ok()) return s;
     const uint64_t charge = Charge(block->payload.size());
-    Shard& shard = ShardOf(block->meta.id);
+    const uint64_t hash = IndexHash(block->meta.id);
+    Shard& shard = ShardOf(hash);
     if (charge > shard.capacity) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "block of ", FormatBytes(charge), " does not fit the RAM tier (",
           FormatBytes(shard.capacity), " per shard of ", FormatBytes(capacity_), ")"));
     }
+    const uint32_t tag = internal::IndexTag(hash);
     std::vector<Evicted> victims;  // Released after the lock.
     {
       absl::MutexLock lock(&shard.mu);
-      auto it = shard.map.find(block->meta.id);
-      if (it != shard.map.end()) {
-        shard.policy->OnAccess(block->meta.id);
-        it->second.last_access_unix_micros = internal::NowUnixMicros();
+      if (const uint32_t slot = FindLocked(shard, tag, block->meta.id); slot != kNoSlot) {
+        TouchLocked(shard, slot, block->meta.id);
         return PutOutcome::kAlreadyPresent;
       }
       const PolicyEntry entry = internal::PolicyEntryOf(block->meta, charge);
-      if (!shard.policy->Admit(entry)) return PutOutcome::kNotAdmitted;
+      if (shard.policy != nullptr && !shard.policy->Admit(entry)) return PutOutcome::kNotAdmitted;
       while (shard.bytes + charge > shard.capacity) {
-        std::optional<Victim> victim = shard.policy->PopVictim();
-        if (!victim) break;  // Unreachable while the policy tracks what the map holds.
-        auto vit = shard.map.find(victim->id);
-        if (vit == shard.map.end()) continue;
-        shard.bytes -= Charge(vit->second.block->payload.size());
+        std::optional<Evicted> victim = PopVictimLocked(shard);
+        if (!victim) break;  // Unreachable while the policy tracks what the index holds.
         ++shard.stats.evictions;
-        victims.push_back(Evicted{std::move(vit->second.block), victim->worth_demoting});
-        shard.map.erase(vit);
+        victims.push_back(*std::move(victim));
       }
-      shard.policy->OnInsert(entry);
       if (listener_ != nullptr) Report(victims, *block);
-      shard.map.emplace(entry.id, Entry{std::move(block), internal::NowUnixMicros()});
+      const uint32_t slot = shard.slots.Allocate();
+      Entry& e = shard.slots[slot];
+      e.block = std::move(block);
+      e.tag = tag;
+      e.last_access_s = internal::NowUnixSeconds();
+      shard.table.Insert(tag, slot);
+      if (shard.policy != nullptr) {
+        shard.policy->OnInsert(entry);
+      } else {
+        shard.lru.PushFront(shard.slots, slot);
+      }
       shard.bytes += charge;
       ++shard.stats.inserts;
     }
@@ -110,41 +132,45 @@ class RamTier final : public BlockStore {
   }
 
   absl::StatusOr<BlockPtr> Get(const BlockId& id) override {
-    Shard& shard = ShardOf(id);
+    const uint64_t hash = IndexHash(id);
+    Shard& shard = ShardOf(hash);
     absl::MutexLock lock(&shard.mu);
-    auto it = shard.map.find(id);
-    if (it == shard.map.end()) {
+    const uint32_t slot = FindLocked(shard, internal::IndexTag(hash), id);
+    if (slot == kNoSlot) {
       ++shard.stats.misses;
       return absl::NotFoundError("not in the RAM tier");
     }
     ++shard.stats.hits;
-    shard.policy->OnAccess(id);
-    it->second.last_access_unix_micros = internal::NowUnixMicros();
-    return it->second.block;
+    TouchLocked(shard, slot, id);
+    return shard.slots[slot].block;
   }
 
   bool Contains(const BlockId& id) const override {
-    const Shard& shard = ShardOf(id);
+    const uint64_t hash = IndexHash(id);
+    const Shard& shard = ShardOf(hash);
     absl::MutexLock lock(&shard.mu);
-    return shard.map.contains(id);
+    return FindLocked(shard, internal::IndexTag(hash), id) != kNoSlot;
   }
 
   std::optional<BlockInfo> Inspect(const BlockId& id) const override {
-    const Shard& shard = ShardOf(id);
+    const uint64_t hash = IndexHash(id);
+    const Shard& shard = ShardOf(hash);
     absl::MutexLock lock(&shard.mu);
-    auto it = shard.map.find(id);
-    if (it == shard.map.end()) return std::nullopt;
-    return InfoOf(it->second);
+    const uint32_t slot = FindLocked(shard, internal::IndexTag(hash), id);
+    if (slot == kNoSlot) return std::nullopt;
+    return InfoOf(shard.slots[slot]);
   }
 
   std::vector<BlockInfo> List(const Filter& filter, size_t limit) const override {
     std::vector<BlockInfo> out;
     for (const Shard& shard : shards_) {
       absl::MutexLock lock(&shard.mu);
-      for (const auto& [id, entry] : shard.map) {
+      for (uint32_t slot = 0; slot < shard.slots.end(); ++slot) {
+        const Entry& e = shard.slots[slot];
+        if (e.block == nullptr) continue;
         if (out.size() >= limit) return out;
-        if (filter && !filter(entry.block->meta)) continue;
-        out.push_back(InfoOf(entry));
+        if (filter && !filter(e.block->meta)) continue;
+        out.push_back(InfoOf(e));
       }
     }
     return out;
@@ -180,6 +206,10 @@ class RamTier final : public BlockStore {
     for (Shard& shard : shards_) shard.mu.Lock();
     for (Shard& shard : shards_) {
       EraseLocked(shard, [](const BlockMeta&) { return true; }, /*report=*/false, &doomed);
+      // Empty now: give the index's memory back.
+      shard.table.Clear();
+      shard.slots.Clear();
+      shard.lru.Clear();
     }
     if (listener_ != nullptr) listener_->OnCleared(TierId::kRam);
     for (auto it = shards_.rbegin(); it != shards_.rend(); ++it) it->mu.Unlock();
@@ -191,7 +221,7 @@ class RamTier final : public BlockStore {
     total.capacity_bytes = capacity_;
     for (const Shard& shard : shards_) {
       absl::MutexLock lock(&shard.mu);
-      total.blocks += shard.map.size();
+      total.blocks += shard.table.size();
       total.bytes += shard.bytes;
       total.hits += shard.stats.hits;
       total.misses += shard.stats.misses;
@@ -202,12 +232,57 @@ class RamTier final : public BlockStore {
   }
 
  private:
-  Shard& ShardOf(const BlockId& id) { return shards_[ShardIndex(id)]; }
-  const Shard& ShardOf(const BlockId& id) const { return shards_[ShardIndex(id)]; }
-  size_t ShardIndex(const BlockId& id) const {
-    // The keyed hash of the whole id (common/key.h), never raw key bytes: keys are chosen by
-    // clients.
-    return IndexShard(IndexHash(id), mask_ + 1);
+  // The keyed hash of the whole id (common/key.h), never raw key bytes: keys are chosen by
+  // clients.
+  Shard& ShardOf(uint64_t hash) { return shards_[IndexShard(hash, shards_.size())]; }
+  const Shard& ShardOf(uint64_t hash) const { return shards_[IndexShard(hash, shards_.size())]; }
+
+  // The slot holding `id`, or kNoSlot: a tag match is confirmed against the block's full id.
+  static uint32_t FindLocked(const Shard& shard, uint32_t tag, const BlockId& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+    // The lambda runs within this call, under the lock (a pointer, not a reference: Clang's
+    // analysis follows references into the lambda, which it checks as if unlocked).
+    const internal::SlotArena<Entry>* slots = &shard.slots;
+    return shard.table.Find(
+        tag, [&](uint32_t slot) { return (*slots)[slot].block->meta.id == id; });
+  }
+
+  static void TouchLocked(Shard& shard, uint32_t slot, const BlockId& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+    if (shard.policy != nullptr) {
+      shard.policy->OnAccess(id);
+    } else {
+      shard.lru.Touch(shard.slots, slot);
+    }
+    shard.slots[slot].last_access_s = internal::NowUnixSeconds();
+  }
+
+  // Takes `slot`'s block out of the index (not out of the policy) and frees the slot.
+  BlockPtr TakeLocked(Shard& shard, uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+    Entry& e = shard.slots[slot];
+    BlockPtr block = std::move(e.block);
+    shard.bytes -= Charge(block->payload.size());
+    shard.table.Erase(e.tag, slot);
+    if (shard.policy == nullptr) shard.lru.Unlink(shard.slots, slot);
+    shard.slots.Free(slot);
+    return block;
+  }
+
+  // The policy's next victim, taken out of the index; nullopt when nothing is left.
+  std::optional<Evicted> PopVictimLocked(Shard& shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+    if (shard.policy == nullptr) {
+      const uint32_t slot = shard.lru.Oldest();
+      if (slot == kNoSlot) return std::nullopt;
+      return Evicted{TakeLocked(shard, slot), true};
+    }
+    for (;;) {
+      std::optional<Victim> victim = shard.policy->PopVictim();
+      if (!victim) return std::nullopt;
+      const uint32_t slot =
+          FindLocked(shard, internal::IndexTag(IndexHash(victim->id)), victim->id);
+      if (slot == kNoSlot) continue;
+      return Evicted{TakeLocked(shard, slot), victim->worth_demoting};
+    }
   }
 
   // What a block costs: ChargeOf plus the policy's own state per block.
@@ -216,34 +291,31 @@ class RamTier final : public BlockStore {
   // Takes `id` out of its shard (an eviction unless `reason` is kErased) and returns it, for
   // the caller to release after the lock; null when not stored.
   BlockPtr Remove(const BlockId& id, RemovalReason reason) {
-    Shard& shard = ShardOf(id);
+    const uint64_t hash = IndexHash(id);
+    Shard& shard = ShardOf(hash);
     absl::MutexLock lock(&shard.mu);
-    auto it = shard.map.find(id);
-    if (it == shard.map.end()) return nullptr;
-    BlockPtr block = std::move(it->second.block);
-    shard.bytes -= Charge(block->payload.size());
-    shard.policy->OnErase(id);
-    shard.map.erase(it);
+    const uint32_t slot = FindLocked(shard, internal::IndexTag(hash), id);
+    if (slot == kNoSlot) return nullptr;
+    if (shard.policy != nullptr) shard.policy->OnErase(id);
+    BlockPtr block = TakeLocked(shard, slot);
     if (reason != RemovalReason::kErased) ++shard.stats.evictions;
     if (listener_ != nullptr) listener_->OnRemoved(id, TierId::kRam, reason);
     return block;
   }
+
   // Moves the blocks of `shard` that `pred` selects to `doomed`, telling the listener of
   // each when `report`.
   void EraseLocked(Shard& shard, const std::function<bool(const BlockMeta&)>& pred, bool report,
                    std::vector<BlockPtr>* doomed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
-    for (auto it = shard.map.begin(); it != shard.map.end();) {
-      if (!pred(it->second.block->meta)) {
-        ++it;
-        continue;
-      }
-      shard.bytes -= Charge(it->second.block->payload.size());
-      shard.policy->OnErase(it->first);
+    for (uint32_t slot = 0; slot < shard.slots.end(); ++slot) {
+      const Entry& e = shard.slots[slot];
+      if (e.block == nullptr || !pred(e.block->meta)) continue;
+      const BlockId id = e.block->meta.id;
+      if (shard.policy != nullptr) shard.policy->OnErase(id);
+      doomed->push_back(TakeLocked(shard, slot));
       if (report && listener_ != nullptr) {
-        listener_->OnRemoved(it->first, TierId::kRam, RemovalReason::kErased);
+        listener_->OnRemoved(id, TierId::kRam, RemovalReason::kErased);
       }
-      doomed->push_back(std::move(it->second.block));
-      shard.map.erase(it++);
     }
   }
 
@@ -260,7 +332,6 @@ class RamTier final : public BlockStore {
   const uint64_t capacity_;
   const uint64_t extra_bytes_;
   std::vector<Shard> shards_;
-  const size_t mask_;
   StoreListener* const listener_;  // Null when nobody listens.
 };
 
@@ -286,8 +357,10 @@ absl::StatusOr<std::unique_ptr<BlockStore>> NewRamTier(const RamTierOptions& opt
                                                    kMaxRamShardBits, ", got ",
                                                    options.num_shard_bits));
   }
+  // LRU, the default, is threaded through the index's slots (no policy object, no map of
+  // its own); any other policy is one object per shard.
   std::vector<std::unique_ptr<EvictionPolicy>> policies;
-  for (int i = 0; i < (1 << bits); ++i) {
+  for (int i = 0; options.eviction != "lru" && i < (1 << bits); ++i) {
     absl::StatusOr<std::unique_ptr<EvictionPolicy>> policy = NewEvictionPolicy(options.eviction);
     if (!policy.ok()) return policy.status();
     policies.push_back(*std::move(policy));

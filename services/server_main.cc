@@ -22,12 +22,12 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "gRPC address, host:port; port 0 picks a free one (printed at start); a port in use "
           "is an error");
 ABSL_FLAG(std::string, ram_bytes, "512MiB",
-          "RAM tier capacity, never exceeded (e.g. 4MiB, 2GiB; payload + 640 B per block)");
+          "RAM tier capacity, never exceeded (e.g. 4MiB, 2GiB; payload + 320 B per block)");
 ABSL_FLAG(std::string, disk_path, "./kvcache-data",
           "RocksDB directory of the disk tier; empty runs RAM only");
 ABSL_FLAG(std::string, disk_bytes, "8GiB", "disk tier capacity; 0 runs RAM only");
 ABSL_FLAG(std::string, disk_index_bytes, "256MiB",
-          "RAM budget of the disk tier's in-memory index (512 B per block on disk); the "
+          "RAM budget of the disk tier's in-memory index (128 B per block on disk); the "
           "oldest blocks are evicted to stay within it; 0: no budget");
 ABSL_FLAG(std::string, disk_min_free_bytes, "64MiB",
           "the disk tier takes no writes (reported degraded; RAM still serves) while its "

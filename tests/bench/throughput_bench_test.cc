@@ -109,6 +109,21 @@ TEST(ThroughputBench, IndexScaleKeepsEveryBlock) {
   EXPECT_GT(j["bytes_per_block"].get<double>(), 0.0);
 }
 
+TEST(ThroughputBench, IndexScaleRunsTheChosenPolicy) {
+  nlohmann::json j = Bench(
+      {"--op=index-scale", "--blocks=2000", "--seconds=0.05", "--eviction=reuse-density"});
+  EXPECT_EQ(j["eviction"], "reuse-density");
+  EXPECT_EQ(j["misses"], 0);
+  // The policy's own state is charged on top of the tiers' per-block overhead.
+  EXPECT_GT(j["charged_overhead_bytes"].get<uint64_t>(),
+            Bench({"--op=index-scale", "--blocks=2000", "--seconds=0.05"})["charged_overhead_bytes"]
+                .get<uint64_t>());
+  const testing::CommandResult bad = testing::Run(
+      {Bin("kvcache-bench"), "throughput", "--op=index-scale", "--blocks=10", "--eviction=nope"});
+  EXPECT_NE(bad.exit_status, 0);
+  EXPECT_NE(bad.output.find("unknown eviction policy 'nope'"), std::string::npos) << bad.output;
+}
+
 TEST(ThroughputBench, RejectsUnknownFlags) {
   const testing::CommandResult r =
       testing::Run({Bin("kvcache-bench"), "throughput", "--target=kvcache", "--bogus=1"});

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cachestore/block_store.h"
+#include "cachestore/compact_index_internal.h"
 #include "cachestore/eviction_policy.h"
 #include "common/checksum.h"
 #include "gtest/gtest.h"
@@ -234,6 +235,36 @@ TEST_P(BlockStoreTest, ConcurrentPutsAndGets) {
   if (kind() != Kind::kTiered && kind() != Kind::kTieredArena) {
     EXPECT_LE(store->Stats().bytes, capacity);
   }
+}
+
+// The index keeps a 32-bit fingerprint of each id, not the id: with every fingerprint made
+// equal, each lookup has to tell blocks apart by their full id, and must never hand back
+// another block or find one never stored.
+TEST_P(BlockStoreTest, CollidingFingerprintsNeverReturnAnotherBlock) {
+  struct AllTagsEqual {
+    AllTagsEqual() { internal::SetIndexTagMaskForTesting(0); }
+    ~AllTagsEqual() { internal::SetIndexTagMaskForTesting(0xffffffffu); }
+  } all_tags_equal;
+  auto store = Make(1 << 20);
+  constexpr uint64_t kBlocks = 200;
+  for (uint64_t i = 0; i < kBlocks; ++i) ASSERT_EQ(*store->Put(Blk(i, 100)), PutOutcome::kStored);
+  for (uint64_t i = 0; i < kBlocks; i += 3) ASSERT_TRUE(store->Erase(Id(i)));
+  for (uint64_t i = 0; i < kBlocks; ++i) {
+    absl::StatusOr<BlockPtr> got = store->Get(Id(i));
+    if (i % 3 == 0) {
+      EXPECT_TRUE(absl::IsNotFound(got.status())) << i;
+      EXPECT_FALSE(store->Contains(Id(i))) << i;
+      continue;
+    }
+    ASSERT_TRUE(got.ok()) << i << ": " << got.status();
+    EXPECT_EQ((*got)->meta.id, Id(i));
+    EXPECT_EQ((*got)->payload, TestPayload(100, i));
+    ASSERT_TRUE(store->Inspect(Id(i)).has_value());
+    EXPECT_EQ(store->Inspect(Id(i))->meta.id, Id(i));
+  }
+  EXPECT_FALSE(store->Contains(Id(kBlocks + 1)));
+  EXPECT_FALSE(store->Contains(BlockId{TestKey(5, 1), TestKey(1)}));  // Same key, other ns.
+  EXPECT_EQ(store->Stats().blocks, kBlocks - (kBlocks + 2) / 3);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllStores, BlockStoreTest,

@@ -1,0 +1,285 @@
+// The tiers' compact in-memory index (not part of the public API).
+//
+// A block's entry lives in a slot of a SlotArena (fixed-size chunks, so a slot never moves
+// and growing never copies); a FingerprintTable maps the block's keyed IndexHash
+// (common/key.h) to its slot. The table keeps 32 bits of that hash (the tag) per bucket, not
+// the 64-byte id: a lookup compares tags and then verifies the full id against the entry (the
+// caller's `is_it`), so a tag shared by two blocks costs one more comparison and can never
+// return the wrong block. Buckets are 8 bytes (tag, slot) in one array with linear probing and
+// backward-shift deletion (no tombstones), at most 3/4 full.
+//
+// The hash is keyed by a per-process secret seed, so clients cannot choose keys whose tags
+// collide (hash flooding); SetIndexTagMaskForTesting makes them collide on purpose.
+//
+// Thread safety: none; the tiers call these under their shard's lock.
+
+#ifndef KVCACHE_CACHESTORE_COMPACT_INDEX_INTERNAL_H_
+#define KVCACHE_CACHESTORE_COMPACT_INDEX_INTERNAL_H_
+
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <utility>
+#include <vector>
+
+namespace kvcache {
+namespace internal {
+
+inline constexpr uint32_t kNoSlot = 0xffffffffu;
+
+// Tests only: tags are `IndexHash & mask` (all ones by default). A mask of 0 gives every
+// block the same tag, so every lookup must tell blocks apart by their full id.
+inline std::atomic<uint32_t>& IndexTagMask() {
+  static std::atomic<uint32_t> mask{0xffffffffu};
+  return mask;
+}
+inline void SetIndexTagMaskForTesting(uint32_t mask) { IndexTagMask().store(mask); }
+
+// The tag of a block whose IndexHash is `hash`: its low 32 bits (IndexShard uses the high
+// ones, so blocks of one shard still differ in these).
+inline uint32_t IndexTag(uint64_t hash) {
+  return static_cast<uint32_t>(hash) & IndexTagMask().load(std::memory_order_relaxed);
+}
+
+// A zero-filled array of T (trivially copyable, all-zero bytes a valid value) for the
+// table's buckets. From 2 MiB up it is mapped in whole 2 MiB pages and offered to the kernel
+// as transparent huge pages (MADV_HUGEPAGE, which THP's default "madvise" mode honours): a
+// lookup in a table of millions of buckets then misses one page-table entry per 2 MiB
+// instead of per 4 KiB, so it costs about one cache miss, not a TLB walk on top.
+template <typename T>
+class HugePageArray {
+ public:
+  static constexpr size_t kHugePage = size_t{2} << 20;
+
+  HugePageArray() = default;
+  explicit HugePageArray(size_t n) : size_(n) {
+    if (n == 0) return;
+    bytes_ = n * sizeof(T);
+    if (bytes_ >= kHugePage) {
+      bytes_ = (bytes_ + kHugePage - 1) / kHugePage * kHugePage;
+      void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      ::madvise(p, bytes_, MADV_HUGEPAGE);  // Advice only: small pages if the kernel says no.
+      data_ = static_cast<T*>(p);
+      mapped_ = true;
+    } else {
+      data_ = static_cast<T*>(std::calloc(n, sizeof(T)));
+      if (data_ == nullptr) throw std::bad_alloc();
+    }
+  }
+  HugePageArray(const HugePageArray&) = delete;
+  HugePageArray& operator=(const HugePageArray&) = delete;
+  HugePageArray(HugePageArray&& o) noexcept { Swap(o); }
+  HugePageArray& operator=(HugePageArray&& o) noexcept {
+    HugePageArray(std::move(o)).Swap(*this);
+    return *this;
+  }
+  ~HugePageArray() {
+    if (mapped_) {
+      ::munmap(data_, bytes_);
+    } else {
+      std::free(data_);
+    }
+  }
+
+  T& operator[](size_t i) { return data_[i]; }
+  const T& operator[](size_t i) const { return data_[i]; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  size_t MemoryBytes() const { return bytes_; }
+
+ private:
+  void Swap(HugePageArray& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    std::swap(bytes_, o.bytes_);
+    std::swap(mapped_, o.mapped_);
+  }
+
+  T* data_ = nullptr;
+  size_t size_ = 0;
+  size_t bytes_ = 0;
+  bool mapped_ = false;
+};
+
+class FingerprintTable {
+ public:
+  // The slot whose bucket has `tag` and for which `is_it(slot)` is true; kNoSlot if none.
+  template <typename IsIt>
+  uint32_t Find(uint32_t tag, IsIt is_it) const {
+    if (size_ == 0) return kNoSlot;
+    for (size_t i = tag & mask_;; i = (i + 1) & mask_) {
+      const Bucket& b = buckets_[i];
+      if (b.empty()) return kNoSlot;
+      if (b.tag == tag && is_it(b.slot())) return b.slot();
+    }
+  }
+
+  // REQUIRES: `slot` is not in the table.
+  void Insert(uint32_t tag, uint32_t slot) {
+    if ((size_ + 1) * 4 > buckets_.size() * 3) Resize(buckets_.empty() ? 16 : 2 * buckets_.size());
+    Place(tag, slot);
+    ++size_;
+  }
+
+  // Removes `slot`, whose bucket has `tag`. Returns whether it was there.
+  bool Erase(uint32_t tag, uint32_t slot) {
+    if (size_ == 0) return false;
+    size_t i = tag & mask_;
+    for (;; i = (i + 1) & mask_) {
+      if (buckets_[i].empty()) return false;
+      if (buckets_[i].slot() == slot) break;
+    }
+    // Backward shift: pull later buckets of the run into the hole where their home allows.
+    size_t hole = i;
+    for (size_t j = (i + 1) & mask_; !buckets_[j].empty(); j = (j + 1) & mask_) {
+      const size_t home = buckets_[j].tag & mask_;
+      if (((j - home) & mask_) >= ((j - hole) & mask_)) {
+        buckets_[hole] = buckets_[j];
+        hole = j;
+      }
+    }
+    buckets_[hole] = Bucket{};
+    --size_;
+    return true;
+  }
+
+  // Empties the table and returns its memory.
+  void Clear() {
+    buckets_ = HugePageArray<Bucket>();
+    mask_ = 0;
+    size_ = 0;
+  }
+
+  size_t size() const { return size_; }
+  size_t MemoryBytes() const { return buckets_.MemoryBytes(); }
+
+ private:
+  // All zero bytes when empty (so a new array needs no filling): the slot is stored plus one.
+  struct Bucket {
+    uint32_t tag = 0;
+    uint32_t slot_plus_1 = 0;
+    bool empty() const { return slot_plus_1 == 0; }
+    uint32_t slot() const { return slot_plus_1 - 1; }
+  };
+
+  void Place(uint32_t tag, uint32_t slot) {
+    size_t i = tag & mask_;
+    while (!buckets_[i].empty()) i = (i + 1) & mask_;
+    buckets_[i] = Bucket{tag, slot + 1};
+  }
+
+  void Resize(size_t buckets) {
+    HugePageArray<Bucket> old(buckets);
+    std::swap(old, buckets_);
+    mask_ = buckets - 1;
+    for (size_t i = 0; i < old.size(); ++i) {
+      if (!old[i].empty()) Place(old[i].tag, old[i].slot());
+    }
+  }
+
+  HugePageArray<Bucket> buckets_;  // A power of two of them, or none.
+  size_t mask_ = 0;
+  size_t size_ = 0;
+};
+
+// Entries by 32-bit slot number, in chunks of 4096 that never move. Freed slots are reused
+// (last freed first). Entry must be default-constructible; Free resets a slot to Entry{}.
+template <typename Entry>
+class SlotArena {
+ public:
+  static constexpr uint32_t kChunkBits = 12;
+  static constexpr uint32_t kChunkSlots = 1u << kChunkBits;
+
+  uint32_t Allocate() {
+    if (!free_.empty()) {
+      const uint32_t slot = free_.back();
+      free_.pop_back();
+      return slot;
+    }
+    if ((end_ & (kChunkSlots - 1)) == 0) chunks_.push_back(std::make_unique<Entry[]>(kChunkSlots));
+    return end_++;
+  }
+
+  void Free(uint32_t slot) {
+    (*this)[slot] = Entry{};
+    free_.push_back(slot);
+  }
+
+  Entry& operator[](uint32_t slot) { return chunks_[slot >> kChunkBits][slot & (kChunkSlots - 1)]; }
+  const Entry& operator[](uint32_t slot) const {
+    return chunks_[slot >> kChunkBits][slot & (kChunkSlots - 1)];
+  }
+
+  // One past the highest slot ever allocated: iterate [0, end()) and skip free slots.
+  uint32_t end() const { return end_; }
+
+  // Frees every slot and returns the memory.
+  void Clear() {
+    chunks_.clear();
+    std::vector<uint32_t>().swap(free_);
+    end_ = 0;
+  }
+
+  size_t MemoryBytes() const {
+    return chunks_.size() * kChunkSlots * sizeof(Entry) + free_.capacity() * sizeof(uint32_t);
+  }
+
+ private:
+  std::vector<std::unique_ptr<Entry[]>> chunks_;
+  std::vector<uint32_t> free_;
+  uint32_t end_ = 0;
+};
+
+// A doubly linked recency list threaded through a SlotArena's entries (their `prev` and
+// `next` fields): the tiers' LRU without a map of its own.
+template <typename Entry>
+class IntrusiveLru {
+ public:
+  void PushFront(SlotArena<Entry>& slots, uint32_t slot) {
+    Entry& e = slots[slot];
+    e.prev = kNoSlot;
+    e.next = head_;
+    if (head_ != kNoSlot) slots[head_].prev = slot;
+    head_ = slot;
+    if (tail_ == kNoSlot) tail_ = slot;
+  }
+
+  void Unlink(SlotArena<Entry>& slots, uint32_t slot) {
+    Entry& e = slots[slot];
+    if (e.prev != kNoSlot) {
+      slots[e.prev].next = e.next;
+    } else {
+      head_ = e.next;
+    }
+    if (e.next != kNoSlot) {
+      slots[e.next].prev = e.prev;
+    } else {
+      tail_ = e.prev;
+    }
+    e.prev = e.next = kNoSlot;
+  }
+
+  void Touch(SlotArena<Entry>& slots, uint32_t slot) {
+    if (head_ == slot) return;
+    Unlink(slots, slot);
+    PushFront(slots, slot);
+  }
+
+  uint32_t Oldest() const { return tail_; }  // kNoSlot when empty.
+  void Clear() { head_ = tail_ = kNoSlot; }
+
+ private:
+  uint32_t head_ = kNoSlot;  // Most recent.
+  uint32_t tail_ = kNoSlot;  // Least recent.
+};
+
+}  // namespace internal
+}  // namespace kvcache
+
+#endif  // KVCACHE_CACHESTORE_COMPACT_INDEX_INTERNAL_H_
