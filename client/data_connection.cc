@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/checksum.h"
 #include "common/data_channel_wire.h"
+#include "common/little_endian.h"
+#include "common/resize_uninitialized.h"
 #include "common/socket_io.h"
 
 namespace kvcache {
@@ -30,7 +32,57 @@ absl::StatusOr<std::unique_ptr<DataConnection>> DataConnection::Open(const std::
   return conn;
 }
 
+absl::StatusOr<std::unique_ptr<DataConnection>> DataConnection::OpenLocal(
+    const std::string& path, const Key& token, absl::Duration timeout) {
+  absl::StatusOr<int> fd = ConnectUnix(path, timeout);
+  if (!fd.ok()) return fd.status();
+  std::unique_ptr<DataConnection> conn(new DataConnection(*fd));
+  SetSocketTimeout(*fd, timeout);
+  char hello[dc::kHelloBytes];
+  dc::EncodeHello(token, hello);
+  char reply[dc::kLocalHelloReplyBytes];
+  absl::Status s = WriteFull(*fd, hello, sizeof(hello));
+  absl::StatusOr<int> region_fd = -1;
+  if (s.ok()) {
+    region_fd = ReceiveWithFd(*fd, reply, sizeof(reply));
+    s = region_fd.status();
+  }
+  if (!s.ok() || reply[0] != 0 || *region_fd < 0) {
+    if (s.ok() && *region_fd >= 0) ::close(*region_fd);
+    return absl::UnavailableError(absl::StrCat("data channel ", path, ": hello refused",
+                                               s.ok() ? "" : ": ", s.message()));
+  }
+  absl::StatusOr<std::unique_ptr<SharedRegion>> region =
+      SharedRegion::Map(*region_fd, GetLittleEndian<uint64_t>(reply + 1));
+  if (!region.ok()) {
+    return absl::UnavailableError(absl::StrCat("data channel ", path, ": ",
+                                               region.status().message()));
+  }
+  conn->region_ = *std::move(region);
+  return conn;
+}
+
 DataConnection::~DataConnection() { ::close(fd_); }
+
+absl::Status DataConnection::ReadLocalPayload(uint64_t payload_bytes, CacheBlock* block,
+                                              BufferPool* payload_pool) {
+  char raw[dc::kOffsetBytes];
+  if (absl::Status s = Transport(ReadFull(fd_, raw, sizeof(raw))); !s.ok()) return s;
+  const uint64_t offset = GetLittleEndian<uint64_t>(raw);
+  // Never trusts the server's offset: outside the region is a broken connection, not a read.
+  if (!region_->Contains(offset, payload_bytes)) {
+    return Transport(absl::InternalError(absl::StrCat(
+        "data channel: block of ", payload_bytes, " bytes at offset ", offset,
+        " is outside the ", region_->size(), "-byte shared region")));
+  }
+  if (payload_pool != nullptr) {
+    block->payload = payload_pool->Take(payload_bytes);
+  } else {
+    ResizeUninitialized(&block->payload, payload_bytes);
+  }
+  std::memcpy(block->payload.data(), region_->data() + offset, payload_bytes);
+  return absl::OkStatus();
+}
 
 absl::Status DataConnection::Transport(absl::Status s) {
   if (!s.ok()) broken_ = true;
@@ -68,11 +120,21 @@ absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
                   {const_cast<Key*>(keys.data()), keys.size() * sizeof(Key)}};
   static_assert(sizeof(Key) == kKeyBytes);
   if (absl::Status s = Transport(WriteFull(fd_, iov, 2)); !s.ok()) return s;
+  bool waited_since_block = false;
   for (size_t i = 0;; ++i) {
     char kind;
     if (absl::Status s = Transport(ReadFull(fd_, &kind, 1)); !s.ok()) return s;
     if (kind == dc::kEnd) return absl::OkStatus();
     if (kind == dc::kError) return ReadError();
+    if (kind == dc::kWait && local() && !waited_since_block) {
+      // The region is full of blocks already copied out: let the server reuse it. (At most
+      // one wait per block: a server that only ever waits breaks the connection.)
+      waited_since_block = true;
+      const char ack = dc::kAck;
+      if (absl::Status s = Transport(WriteFull(fd_, &ack, 1)); !s.ok()) return s;
+      --i;  // Not a block.
+      continue;
+    }
     if (kind != dc::kBlock || i >= keys.size()) {
       return Transport(absl::InternalError("data channel: unexpected reply"));
     }
@@ -90,14 +152,20 @@ absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
     block.parent = h.parent;
     block.checksum = h.checksum;
     block.shape = h.shape;
-    if (payload_pool != nullptr) {
-      block.payload = payload_pool->Take(h.payload_bytes);
+    if (local()) {
+      if (absl::Status s = ReadLocalPayload(h.payload_bytes, &block, payload_pool); !s.ok()) {
+        return s;
+      }
     } else {
-      block.payload.resize(h.payload_bytes);
-    }
-    if (absl::Status s = Transport(ReadFull(fd_, block.payload.data(), h.payload_bytes));
-        !s.ok()) {
-      return s;
+      if (payload_pool != nullptr) {
+        block.payload = payload_pool->Take(h.payload_bytes);
+      } else {
+        ResizeUninitialized(&block.payload, h.payload_bytes);  // Overwritten whole below.
+      }
+      if (absl::Status s = Transport(ReadFull(fd_, block.payload.data(), h.payload_bytes));
+          !s.ok()) {
+        return s;
+      }
     }
     if (PayloadChecksum(block.payload) != h.checksum) {
       // Corrupt in transit: the run ends here, as a miss. The rest of the reply is unread,
@@ -106,21 +174,34 @@ absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
       return absl::OkStatus();
     }
     out->push_back(std::move(block));
+    waited_since_block = false;
   }
 }
 
 absl::Status DataConnection::Put(const Key& ns, const CacheBlock& block, absl::Duration timeout,
                                  CachePutResult* result) {
   SetSocketTimeout(fd_, timeout);
-  char head[1 + kKeyBytes + dc::kBlockHeaderBytes];
+  char head[1 + kKeyBytes + dc::kBlockHeaderBytes + dc::kOffsetBytes];
   head[0] = dc::kPut;
   std::memcpy(head + 1, ns.bytes.data(), kKeyBytes);
   dc::EncodeBlockHeader({block.key, block.parent, PayloadChecksum(block.payload), block.shape,
                          block.payload.size()},
                         head + 1 + kKeyBytes);
-  iovec iov[2] = {{head, sizeof(head)},
-                  {const_cast<char*>(block.payload.data()), block.payload.size()}};
-  if (absl::Status s = Transport(WriteFull(fd_, iov, 2)); !s.ok()) return s;
+  if (local()) {
+    // The payload goes through the region (at its start: one request at a time), only the
+    // header and offset over the socket. A block larger than the region cannot be stored
+    // (the region holds the server's largest): the server's own answer says so over TCP.
+    if (!region_->Contains(0, block.payload.size())) {
+      return absl::UnavailableError("data channel: block larger than the shared region");
+    }
+    std::memcpy(region_->data(), block.payload.data(), block.payload.size());
+    PutLittleEndian<uint64_t>(head + 1 + kKeyBytes + dc::kBlockHeaderBytes, 0);
+    if (absl::Status s = Transport(WriteFull(fd_, head, sizeof(head))); !s.ok()) return s;
+  } else {
+    iovec iov[2] = {{head, sizeof(head) - dc::kOffsetBytes},
+                    {const_cast<char*>(block.payload.data()), block.payload.size()}};
+    if (absl::Status s = Transport(WriteFull(fd_, iov, 2)); !s.ok()) return s;
+  }
   char kind;
   if (absl::Status s = Transport(ReadFull(fd_, &kind, 1)); !s.ok()) return s;
   if (kind == dc::kError) return ReadError();

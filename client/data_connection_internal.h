@@ -1,6 +1,8 @@
 // One connection of the bulk data channel (common/data_channel_wire.h), client side.
 // Internal to the client library: CacheClient negotiates the channel over gRPC and keeps a
-// small pool of these.
+// small pool of these. A connection is either TCP (payloads on the socket) or same-host (a
+// Unix socket, payloads through a shared-memory region the server passed at the hello:
+// docs/data-channel.md, "Same-host path"); Get and Put behave the same on both.
 //
 // Thread safety: one caller at a time. Once broken() (a transport failure, or an error reply
 // after which the server may close) the connection must be dropped.
@@ -16,6 +18,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "client/cache_client.h"
+#include "common/shared_region.h"
 
 namespace kvcache {
 
@@ -25,6 +28,12 @@ class DataConnection final {
   static absl::StatusOr<std::unique_ptr<DataConnection>> Open(const std::string& address,
                                                               const Key& token,
                                                               absl::Duration timeout);
+  // A same-host connection to the server's Unix socket `path`.
+  //   UNAVAILABLE  cannot connect, the hello was refused, or the region the server passed
+  //                is unusable (unsealed, of another size, not mappable).
+  static absl::StatusOr<std::unique_ptr<DataConnection>> OpenLocal(const std::string& path,
+                                                                   const Key& token,
+                                                                   absl::Duration timeout);
   ~DataConnection();
   DataConnection(const DataConnection&) = delete;
   DataConnection& operator=(const DataConnection&) = delete;
@@ -40,9 +49,13 @@ class DataConnection final {
                    CachePutResult* result);
 
   bool broken() const { return broken_; }
+  bool local() const { return region_ != nullptr; }
 
  private:
   explicit DataConnection(int fd) : fd_(fd) {}
+  // The payload of a same-host Get block, after its header: copied out of the region.
+  absl::Status ReadLocalPayload(uint64_t payload_bytes, CacheBlock* block,
+                                BufferPool* payload_pool);
   // Marks the connection broken when `s` is a transport failure.
   absl::Status Transport(absl::Status s);
   // Reads the body of a kError reply into a status.
@@ -50,6 +63,7 @@ class DataConnection final {
 
   const int fd_;
   bool broken_ = false;
+  std::unique_ptr<SharedRegion> region_;  // Same-host connections only.
 };
 
 }  // namespace kvcache
