@@ -1,6 +1,10 @@
 #include "client/data_connection_internal.h"
 
+#include <errno.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cstring>
 
@@ -37,7 +41,7 @@ absl::StatusOr<std::unique_ptr<DataConnection>> DataConnection::OpenLocal(
   absl::StatusOr<int> fd = ConnectUnix(path, timeout);
   if (!fd.ok()) return fd.status();
   std::unique_ptr<DataConnection> conn(new DataConnection(*fd));
-  SetSocketTimeout(*fd, timeout);
+  conn->SetTimeout(timeout);
   char hello[dc::kHelloBytes];
   dc::EncodeHello(token, hello);
   char reply[dc::kLocalHelloReplyBytes];
@@ -65,9 +69,9 @@ absl::StatusOr<std::unique_ptr<DataConnection>> DataConnection::OpenLocal(
 DataConnection::~DataConnection() { ::close(fd_); }
 
 absl::Status DataConnection::ReadLocalPayload(uint64_t payload_bytes, CacheBlock* block,
-                                              BufferPool* payload_pool) {
+                                              BufferPool* payload_pool, uint64_t* checksum) {
   char raw[dc::kOffsetBytes];
-  if (absl::Status s = Transport(ReadFull(fd_, raw, sizeof(raw))); !s.ok()) return s;
+  if (absl::Status s = Transport(Read(raw, sizeof(raw))); !s.ok()) return s;
   const uint64_t offset = GetLittleEndian<uint64_t>(raw);
   // Never trusts the server's offset: outside the region is a broken connection, not a read.
   if (!region_->Contains(offset, payload_bytes)) {
@@ -80,7 +84,48 @@ absl::Status DataConnection::ReadLocalPayload(uint64_t payload_bytes, CacheBlock
   } else {
     ResizeUninitialized(&block->payload, payload_bytes);
   }
-  std::memcpy(block->payload.data(), region_->data() + offset, payload_bytes);
+  // Checked on the copy: the region is shared, only the copy is ours.
+  *checksum = CopyWithChecksum(block->payload.data(), region_->data() + offset, payload_bytes);
+  return absl::OkStatus();
+}
+
+void DataConnection::SetTimeout(absl::Duration timeout) {
+  if (timeout == timeout_) return;
+  SetSocketTimeout(fd_, timeout);
+  timeout_ = timeout;
+}
+
+absl::Status DataConnection::Read(void* dst, size_t n) {
+  char* out = static_cast<char*>(dst);
+  const size_t buffered = read_end_ - read_pos_;
+  if (buffered >= n) {
+    std::memcpy(out, read_buffer_ + read_pos_, n);
+    read_pos_ += n;
+    return absl::OkStatus();
+  }
+  std::memcpy(out, read_buffer_ + read_pos_, buffered);
+  out += buffered;
+  n -= buffered;
+  read_pos_ = read_end_ = 0;
+  if (n >= sizeof(read_buffer_)) return ReadFull(fd_, out, n);  // A payload: no extra copy.
+  while (n > 0) {
+    const ssize_t got = ::recv(fd_, read_buffer_, sizeof(read_buffer_), 0);
+    if (got == 0) return absl::UnavailableError("data channel: connection closed");
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return absl::DeadlineExceededError("data channel: read timed out");
+      }
+      return absl::UnavailableError(
+          absl::StrCat("data channel: read: ", std::strerror(errno)));
+    }
+    const size_t take = std::min(static_cast<size_t>(got), n);
+    std::memcpy(out, read_buffer_, take);
+    out += take;
+    n -= take;
+    read_pos_ = take;
+    read_end_ = static_cast<size_t>(got);
+  }
   return absl::OkStatus();
 }
 
@@ -91,11 +136,11 @@ absl::Status DataConnection::Transport(absl::Status s) {
 
 absl::Status DataConnection::ReadError() {
   char raw[dc::kErrorHeadBytes];
-  if (absl::Status s = Transport(ReadFull(fd_, raw, sizeof(raw))); !s.ok()) return s;
+  if (absl::Status s = Transport(Read(raw, sizeof(raw))); !s.ok()) return s;
   absl::StatusOr<dc::ErrorHead> head = dc::DecodeErrorHead(absl::string_view(raw, sizeof(raw)));
   if (!head.ok()) return Transport(absl::InternalError(head.status().message()));
   std::string message(head->message_bytes, '\0');
-  if (absl::Status s = Transport(ReadFull(fd_, message.data(), message.size())); !s.ok()) {
+  if (absl::Status s = Transport(Read(message.data(), message.size())); !s.ok()) {
     return s;
   }
   // The server may close after an error it could not read past: start afresh next time.
@@ -111,7 +156,7 @@ absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
     return absl::InvalidArgumentError(
         absl::StrCat("Get names ", keys.size(), " keys; at most ", dc::kMaxKeysPerGet));
   }
-  SetSocketTimeout(fd_, timeout);
+  SetTimeout(timeout);
   std::string request(1 + kKeyBytes + 4, '\0');
   request[0] = dc::kGet;
   std::memcpy(request.data() + 1, ns.bytes.data(), kKeyBytes);
@@ -123,7 +168,7 @@ absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
   bool waited_since_block = false;
   for (size_t i = 0;; ++i) {
     char kind;
-    if (absl::Status s = Transport(ReadFull(fd_, &kind, 1)); !s.ok()) return s;
+    if (absl::Status s = Transport(Read(&kind, 1)); !s.ok()) return s;
     if (kind == dc::kEnd) return absl::OkStatus();
     if (kind == dc::kError) return ReadError();
     if (kind == dc::kWait && local() && !waited_since_block) {
@@ -139,7 +184,7 @@ absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
       return Transport(absl::InternalError("data channel: unexpected reply"));
     }
     char head[dc::kBlockHeaderBytes];
-    if (absl::Status s = Transport(ReadFull(fd_, head, sizeof(head))); !s.ok()) return s;
+    if (absl::Status s = Transport(Read(head, sizeof(head))); !s.ok()) return s;
     absl::StatusOr<dc::BlockHeader> header =
         dc::DecodeBlockHeader(absl::string_view(head, sizeof(head)));
     if (!header.ok()) return Transport(absl::InternalError(header.status().message()));
@@ -152,8 +197,10 @@ absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
     block.parent = h.parent;
     block.checksum = h.checksum;
     block.shape = h.shape;
+    uint64_t checksum = 0;
     if (local()) {
-      if (absl::Status s = ReadLocalPayload(h.payload_bytes, &block, payload_pool); !s.ok()) {
+      if (absl::Status s = ReadLocalPayload(h.payload_bytes, &block, payload_pool, &checksum);
+          !s.ok()) {
         return s;
       }
     } else {
@@ -162,12 +209,13 @@ absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
       } else {
         ResizeUninitialized(&block.payload, h.payload_bytes);  // Overwritten whole below.
       }
-      if (absl::Status s = Transport(ReadFull(fd_, block.payload.data(), h.payload_bytes));
+      if (absl::Status s = Transport(Read(block.payload.data(), h.payload_bytes));
           !s.ok()) {
         return s;
       }
+      checksum = PayloadChecksum(block.payload);
     }
-    if (PayloadChecksum(block.payload) != h.checksum) {
+    if (checksum != h.checksum) {
       // Corrupt in transit: the run ends here, as a miss. The rest of the reply is unread,
       // so the connection cannot be reused.
       broken_ = true;
@@ -180,13 +228,10 @@ absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
 
 absl::Status DataConnection::Put(const Key& ns, const CacheBlock& block, absl::Duration timeout,
                                  CachePutResult* result) {
-  SetSocketTimeout(fd_, timeout);
+  SetTimeout(timeout);
   char head[1 + kKeyBytes + dc::kBlockHeaderBytes + dc::kOffsetBytes];
   head[0] = dc::kPut;
   std::memcpy(head + 1, ns.bytes.data(), kKeyBytes);
-  dc::EncodeBlockHeader({block.key, block.parent, PayloadChecksum(block.payload), block.shape,
-                         block.payload.size()},
-                        head + 1 + kKeyBytes);
   if (local()) {
     // The payload goes through the region (at its start: one request at a time), only the
     // header and offset over the socket. A block larger than the region cannot be stored
@@ -194,20 +239,26 @@ absl::Status DataConnection::Put(const Key& ns, const CacheBlock& block, absl::D
     if (!region_->Contains(0, block.payload.size())) {
       return absl::UnavailableError("data channel: block larger than the shared region");
     }
-    std::memcpy(region_->data(), block.payload.data(), block.payload.size());
+    const uint64_t checksum =
+        CopyWithChecksum(region_->data(), block.payload.data(), block.payload.size());
+    dc::EncodeBlockHeader({block.key, block.parent, checksum, block.shape, block.payload.size()},
+                          head + 1 + kKeyBytes);
     PutLittleEndian<uint64_t>(head + 1 + kKeyBytes + dc::kBlockHeaderBytes, 0);
     if (absl::Status s = Transport(WriteFull(fd_, head, sizeof(head))); !s.ok()) return s;
   } else {
+    dc::EncodeBlockHeader({block.key, block.parent, PayloadChecksum(block.payload), block.shape,
+                           block.payload.size()},
+                          head + 1 + kKeyBytes);
     iovec iov[2] = {{head, sizeof(head) - dc::kOffsetBytes},
                     {const_cast<char*>(block.payload.data()), block.payload.size()}};
     if (absl::Status s = Transport(WriteFull(fd_, iov, 2)); !s.ok()) return s;
   }
   char kind;
-  if (absl::Status s = Transport(ReadFull(fd_, &kind, 1)); !s.ok()) return s;
+  if (absl::Status s = Transport(Read(&kind, 1)); !s.ok()) return s;
   if (kind == dc::kError) return ReadError();
   char outcome;
   if (kind != dc::kStored) return Transport(absl::InternalError("data channel: unexpected reply"));
-  if (absl::Status s = Transport(ReadFull(fd_, &outcome, 1)); !s.ok()) return s;
+  if (absl::Status s = Transport(Read(&outcome, 1)); !s.ok()) return s;
   switch (static_cast<uint8_t>(outcome)) {
     case dc::kOutcomeStored: ++result->stored; break;
     case dc::kOutcomeAlreadyPresent: ++result->already_present; break;

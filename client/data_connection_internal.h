@@ -54,16 +54,27 @@ class DataConnection final {
  private:
   explicit DataConnection(int fd) : fd_(fd) {}
   // The payload of a same-host Get block, after its header: copied out of the region.
+  // `checksum`: of the copy.
   absl::Status ReadLocalPayload(uint64_t payload_bytes, CacheBlock* block,
-                                BufferPool* payload_pool);
+                                BufferPool* payload_pool, uint64_t* checksum);
   // Marks the connection broken when `s` is a transport failure.
   absl::Status Transport(absl::Status s);
   // Reads the body of a kError reply into a status.
   absl::Status ReadError();
+  // Reads exactly `n` bytes through a small buffer, so a reply's frame (kind, header,
+  // offset) costs one recv(2) instead of three; large reads go straight into `dst`.
+  // UNAVAILABLE on EOF or error, DEADLINE_EXCEEDED on a timeout (the socket's).
+  absl::Status Read(void* dst, size_t n);
+  // Sets the socket timeouts (a syscall each) only when `timeout` changes.
+  void SetTimeout(absl::Duration timeout);
 
   const int fd_;
   bool broken_ = false;
   std::unique_ptr<SharedRegion> region_;  // Same-host connections only.
+  absl::Duration timeout_ = absl::InfiniteDuration();  // The socket's, as last set.
+  char read_buffer_[4096];
+  size_t read_pos_ = 0;  // read_buffer_[read_pos_, read_end_) is received, not yet read.
+  size_t read_end_ = 0;
 };
 
 }  // namespace kvcache

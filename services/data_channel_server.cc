@@ -55,6 +55,9 @@ bool IsResourceShortage(int err) {
 // The peer key of same-host connections in the per-peer cap.
 constexpr char kLocalPeer[] = "unix";
 
+// Same-host Get: block frames are sent at least this often (in payload bytes copied).
+constexpr uint64_t kLocalFlushBytes = 1 << 20;
+
 // Offsets in a region start on a cache line.
 uint64_t AlignUp(uint64_t n) { return (n + 63) & ~uint64_t{63}; }
 
@@ -326,6 +329,12 @@ class DataChannelServerImpl final : public DataChannelServer {
     }
     uint64_t cursor = 0;  // Same-host: where the next payload goes in the region.
     uint64_t sent_local = 0;
+    // Same-host: block frames not yet sent, and the payload bytes they stand for. Sent
+    // together (with the kEnd or kWait that follows, or every kLocalFlushBytes so that the
+    // client copies one part while the server fills the next): one send(2) per Get of a
+    // block or a few.
+    std::string pending;
+    uint64_t pending_bytes = 0;
     for (const Key& key : keys) {
       absl::StatusOr<BlockPtr> block = store_->Get(BlockId{ns, key});
       if (!block.ok()) break;  // The run ends at the first block that is gone.
@@ -336,8 +345,9 @@ class DataChannelServerImpl final : public DataChannelServer {
         const size_t size = (*block)->payload.size();
         if (size > region->size()) break;  // Stored under a larger limit: ends the run.
         if (!region->Contains(cursor, size)) {
-          if (absl::Status s = AwaitAck(fd); !s.ok()) return s;
+          if (absl::Status s = AwaitAck(fd, &pending); !s.ok()) return s;
           cursor = 0;
+          pending_bytes = 0;
         }
         std::memcpy(region->data() + cursor, (*block)->payload.data(), size);
         char head[1 + dc::kBlockHeaderBytes + dc::kOffsetBytes];
@@ -345,12 +355,16 @@ class DataChannelServerImpl final : public DataChannelServer {
         const BlockMeta& m = (*block)->meta;
         dc::EncodeBlockHeader({m.id.key, m.parent, m.checksum, m.shape, size}, head + 1);
         PutLittleEndian<uint64_t>(head + 1 + dc::kBlockHeaderBytes, cursor);
+        pending.append(head, sizeof(head));
+        pending_bytes += size;
         cursor = AlignUp(cursor + size);
         ++sent_local;
-        if (absl::Status s =
-                WriteFull(fd, head, sizeof(head), absl::Now() + options_.payload_deadline);
-            !s.ok()) {
-          return s;
+        if (pending_bytes >= kLocalFlushBytes) {
+          absl::Status s = WriteFull(fd, pending.data(), pending.size(),
+                                     absl::Now() + options_.payload_deadline);
+          if (!s.ok()) return s;
+          pending.clear();
+          pending_bytes = 0;
         }
         continue;
       }
@@ -367,19 +381,23 @@ class DataChannelServerImpl final : public DataChannelServer {
         return s;
       }
     }
-    const char end = dc::kEnd;
-    absl::Status s = WriteFull(fd, &end, 1, absl::Now() + options_.payload_deadline);
+    pending.push_back(static_cast<char>(dc::kEnd));
+    absl::Status s = WriteFull(fd, pending.data(), pending.size(),
+                               absl::Now() + options_.payload_deadline);
     metrics_->ObserveRpc(Rpc::kGet, absl::Now() - start, s.ok());
     if (sent_local > 0) CountLocal(&DataChannelCounters::local_blocks_sent, sent_local);
     return s;
   }
 
-  // Same-host Get: the region is full; waits until the client has copied out what was sent.
-  absl::Status AwaitAck(int fd) {
+  // Same-host Get: the region is full; sends the `pending` frames and a kWait, and waits
+  // until the client has copied out what was sent.
+  absl::Status AwaitAck(int fd, std::string* pending) {
     CountLocal(&DataChannelCounters::local_waits);
     const absl::Time deadline = absl::Now() + options_.payload_deadline;
-    const char wait = dc::kWait;
-    if (absl::Status s = WriteFull(fd, &wait, 1, deadline); !s.ok()) return s;
+    pending->push_back(static_cast<char>(dc::kWait));
+    absl::Status sent = WriteFull(fd, pending->data(), pending->size(), deadline);
+    pending->clear();
+    if (!sent.ok()) return sent;
     char ack = 0;
     if (absl::Status s = ReadFull(fd, &ack, 1, deadline); !s.ok()) return s;
     if (ack != dc::kAck) return absl::InvalidArgumentError("data channel: expected an ack");

@@ -445,5 +445,17 @@ TEST(LocalPathClientTest, UnsealedOrMisSizedRegionIsRefused) {
   }
 }
 
+// The client's fused copy and checksum (common/checksum.h) agrees with PayloadChecksum at
+// every size around its piece boundary.
+TEST(CopyWithChecksumTest, MatchesPayloadChecksum) {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{32 << 10}, size_t{(32 << 10) + 1},
+                   size_t{256 << 10}, size_t{(4 << 20) + 7}}) {
+    const std::string src = TestPayload(n, n);
+    std::string dst(n, '\0');
+    EXPECT_EQ(CopyWithChecksum(dst.data(), src.data(), n), PayloadChecksum(src)) << n;
+    EXPECT_TRUE(dst == src) << n;
+  }
+}
+
 }  // namespace
 }  // namespace kvcache
