@@ -269,7 +269,8 @@ absl::StatusOr<TargetKind> ParseTargetKind(absl::string_view name) {
   if (name == "memcached") return TargetKind::kMemcached;
   if (name == "rawtcp") return TargetKind::kRawTcp;
   return absl::InvalidArgumentError(absl::StrCat(
-      "--target=", name, " is not one of kvcache, kvcache-tcp, kvcache-grpc, redis, memcached, rawtcp"));
+      "--target=", name,
+      " is not one of kvcache, kvcache-tcp, kvcache-grpc, redis, memcached, rawtcp"));
 }
 
 absl::string_view TargetName(TargetKind kind) {

@@ -245,7 +245,7 @@ class DataChannelServerImpl final : public DataChannelServer {
       absl::StatusOr<std::unique_ptr<SharedRegion>> made = SharedRegion::Create(RegionBytes());
       if (!made.ok()) {
         // Closed without an answer: the client falls back to TCP (and counts it).
-        Count(&DataChannelCounters::local_region_failures, DataChannelEvent::kConnectionError);
+        Count(&DataChannelCounters::local_region_failures, DataChannelEvent::kLocalRegionFailure);
         return made.status();
       }
       *region = *std::move(made);
@@ -255,7 +255,9 @@ class DataChannelServerImpl final : public DataChannelServer {
       SetSocketTimeout(fd, options_.hello_deadline);
       absl::Status sent = SendWithFd(fd, reply, sizeof(reply), (*region)->fd());
       SetSocketTimeout(fd, absl::InfiniteDuration());
-      if (sent.ok()) CountLocal(&DataChannelCounters::local_connections);
+      if (sent.ok()) {
+        Count(&DataChannelCounters::local_connections, DataChannelEvent::kLocalConnection);
+      }
       return sent;
     }
     const char ok = 0;
@@ -426,7 +428,7 @@ class DataChannelServerImpl final : public DataChannelServer {
       }
       // Never trusts the client's offset: the payload must lie inside the region.
       if (size.ok() && region != nullptr && !region->Contains(offset, header->payload_bytes)) {
-        CountLocal(&DataChannelCounters::local_bad_offsets);
+        Count(&DataChannelCounters::local_bad_offsets, DataChannelEvent::kLocalBadOffset);
         size = absl::InvalidArgumentError(
             absl::StrCat("data channel: payload of ", header->payload_bytes, " bytes at offset ",
                          offset, " is outside the ", region->size(), "-byte region"));
