@@ -10,6 +10,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "common/resize_uninitialized.h"
 
 namespace kvcache {
 namespace {
@@ -73,7 +74,7 @@ class State {
       }
     }
     if (buffer.capacity() < cls) buffer.reserve(cls);
-    buffer.resize(size);
+    ResizeUninitialized(&buffer, size);  // Overwritten whole by the caller.
     return buffer;
   }
 
