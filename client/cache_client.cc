@@ -195,11 +195,19 @@ class GrpcCacheClient final : public CacheClient {
     std::string address;
     std::string local_address;
     Key token;
+    std::vector<std::unique_ptr<DataConnection>> dropped;  // Closed after the lock.
     {
       absl::MutexLock lock(&data_mu_);
-      if (!idle_.empty()) {
+      // Once the same-host path may be tried again, pooled TCP connections (taken while it
+      // was failing) are dropped rather than reused, so the client goes back to it.
+      const bool want_local = !local_address_.empty() && absl::Now() >= local_retry_after_;
+      while (!idle_.empty()) {
         std::unique_ptr<DataConnection> conn = std::move(idle_.back());
         idle_.pop_back();
+        if (want_local && !conn->local()) {
+          dropped.push_back(std::move(conn));
+          continue;
+        }
         return conn;
       }
       if (absl::Now() < data_retry_after_) return nullptr;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "client/cache_client.h"
 #include "client/data_connection_internal.h"
 #include "common/checksum.h"
@@ -142,6 +143,21 @@ TEST_F(LocalPathTest, UnreachableSocketFallsBackToTcpCounted) {
   EXPECT_EQ(client->local_path_calls(), 0u);
   EXPECT_GE(client->local_path_fallbacks(), 1u);
   EXPECT_EQ(client->data_channel_fallbacks(), 0u);  // The TCP channel took them, not gRPC.
+}
+
+TEST_F(LocalPathTest, ReturnsToSharedMemoryOnceItWorksAgain) {
+  const std::string path = dir_.Sub("dc.sock");
+  Start(path);
+  ASSERT_EQ(::rename(path.c_str(), (path + ".away").c_str()), 0);
+  std::unique_ptr<CacheClient> client = Client();
+  RoundTrip(client.get(), 5);  // Over TCP; its connections are pooled.
+  EXPECT_EQ(client->local_path_calls(), 0u);
+  EXPECT_EQ(client->local_path_fallbacks(), 1u);
+  ASSERT_EQ(::rename((path + ".away").c_str(), path.c_str()), 0);
+  absl::SleepFor(absl::Seconds(5.5));  // The client's retry interval.
+  RoundTrip(client.get(), 6);  // The pooled TCP connections are dropped, not reused.
+  EXPECT_EQ(client->local_path_calls(), 2u);
+  EXPECT_EQ(client->local_path_fallbacks(), 1u);
 }
 
 // ---------------------------------------------------------------------------------------
