@@ -15,6 +15,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/socket_io.h"
 
 namespace kvcache {
 namespace {
@@ -135,9 +136,9 @@ absl::StatusOr<int> ConnectUnix(const std::string& path, absl::Duration timeout)
   if (!addr.ok()) return addr.status();
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::UnavailableError(Errno("socket(AF_UNIX)"));
-  // A Unix connect does not wait on a network: it succeeds, or fails at once (no listener,
-  // backlog full: EAGAIN).
-  (void)timeout;
+  // A Unix connect waits only while the listener's backlog is full, for at most the send
+  // timeout (SO_SNDTIMEO bounds it on AF_UNIX).
+  SetSocketTimeout(fd, timeout);
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&*addr), len) != 0) {
     const std::string why = Errno("connect");
     ::close(fd);
