@@ -135,11 +135,7 @@ class GrpcCacheClient final : public CacheClient {
       std::unique_ptr<DataConnection> conn = AcquireDataConnection();
       if (conn == nullptr) break;
       const bool local = conn->local();
-      absl::Status s;
-      for (; done < blocks.size() && s.ok(); ++done) {
-        s = conn->Put(ns, blocks[done], options_.timeout, &result);
-        if (!s.ok()) break;
-      }
+      absl::Status s = conn->Put(ns, blocks, options_.timeout, &result, &done);
       ReleaseDataConnection(std::move(conn));
       if (!FallBackToGrpc(s)) {
         if (local) local_calls_.fetch_add(1, std::memory_order_relaxed);

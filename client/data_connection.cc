@@ -226,33 +226,7 @@ absl::Status DataConnection::Get(const Key& ns, absl::Span<const Key> keys,
   }
 }
 
-absl::Status DataConnection::Put(const Key& ns, const CacheBlock& block, absl::Duration timeout,
-                                 CachePutResult* result) {
-  SetTimeout(timeout);
-  char head[1 + kKeyBytes + dc::kBlockHeaderBytes + dc::kOffsetBytes];
-  head[0] = dc::kPut;
-  std::memcpy(head + 1, ns.bytes.data(), kKeyBytes);
-  if (local()) {
-    // The payload goes through the region (at its start: one request at a time), only the
-    // header and offset over the socket. A block larger than the region cannot be stored
-    // (the region holds the server's largest): the server's own answer says so over TCP.
-    if (!region_->Contains(0, block.payload.size())) {
-      return absl::UnavailableError("data channel: block larger than the shared region");
-    }
-    const uint64_t checksum =
-        CopyWithChecksum(region_->data(), block.payload.data(), block.payload.size());
-    dc::EncodeBlockHeader({block.key, block.parent, checksum, block.shape, block.payload.size()},
-                          head + 1 + kKeyBytes);
-    PutLittleEndian<uint64_t>(head + 1 + kKeyBytes + dc::kBlockHeaderBytes, 0);
-    if (absl::Status s = Transport(WriteFull(fd_, head, sizeof(head))); !s.ok()) return s;
-  } else {
-    dc::EncodeBlockHeader({block.key, block.parent, PayloadChecksum(block.payload), block.shape,
-                           block.payload.size()},
-                          head + 1 + kKeyBytes);
-    iovec iov[2] = {{head, sizeof(head) - dc::kOffsetBytes},
-                    {const_cast<char*>(block.payload.data()), block.payload.size()}};
-    if (absl::Status s = Transport(WriteFull(fd_, iov, 2)); !s.ok()) return s;
-  }
+absl::Status DataConnection::ReadPutReply(CachePutResult* result) {
   char kind;
   if (absl::Status s = Transport(Read(&kind, 1)); !s.ok()) return s;
   if (kind == dc::kError) return ReadError();
@@ -263,6 +237,61 @@ absl::Status DataConnection::Put(const Key& ns, const CacheBlock& block, absl::D
     case dc::kOutcomeStored: ++result->stored; break;
     case dc::kOutcomeAlreadyPresent: ++result->already_present; break;
     default: ++result->not_admitted; break;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataConnection::Put(const Key& ns, absl::Span<const CacheBlock> blocks,
+                                 absl::Duration timeout, CachePutResult* result, size_t* done) {
+  SetTimeout(timeout);
+  constexpr size_t kHeadBytes = 1 + kKeyBytes + dc::kBlockHeaderBytes + dc::kOffsetBytes;
+  char head[kHeadBytes];
+  head[0] = dc::kPut;
+  std::memcpy(head + 1, ns.bytes.data(), kKeyBytes);
+  if (!local()) {
+    for (; *done < blocks.size(); ++*done) {
+      const CacheBlock& block = blocks[*done];
+      dc::EncodeBlockHeader({block.key, block.parent, PayloadChecksum(block.payload),
+                             block.shape, block.payload.size()},
+                            head + 1 + kKeyBytes);
+      iovec iov[2] = {{head, kHeadBytes - dc::kOffsetBytes},
+                      {const_cast<char*>(block.payload.data()), block.payload.size()}};
+      if (absl::Status s = Transport(WriteFull(fd_, iov, 2)); !s.ok()) return s;
+      if (absl::Status s = ReadPutReply(result); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+  // Same-host: the payloads of as many blocks as the region holds, then their requests in
+  // one write, then their answers; the region is not written again until all are in.
+  std::string requests;
+  while (*done < blocks.size()) {
+    requests.clear();
+    uint64_t cursor = 0;
+    size_t end = *done;
+    for (; end < blocks.size(); ++end) {
+      const CacheBlock& block = blocks[end];
+      if (!region_->Contains(cursor, block.payload.size())) break;
+      const uint64_t checksum =
+          CopyWithChecksum(region_->data() + cursor, block.payload.data(), block.payload.size());
+      dc::EncodeBlockHeader({block.key, block.parent, checksum, block.shape,
+                             block.payload.size()},
+                            head + 1 + kKeyBytes);
+      PutLittleEndian<uint64_t>(head + 1 + kKeyBytes + dc::kBlockHeaderBytes, cursor);
+      requests.append(head, kHeadBytes);
+      cursor = (cursor + block.payload.size() + 63) & ~uint64_t{63};
+    }
+    if (end == *done) {
+      // Larger than the region (which holds the server's largest block): the server's own
+      // answer says so over TCP.
+      return absl::UnavailableError("data channel: block larger than the shared region");
+    }
+    if (absl::Status s = Transport(WriteFull(fd_, requests.data(), requests.size()));
+        !s.ok()) {
+      return s;
+    }
+    for (; *done < end; ++*done) {
+      if (absl::Status s = ReadPutReply(result); !s.ok()) return s;
+    }
   }
   return absl::OkStatus();
 }

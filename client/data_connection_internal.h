@@ -44,9 +44,13 @@ class DataConnection final {
   absl::Status Get(const Key& ns, absl::Span<const Key> keys, absl::Duration timeout,
                    std::vector<CacheBlock>* out, BufferPool* payload_pool = nullptr);
 
-  // Stores one block; its checksum is computed here. Adds to `result`.
-  absl::Status Put(const Key& ns, const CacheBlock& block, absl::Duration timeout,
-                   CachePutResult* result);
+  // Stores blocks[*done..] in order (checksums computed here), adding to `result` and
+  // advancing `*done` past each block the server answered for; stops at the first error.
+  // Over TCP one block per round trip; same-host, as many blocks as the region holds per
+  // round trip (the server closes the connection after an error, so nothing after a failed
+  // block is stored).
+  absl::Status Put(const Key& ns, absl::Span<const CacheBlock> blocks, absl::Duration timeout,
+                   CachePutResult* result, size_t* done);
 
   bool broken() const { return broken_; }
   bool local() const { return region_ != nullptr; }
@@ -61,6 +65,8 @@ class DataConnection final {
   absl::Status Transport(absl::Status s);
   // Reads the body of a kError reply into a status.
   absl::Status ReadError();
+  // Reads one Put's answer into `result` (a kError into the status returned).
+  absl::Status ReadPutReply(CachePutResult* result);
   // Reads exactly `n` bytes through a small buffer, so a reply's frame (kind, header,
   // offset) costs one recv(2) instead of three; large reads go straight into `dst`.
   // UNAVAILABLE on EOF or error, DEADLINE_EXCEEDED on a timeout (the socket's).

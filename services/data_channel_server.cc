@@ -456,7 +456,13 @@ class DataChannelServerImpl final : public DataChannelServer {
     }
     absl::StatusOr<PutOutcome> outcome = store_->Put(std::move(block));
     metrics_->ObserveRpc(Rpc::kPut, absl::Now() - start, outcome.ok());
-    if (!outcome.ok()) return SendError(fd, outcome.status(), payload_deadline);  // Go on.
+    if (!outcome.ok()) {
+      absl::Status sent = SendError(fd, outcome.status(), payload_deadline);
+      // Over TCP the connection goes on. Same-host clients send several Puts at once: closing
+      // drops those behind the failed one, so a Put stops at its first bad block there too.
+      if (region != nullptr && sent.ok()) return outcome.status();
+      return sent;
+    }
     if (*outcome == PutOutcome::kAlreadyPresent) {
       // Other bytes under a stored key: kept, and recorded (the reply says already present).
       std::optional<BlockInfo> kept = store_->Inspect(BlockId{stored, h.key});

@@ -298,16 +298,30 @@ TEST_F(LocalPathRawTest, RegionBytesNotMatchingTheChecksumAreNotStored) {
   Raw raw;
   ASSERT_NO_FATAL_FAILURE(Connect(&raw));
   // The client (or anyone holding the region) changed a byte after the checksum was taken:
-  // the server checks the checksum on its own copy and stores nothing.
+  // the server checks the checksum on its own copy, stores nothing, and closes.
   const std::string payload = TestPayload(50000, 7);
   SendPut(&raw, TestKey(4), payload, 0, payload.size(), /*flip_a_byte=*/true);
   std::pair<char, absl::StatusCode> reply = ReadReply(raw.fd);
   EXPECT_EQ(reply.first, dc::kError);
   EXPECT_EQ(reply.second, absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(store_->Contains(BlockId{ns_, TestKey(4)}));
-  // The request was read whole: the connection goes on.
-  SendPut(&raw, TestKey(5), payload, 0, payload.size());
+  EXPECT_TRUE(Closed(raw.fd));  // Same-host: Puts sent behind it are not stored.
+}
+
+TEST_F(LocalPathRawTest, PipelinedPutsStopAtTheFirstBadBlock) {
+  Raw raw;
+  ASSERT_NO_FATAL_FAILURE(Connect(&raw));
+  const std::string payload = TestPayload(50000, 8);
+  // Three requests at once, as the client sends a batch; the second one's bytes are bad.
+  SendPut(&raw, TestKey(6), payload, 0, payload.size());
+  SendPut(&raw, TestKey(7), payload, 65536, payload.size(), /*flip_a_byte=*/true);
+  SendPut(&raw, TestKey(8), payload, 131072, payload.size());
   EXPECT_EQ(ReadReply(raw.fd).first, dc::kStored);
+  EXPECT_EQ(ReadReply(raw.fd).second, absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Closed(raw.fd));
+  EXPECT_TRUE(store_->Contains(BlockId{ns_, TestKey(6)}));
+  EXPECT_FALSE(store_->Contains(BlockId{ns_, TestKey(7)}));
+  EXPECT_FALSE(store_->Contains(BlockId{ns_, TestKey(8)}));
 }
 
 TEST_F(LocalPathRawTest, RegionCopyOutlivesEvictionUntilAcked) {
