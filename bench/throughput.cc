@@ -36,8 +36,9 @@
 // The subcommand's own flags (--json is shared: bench/flags.h). Value sizes take byte
 // sizes ("256KiB"); --blocks a count ("1000000", "100K" or "1M": see ParseBlockCount).
 ABSL_FLAG(std::string, target, "kvcache",
-          "store to drive: kvcache, kvcache-grpc (kvcache without the data channel), redis, "
-          "memcached or rawtcp");
+          "store to drive: kvcache (the same-host path when the server is on this machine, "
+          "else the TCP data channel), kvcache-tcp (the TCP data channel forced), "
+          "kvcache-grpc (kvcache without the data channel), redis, memcached or rawtcp");
 ABSL_FLAG(std::string, addr, "", "the store's host:port (required but for --op=index-scale)");
 ABSL_FLAG(std::string, op, "get", "get, put, fill, lookup (kvcache only) or index-scale");
 ABSL_FLAG(std::string, value_bytes, "",
@@ -170,8 +171,7 @@ absl::Status ToOptions(Options* o) {
   if (o->op != Op::kIndexScale && o->addr.empty()) {
     return absl::InvalidArgumentError("--addr=HOST:PORT is required");
   }
-  if (o->op == Op::kLookup && o->target != TargetKind::kKvcache &&
-      o->target != TargetKind::kKvcacheGrpc) {
+  if (o->op == Op::kLookup && !IsKvcache(o->target)) {
     return absl::InvalidArgumentError("--op=lookup is for --target=kvcache only");
   }
   return absl::OkStatus();
@@ -621,7 +621,8 @@ int RunLookup(const Options& o) {
 }  // namespace
 
 const FlagScope kThroughputFlags = {
-    "usage: kvcache-bench throughput --target=kvcache|kvcache-grpc|redis|memcached|rawtcp\n"
+    "usage: kvcache-bench throughput --target=kvcache|kvcache-tcp|kvcache-grpc|redis|\n"
+    "         memcached|rawtcp\n"
     "         --addr=HOST:PORT --op=get|put|lookup --value-bytes=256KiB --clients=4\n"
     "         --seconds=3 [--json] [--warmup-seconds=0.5] [--keys=N] [--verify-every=32]\n"
     "         [--chain=64] [--server-pid=PID] [--nonce=N --populate=false]\n"
@@ -659,8 +660,7 @@ int RunThroughput(int argc, char** argv) {
   // afresh; hiredis and libmemcached with glibc's defaults (measured here: the tuning does
   // not help Redis and costs memcached ~15% at 256 KiB, whose client grows its value
   // buffer by realloc, which mremap makes cheap for mmap'd chunks).
-  const bool kvcache_target =
-      o.target == TargetKind::kKvcache || o.target == TargetKind::kKvcacheGrpc;
+  const bool kvcache_target = IsKvcache(o.target);
   const bool tune = o.tune_malloc == 1 || (o.tune_malloc == -1 && kvcache_target);
   if (tune) TuneMallocForLargeBuffers();
   g_malloc_tuned = tune;

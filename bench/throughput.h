@@ -2,7 +2,7 @@
 // by side with Redis, memcached and a raw TCP ceiling, driven by the same C++ loop; plus
 // kvcache Lookup latency of a chain and the RAM tier's index cost per block.
 //
-//   kvcache-bench throughput --target=kvcache|kvcache-grpc|redis|memcached|rawtcp
+//   kvcache-bench throughput --target=kvcache|kvcache-tcp|kvcache-grpc|redis|memcached|rawtcp
 //       --addr=HOST:PORT --op=get|put --value-bytes=256KiB --clients=4 --seconds=3 [--json]
 //   kvcache-bench throughput --target=kvcache --addr=HOST:PORT --op=lookup --chain=64
 //   kvcache-bench throughput --op=index-scale --blocks=1000000 [--value-bytes=64]

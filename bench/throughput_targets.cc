@@ -264,17 +264,20 @@ void ServeRawConnection(int fd) {
 absl::StatusOr<TargetKind> ParseTargetKind(absl::string_view name) {
   if (name == "kvcache") return TargetKind::kKvcache;
   if (name == "kvcache-grpc") return TargetKind::kKvcacheGrpc;
+  if (name == "kvcache-tcp") return TargetKind::kKvcacheTcp;
   if (name == "redis") return TargetKind::kRedis;
   if (name == "memcached") return TargetKind::kMemcached;
   if (name == "rawtcp") return TargetKind::kRawTcp;
   return absl::InvalidArgumentError(absl::StrCat(
-      "--target=", name, " is not one of kvcache, kvcache-grpc, redis, memcached, rawtcp"));
+      "--target=", name,
+      " is not one of kvcache, kvcache-tcp, kvcache-grpc, redis, memcached, rawtcp"));
 }
 
 absl::string_view TargetName(TargetKind kind) {
   switch (kind) {
     case TargetKind::kKvcache: return "kvcache";
     case TargetKind::kKvcacheGrpc: return "kvcache-grpc";
+    case TargetKind::kKvcacheTcp: return "kvcache-tcp";
     case TargetKind::kRedis: return "redis";
     case TargetKind::kMemcached: return "memcached";
     case TargetKind::kRawTcp: return "rawtcp";
@@ -296,10 +299,12 @@ absl::StatusOr<std::unique_ptr<TargetConnection>> ConnectTarget(TargetKind kind,
                                                                 const TlsClientOptions& tls) {
   switch (kind) {
     case TargetKind::kKvcache:
-    case TargetKind::kKvcacheGrpc: {
+    case TargetKind::kKvcacheGrpc:
+    case TargetKind::kKvcacheTcp: {
       CacheClientOptions options;
       options.target = addr;
-      options.use_data_channel = kind == TargetKind::kKvcache;
+      options.use_data_channel = kind != TargetKind::kKvcacheGrpc;
+      options.use_local_path = kind == TargetKind::kKvcache;
       options.tls = tls;
       absl::StatusOr<std::unique_ptr<CacheClient>> client = NewCacheClient(options);
       if (!client.ok()) return client.status();

@@ -23,11 +23,19 @@ namespace kvcache {
 namespace bench {
 
 // Which store a connection talks to.
-// kKvcacheGrpc is kvcache with the bulk data channel turned off in the client (gRPC only).
-enum class TargetKind { kKvcache, kKvcacheGrpc, kRedis, kMemcached, kRawTcp };
+// kKvcache is kvcache as the worker uses it: the same-host path (shared memory) when the
+// server is on this machine, else the TCP data channel. kKvcacheTcp forces the TCP data
+// channel (same-host path off in the client); kKvcacheGrpc turns the data channel off
+// (gRPC only).
+enum class TargetKind { kKvcache, kKvcacheGrpc, kRedis, kMemcached, kRawTcp, kKvcacheTcp };
 
-// Parses "kvcache", "kvcache-grpc", "redis", "memcached" or "rawtcp". INVALID_ARGUMENT
-// otherwise.
+inline bool IsKvcache(TargetKind kind) {
+  return kind == TargetKind::kKvcache || kind == TargetKind::kKvcacheGrpc ||
+         kind == TargetKind::kKvcacheTcp;
+}
+
+// Parses "kvcache", "kvcache-tcp", "kvcache-grpc", "redis", "memcached" or "rawtcp".
+// INVALID_ARGUMENT otherwise.
 absl::StatusOr<TargetKind> ParseTargetKind(absl::string_view name);
 absl::string_view TargetName(TargetKind kind);
 

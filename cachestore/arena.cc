@@ -13,6 +13,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "common/resize_uninitialized.h"
 
 namespace kvcache {
 namespace {
@@ -76,7 +77,7 @@ class State {
       }
     }
     if (buffer.capacity() < cls) buffer.reserve(cls);
-    buffer.resize(size);
+    ResizeUninitialized(&buffer, size);  // Overwritten whole by the caller.
     return buffer;
   }
 

@@ -32,6 +32,7 @@
 #include "absl/types/span.h"
 #include "common/block_shape.h"
 #include "common/key.h"
+#include "common/resize_uninitialized.h"
 
 namespace kvcache {
 
@@ -357,10 +358,11 @@ class TieredStore : public BlockStore {
 
   // A block to fill in (metadata and payload bytes) and Put: its payload, `payload_bytes`
   // long with unspecified contents, comes from the RAM tier's arena when it has one
-  // (RamTierOptions::arena), else from a plain allocation.
+  // (RamTierOptions::arena), else from a plain allocation (not zero-filled: the caller
+  // overwrites it whole).
   virtual std::shared_ptr<Block> NewBlock(size_t payload_bytes) {
     auto block = std::make_shared<Block>();
-    block->payload.resize(payload_bytes);
+    ResizeUninitialized(&block->payload, payload_bytes);
     return block;
   }
 

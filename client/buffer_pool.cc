@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "common/resize_uninitialized.h"
+
 namespace kvcache {
 namespace {
 
@@ -27,8 +29,8 @@ std::string BufferPool::Take(size_t size) {
     }
     if (buffer.capacity() < size) ++allocated_;
   }
-  // Within the capacity: no allocation; bytes past the old size are zeroed, the rest kept.
-  buffer.resize(size);
+  // Within the capacity: no allocation; nothing is written (the caller overwrites it).
+  ResizeUninitialized(&buffer, size);
   return buffer;
 }
 

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "absl/base/thread_annotations.h"
@@ -15,6 +16,7 @@
 #include "client/data_connection_internal.h"
 #include "client/rendezvous.h"
 #include "common/checksum.h"
+#include "common/shared_region.h"
 #include "common/socket_io.h"
 #include "common/tls.h"
 #include "kvcache/v1/cache.grpc.pb.h"
@@ -105,14 +107,21 @@ class GrpcCacheClient final : public CacheClient {
                                               absl::Span<const Key> keys) override {
     std::vector<CacheBlock> out;
     if (keys.empty()) return out;
-    if (std::unique_ptr<DataConnection> conn = AcquireDataConnection()) {
+    // The same-host path first when there is one, then the TCP channel, then gRPC.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      std::unique_ptr<DataConnection> conn = AcquireDataConnection();
+      if (conn == nullptr) break;
+      const bool local = conn->local();
       absl::Status s = conn->Get(ns, keys, options_.timeout, &out, options_.payload_pool.get());
       ReleaseDataConnection(std::move(conn));
       if (!FallBackToGrpc(s)) {
+        if (local) local_calls_.fetch_add(1, std::memory_order_relaxed);
         if (!s.ok()) return Annotate(s, "Get");
         return out;
       }
       out.clear();
+      if (!local) break;
+      LocalPathFailed();
     }
     CountFallback();
     return GrpcGet(ns, keys);
@@ -122,17 +131,19 @@ class GrpcCacheClient final : public CacheClient {
                                      absl::Span<const CacheBlock> blocks) override {
     CachePutResult result;
     size_t done = 0;
-    if (std::unique_ptr<DataConnection> conn = AcquireDataConnection()) {
-      absl::Status s;
-      for (; done < blocks.size() && s.ok(); ++done) {
-        s = conn->Put(ns, blocks[done], options_.timeout, &result);
-        if (!s.ok()) break;
-      }
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      std::unique_ptr<DataConnection> conn = AcquireDataConnection();
+      if (conn == nullptr) break;
+      const bool local = conn->local();
+      absl::Status s = conn->Put(ns, blocks, options_.timeout, &result, &done);
       ReleaseDataConnection(std::move(conn));
       if (!FallBackToGrpc(s)) {
+        if (local) local_calls_.fetch_add(1, std::memory_order_relaxed);
         if (!s.ok()) return Annotate(s, "Put");
         return result;
       }
+      if (!local) break;
+      LocalPathFailed();  // The rest over the TCP channel (or gRPC).
     }
     // The rest (all of it without a data channel) over gRPC.
     CountFallback();
@@ -146,6 +157,12 @@ class GrpcCacheClient final : public CacheClient {
 
   uint64_t data_channel_fallbacks() const override {
     return fallbacks_.load(std::memory_order_relaxed);
+  }
+  uint64_t local_path_calls() const override {
+    return local_calls_.load(std::memory_order_relaxed);
+  }
+  uint64_t local_path_fallbacks() const override {
+    return local_fallbacks_.load(std::memory_order_relaxed);
   }
 
  private:
@@ -165,23 +182,34 @@ class GrpcCacheClient final : public CacheClient {
     return CallError(s, rpc, absl::StrCat(options_.target, " (data channel)"));
   }
 
-  // A pooled or new data connection; null when there is no data channel (not offered, off,
-  // or failing: negotiation is retried at most every kDataChannelRetry).
+  // A pooled or new data connection (same-host when the server offers it on this machine);
+  // null when there is no data channel (not offered, off, or failing: negotiation is
+  // retried at most every kDataChannelRetry).
   std::unique_ptr<DataConnection> AcquireDataConnection() {
     // Never over TLS: the data channel is plaintext (docs/security.md).
     if (!options_.use_data_channel || options_.tls.enabled()) return nullptr;
     std::string address;
+    std::string local_address;
     Key token;
+    std::vector<std::unique_ptr<DataConnection>> dropped;  // Closed after the lock.
     {
       absl::MutexLock lock(&data_mu_);
-      if (!idle_.empty()) {
+      // Once the same-host path may be tried again, pooled TCP connections (taken while it
+      // was failing) are dropped rather than reused, so the client goes back to it.
+      const bool want_local = !local_address_.empty() && absl::Now() >= local_retry_after_;
+      while (!idle_.empty()) {
         std::unique_ptr<DataConnection> conn = std::move(idle_.back());
         idle_.pop_back();
+        if (want_local && !conn->local()) {
+          dropped.push_back(std::move(conn));
+          continue;
+        }
         return conn;
       }
       if (absl::Now() < data_retry_after_) return nullptr;
       address = data_address_;
       token = data_token_;
+      if (absl::Now() >= local_retry_after_) local_address = local_address_;
     }
     if (address.empty()) {
       // Negotiate over gRPC.
@@ -197,10 +225,21 @@ class GrpcCacheClient final : public CacheClient {
       // A server listening on every interface advertises 0.0.0.0: use the host we dialled.
       address = ReachableAddress(resp.address(), options_.target);
       token = *parsed;
+      // Same host: the server runs under this kernel (same machine and boot identity).
+      const bool same_host = options_.use_local_path && !resp.local_address().empty() &&
+                             !LocalHostId().empty() && resp.host_id() == LocalHostId();
       data_offered_.store(true, std::memory_order_relaxed);
       absl::MutexLock lock(&data_mu_);
       data_address_ = address;
       data_token_ = token;
+      local_address_ = same_host ? resp.local_address() : "";
+      if (absl::Now() >= local_retry_after_) local_address = local_address_;
+    }
+    if (!local_address.empty()) {
+      absl::StatusOr<std::unique_ptr<DataConnection>> local =
+          DataConnection::OpenLocal(local_address, token, options_.timeout);
+      if (local.ok()) return *std::move(local);
+      LocalPathFailed();  // Over TCP meanwhile.
     }
     absl::StatusOr<std::unique_ptr<DataConnection>> conn =
         DataConnection::Open(address, token, options_.timeout);
@@ -215,6 +254,20 @@ class GrpcCacheClient final : public CacheClient {
     if (conn->broken()) return;
     absl::MutexLock lock(&data_mu_);
     if (idle_.size() < kMaxIdleDataConnections) idle_.push_back(std::move(conn));
+  }
+
+  // The same-host path failed (unreachable socket, unusable region, broken connection):
+  // counted, its pooled connections dropped, and not tried again for kDataChannelRetry;
+  // calls take the TCP channel meanwhile.
+  void LocalPathFailed() {
+    local_fallbacks_.fetch_add(1, std::memory_order_relaxed);
+    std::vector<std::unique_ptr<DataConnection>> dropped;  // Closed after the lock.
+    absl::MutexLock lock(&data_mu_);
+    local_retry_after_ = absl::Now() + kDataChannelRetry;
+    for (auto& conn : idle_) {
+      if (conn->local()) dropped.push_back(std::move(conn));
+    }
+    idle_.erase(std::remove(idle_.begin(), idle_.end(), nullptr), idle_.end());
   }
 
   // Forgets the negotiated channel (the server may have restarted elsewhere) and waits a
@@ -355,8 +408,13 @@ class GrpcCacheClient final : public CacheClient {
   absl::Mutex data_mu_;
   std::atomic<bool> data_offered_{false};  // The server has offered a data channel.
   std::atomic<uint64_t> fallbacks_{0};
+  std::atomic<uint64_t> local_calls_{0};
+  std::atomic<uint64_t> local_fallbacks_{0};
   std::string data_address_ ABSL_GUARDED_BY(data_mu_);  // Empty: not negotiated.
   Key data_token_ ABSL_GUARDED_BY(data_mu_);
+  // The server's same-host socket when it is on this machine; empty: not local (or off).
+  std::string local_address_ ABSL_GUARDED_BY(data_mu_);
+  absl::Time local_retry_after_ ABSL_GUARDED_BY(data_mu_) = absl::InfinitePast();
   absl::Time data_retry_after_ ABSL_GUARDED_BY(data_mu_) = absl::InfinitePast();
   std::vector<std::unique_ptr<DataConnection>> idle_ ABSL_GUARDED_BY(data_mu_);
 };

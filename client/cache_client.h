@@ -55,6 +55,12 @@ struct CacheClientOptions {
   // reached on the host of `target`. Default: true.
   // Ignored (no data channel) when `tls` is on: the data channel is plaintext.
   bool use_data_channel = true;
+  // Where the server is on this machine (it advertises a same-host socket and the same
+  // machine and boot identity, docs/data-channel.md "Same-host path"), Get and Put payloads
+  // move through shared memory instead of the TCP channel; on any failure the TCP channel
+  // (then gRPC) takes over, counted in local_path_fallbacks. Needs use_data_channel.
+  // Default: true.
+  bool use_local_path = true;
   // Where Get's payloads are received over the data channel: buffers taken from this pool
   // (a caller done with a block may Give its payload back, so the next Get reuses warm
   // memory). Null: a fresh allocation per block. Default: null.
@@ -159,6 +165,11 @@ class CacheClient {
   // Get and Put calls that went over gRPC although the server offers a data channel (it
   // could not be reached or broke: see docs/data-channel.md). Never blocks.
   virtual uint64_t data_channel_fallbacks() const { return 0; }
+  // Get and Put calls served by the same-host path (shared memory), and times that path was
+  // offered on this machine but failed (calls then took the TCP channel or gRPC). Never
+  // block.
+  virtual uint64_t local_path_calls() const { return 0; }
+  virtual uint64_t local_path_fallbacks() const { return 0; }
 };
 
 // Makes a client (a cluster client when `options.target` names several nodes or a DNS name);

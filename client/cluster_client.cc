@@ -268,7 +268,11 @@ class Node {
         breaker_ = Breaker::kClosed;
         consecutive_failures_ = 0;
         backoff_ = options_.breaker_initial_backoff;
-        if (client_ != nullptr) retired_fallbacks_ += client_->data_channel_fallbacks();
+        if (client_ != nullptr) {
+          retired_fallbacks_ += client_->data_channel_fallbacks();
+          retired_local_calls_ += client_->local_path_calls();
+          retired_local_fallbacks_ += client_->local_path_fallbacks();
+        }
         client_ = MakeClient();
       } else {
         backoff_ = std::min(backoff_ * 2, options_.breaker_max_backoff);
@@ -289,6 +293,15 @@ class Node {
   uint64_t DataChannelFallbacks() const {
     absl::MutexLock lock(&mu_);
     return retired_fallbacks_ + (client_ != nullptr ? client_->data_channel_fallbacks() : 0);
+  }
+  // Same-host path calls and fallbacks of this node's clients, the replaced ones included.
+  uint64_t LocalPathCalls() const {
+    absl::MutexLock lock(&mu_);
+    return retired_local_calls_ + (client_ != nullptr ? client_->local_path_calls() : 0);
+  }
+  uint64_t LocalPathFallbacks() const {
+    absl::MutexLock lock(&mu_);
+    return retired_local_fallbacks_ + (client_ != nullptr ? client_->local_path_fallbacks() : 0);
   }
 
   ClusterNodeStats Stats() const {
@@ -343,6 +356,8 @@ class Node {
   mutable absl::Mutex mu_;
   std::shared_ptr<CacheClient> client_ ABSL_GUARDED_BY(mu_);
   uint64_t retired_fallbacks_ ABSL_GUARDED_BY(mu_) = 0;  // Of clients replaced since.
+  uint64_t retired_local_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t retired_local_fallbacks_ ABSL_GUARDED_BY(mu_) = 0;
   Breaker breaker_ ABSL_GUARDED_BY(mu_) = Breaker::kClosed;
   bool healthy_ ABSL_GUARDED_BY(mu_) = true;
   std::string last_error_ ABSL_GUARDED_BY(mu_);
@@ -617,6 +632,20 @@ class ClusterClientImpl final : public ClusterCacheClient {
     uint64_t total = 0;
     for (const std::shared_ptr<Node>& node : TakeView().members->nodes) {
       total += node->DataChannelFallbacks();
+    }
+    return total;
+  }
+  uint64_t local_path_calls() const override {
+    uint64_t total = 0;
+    for (const std::shared_ptr<Node>& node : TakeView().members->nodes) {
+      total += node->LocalPathCalls();
+    }
+    return total;
+  }
+  uint64_t local_path_fallbacks() const override {
+    uint64_t total = 0;
+    for (const std::shared_ptr<Node>& node : TakeView().members->nodes) {
+      total += node->LocalPathFallbacks();
     }
     return total;
   }

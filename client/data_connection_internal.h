@@ -1,6 +1,8 @@
 // One connection of the bulk data channel (common/data_channel_wire.h), client side.
 // Internal to the client library: CacheClient negotiates the channel over gRPC and keeps a
-// small pool of these.
+// small pool of these. A connection is either TCP (payloads on the socket) or same-host (a
+// Unix socket, payloads through a shared-memory region the server passed at the hello:
+// docs/data-channel.md, "Same-host path"); Get and Put behave the same on both.
 //
 // Thread safety: one caller at a time. Once broken() (a transport failure, or an error reply
 // after which the server may close) the connection must be dropped.
@@ -16,6 +18,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "client/cache_client.h"
+#include "common/shared_region.h"
 
 namespace kvcache {
 
@@ -25,6 +28,12 @@ class DataConnection final {
   static absl::StatusOr<std::unique_ptr<DataConnection>> Open(const std::string& address,
                                                               const Key& token,
                                                               absl::Duration timeout);
+  // A same-host connection to the server's Unix socket `path`.
+  //   UNAVAILABLE  cannot connect, the hello was refused, or the region the server passed
+  //                is unusable (unsealed, of another size, not mappable).
+  static absl::StatusOr<std::unique_ptr<DataConnection>> OpenLocal(const std::string& path,
+                                                                   const Key& token,
+                                                                   absl::Duration timeout);
   ~DataConnection();
   DataConnection(const DataConnection&) = delete;
   DataConnection& operator=(const DataConnection&) = delete;
@@ -35,21 +44,43 @@ class DataConnection final {
   absl::Status Get(const Key& ns, absl::Span<const Key> keys, absl::Duration timeout,
                    std::vector<CacheBlock>* out, BufferPool* payload_pool = nullptr);
 
-  // Stores one block; its checksum is computed here. Adds to `result`.
-  absl::Status Put(const Key& ns, const CacheBlock& block, absl::Duration timeout,
-                   CachePutResult* result);
+  // Stores blocks[*done..] in order (checksums computed here), adding to `result` and
+  // advancing `*done` past each block the server answered for; stops at the first error.
+  // Over TCP one block per round trip; same-host, as many blocks as the region holds per
+  // round trip (the server closes the connection after an error, so nothing after a failed
+  // block is stored).
+  absl::Status Put(const Key& ns, absl::Span<const CacheBlock> blocks, absl::Duration timeout,
+                   CachePutResult* result, size_t* done);
 
   bool broken() const { return broken_; }
+  bool local() const { return region_ != nullptr; }
 
  private:
   explicit DataConnection(int fd) : fd_(fd) {}
+  // The payload of a same-host Get block, after its header: copied out of the region.
+  // `checksum`: of the copy.
+  absl::Status ReadLocalPayload(uint64_t payload_bytes, CacheBlock* block,
+                                BufferPool* payload_pool, uint64_t* checksum);
   // Marks the connection broken when `s` is a transport failure.
   absl::Status Transport(absl::Status s);
   // Reads the body of a kError reply into a status.
   absl::Status ReadError();
+  // Reads one Put's answer into `result` (a kError into the status returned).
+  absl::Status ReadPutReply(CachePutResult* result);
+  // Reads exactly `n` bytes through a small buffer, so a reply's frame (kind, header,
+  // offset) costs one recv(2) instead of three; large reads go straight into `dst`.
+  // UNAVAILABLE on EOF or error, DEADLINE_EXCEEDED on a timeout (the socket's).
+  absl::Status Read(void* dst, size_t n);
+  // Sets the socket timeouts (a syscall each) only when `timeout` changes.
+  void SetTimeout(absl::Duration timeout);
 
   const int fd_;
   bool broken_ = false;
+  std::unique_ptr<SharedRegion> region_;  // Same-host connections only.
+  absl::Duration timeout_ = absl::InfiniteDuration();  // The socket's, as last set.
+  char read_buffer_[4096];
+  size_t read_pos_ = 0;  // read_buffer_[read_pos_, read_end_) is received, not yet read.
+  size_t read_end_ = 0;
 };
 
 }  // namespace kvcache

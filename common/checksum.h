@@ -4,6 +4,7 @@
 #ifndef KVCACHE_COMMON_CHECKSUM_H_
 #define KVCACHE_COMMON_CHECKSUM_H_
 
+#include <cstddef>
 #include <cstdint>
 
 #include "absl/strings/string_view.h"
@@ -11,6 +12,11 @@
 namespace kvcache {
 
 uint64_t PayloadChecksum(absl::string_view payload);
+
+// Copies `n` bytes from `src` to `dst` (not overlapping) and returns PayloadChecksum of the
+// copy, in one pass over memory (piece by piece, each hashed while still in cache). The
+// checksum is of what landed in `dst`, even if `src` changes meanwhile (shared memory).
+uint64_t CopyWithChecksum(char* dst, const char* src, size_t n);
 
 }  // namespace kvcache
 

@@ -17,6 +17,18 @@
 // After a kError the server closes the connection if it could not read the request whole
 // (a bad op, an oversized payload); otherwise the connection stays usable.
 //
+// The same-host path (docs/data-channel.md, "Same-host path"): the same frames over a Unix
+// socket, but payloads move through a shared-memory region the server makes per connection
+// and passes with its hello reply, so only headers cross the socket:
+//   hello     as above; server -> client: u8 0 | u64 region_bytes, the region's memfd
+//             attached (SCM_RIGHTS)
+//   GET       server: (u8 kBlock | BlockHeader | u64 offset) for each leading key held, the
+//                     payload at region[offset, offset + payload_bytes); u8 kWait when the
+//                     next block does not fit after those sent: the client answers u8 kAck
+//                     once it has copied them out, and the server starts over at offset 0
+//   PUT       client: u8 op=2 | ns[32] | BlockHeader | u64 offset, the payload in the region
+// Each side bounds-checks every offset and length against the region before touching it.
+//
 // Thread safety: constants and pure functions.
 
 #ifndef KVCACHE_COMMON_DATA_CHANNEL_WIRE_H_
@@ -44,8 +56,11 @@ inline constexpr size_t kErrorHeadBytes = 1 + 4;  // ErrorBody without its messa
 inline constexpr uint32_t kMaxErrorMessageBytes = 1 << 20;
 inline constexpr uint32_t kMaxKeysPerGet = 65536;
 
-enum Op : uint8_t { kGet = 1, kPut = 2 };
-enum Reply : uint8_t { kBlock = 1, kEnd = 2, kStored = 3, kError = 4 };
+enum Op : uint8_t { kGet = 1, kPut = 2, kAck = 3 /* same-host only */ };
+enum Reply : uint8_t { kBlock = 1, kEnd = 2, kStored = 3, kError = 4, kWait = 5 /* same-host */ };
+// Same-host path: the hello reply (u8 0 | u64 region_bytes) and a payload's region offset.
+inline constexpr size_t kLocalHelloReplyBytes = 1 + 8;
+inline constexpr size_t kOffsetBytes = 8;
 // The byte after kStored.
 enum PutOutcomeByte : uint8_t {
   kOutcomeStored = 0,

@@ -166,12 +166,17 @@ absl::Status WriteFull(int fd, const void* buf, size_t n) {
 
 absl::Status ReadFull(int fd, void* buf, size_t n, absl::Time deadline) {
   char* p = static_cast<char*>(buf);
+  // Bytes already there are taken at once; poll(2) (which checks the deadline) only when
+  // none are: one syscall instead of two for the usual request that arrives whole.
   while (n > 0) {
-    if (absl::Status s = WaitReady(fd, POLLIN, deadline, "read"); !s.ok()) return s;
     const ssize_t got = ::recv(fd, p, n, MSG_DONTWAIT);
     if (got == 0) return absl::UnavailableError("data channel: connection closed");
     if (got < 0) {
-      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (absl::Status s = WaitReady(fd, POLLIN, deadline, "read"); !s.ok()) return s;
+        continue;
+      }
+      if (errno == EINTR) continue;
       return IoError("read");
     }
     p += got;
@@ -182,13 +187,16 @@ absl::Status ReadFull(int fd, void* buf, size_t n, absl::Time deadline) {
 
 absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt, absl::Time deadline) {
   while (iovcnt > 0) {
-    if (absl::Status s = WaitReady(fd, POLLOUT, deadline, "write"); !s.ok()) return s;
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = static_cast<size_t>(iovcnt);
     ssize_t sent = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent < 0) {
-      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {  // Full: wait for room (or the deadline).
+        if (absl::Status s = WaitReady(fd, POLLOUT, deadline, "write"); !s.ok()) return s;
+        continue;
+      }
+      if (errno == EINTR) continue;
       return IoError("write");
     }
     ConsumeIov(static_cast<size_t>(sent), &iov, &iovcnt);

@@ -276,6 +276,9 @@ class CacheServerImpl final : public CacheServer {
         data_ && data_->advertised_address() != data_->address()
             ? absl::StrCat(" (advertised as ", data_->advertised_address(), ")")
             : "",
+        data_ && !data_->local_address().empty()
+            ? absl::StrCat(" + same-host ", data_->local_address())
+            : "",
         " | metrics ",
         metrics.empty() ? "off" : "http://" + metrics + "/metrics");
   }

@@ -26,6 +26,7 @@
 #include "proto/grpc_status.h"
 #include "common/data_channel_wire.h"
 #include "common/io_executor.h"
+#include "common/shared_region.h"
 #include "common/little_endian.h"
 #include "services/access_grpc.h"
 #include "services/call_limits.h"
@@ -341,6 +342,10 @@ class CacheServiceImpl final : public CacheServiceBase {
       response->set_address(deps_.data->advertised_address());
       response->set_token(std::string(token->view()));
       response->set_protocol_version(data_channel::kVersion);
+      if (const std::string local = deps_.data->local_address(); !local.empty()) {
+        response->set_local_address(local);
+        response->set_host_id(LocalHostId());
+      }
       return absl::OkStatus();
     }();
     reactor->Finish(ToGrpcStatus(status));

@@ -4,6 +4,9 @@
 #ifndef KVCACHE_SERVICES_DATA_CHANNEL_OPTIONS_H_
 #define KVCACHE_SERVICES_DATA_CHANNEL_OPTIONS_H_
 
+#include <cstdint>
+#include <string>
+
 #include "absl/time/time.h"
 
 namespace kvcache {
@@ -32,6 +35,16 @@ struct DataChannelOptions {
   // listener waits this long before it tries again, rather than spinning a core on a
   // connection it cannot take. Default: 100 ms.
   absl::Duration accept_backoff = absl::Milliseconds(100);
+
+  // The same-host path (docs/data-channel.md, "Same-host path"): a Unix socket whose
+  // connections get a shared-memory region each, advertised to clients together with this
+  // machine's identity. "" or "off": none; "auto": an abstract socket with a random name
+  // (no file; reachable from the same network namespace); else a socket file path.
+  // Default: "" (the server binary's --local-listen defaults to auto).
+  std::string local_listen;
+  // Bytes of each same-host connection's region; 0 picks max(16 MiB, the store's
+  // max_block_bytes). A region must hold the largest block. Default: 0.
+  uint64_t local_region_bytes = 0;
 };
 
 }  // namespace kvcache

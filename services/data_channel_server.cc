@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <list>
+#include <random>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -24,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "common/block_shape.h"
 #include "common/data_channel_wire.h"
+#include "common/shared_region.h"
 #include "common/socket_io.h"
 
 namespace kvcache {
@@ -50,15 +52,27 @@ bool IsResourceShortage(int err) {
   return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM || err == EPERM;
 }
 
+// The peer key of same-host connections in the per-peer cap.
+constexpr char kLocalPeer[] = "unix";
+
+// Same-host Get: block frames are sent at least this often (in payload bytes copied).
+constexpr uint64_t kLocalFlushBytes = 1 << 20;
+
+// Offsets in a region start on a cache line.
+uint64_t AlignUp(uint64_t n) { return (n + 63) & ~uint64_t{63}; }
+
 class DataChannelServerImpl final : public DataChannelServer {
  public:
   DataChannelServerImpl(int listen_fd, std::string address, std::string advertised,
-                        TieredStore* store, ServerMetrics* metrics, const AccessControl* access,
+                        int local_fd, std::string local_address, TieredStore* store,
+                        ServerMetrics* metrics, const AccessControl* access,
                         TenantBook* tenants, const DataChannelOptions& options,
                         TenantUsage* usage)
       : listen_fd_(listen_fd),
         address_(std::move(address)),
         advertised_(std::move(advertised)),
+        local_fd_(local_fd),
+        local_address_(std::move(local_address)),
         store_(store),
         metrics_(metrics),
         access_(access),
@@ -73,6 +87,7 @@ class DataChannelServerImpl final : public DataChannelServer {
 
   std::string address() const override { return address_; }
   std::string advertised_address() const override { return advertised_; }
+  std::string local_address() const override { return local_address_; }
   DataChannelCounters counters() const override {
     absl::MutexLock lock(&mu_);
     return counters_;
@@ -96,6 +111,10 @@ class DataChannelServerImpl final : public DataChannelServer {
     }
     for (Connection& c : all) c.thread.join();
     ::close(listen_fd_);
+    if (local_fd_ >= 0) {
+      ::close(local_fd_);
+      if (local_address_[0] != '@') ::unlink(local_address_.c_str());
+    }
     ::close(wake_[0]);
     ::close(wake_[1]);
   }
@@ -105,6 +124,7 @@ class DataChannelServerImpl final : public DataChannelServer {
     int fd;
     std::string peer;
     std::thread thread;
+    bool local = false;  // Accepted on the same-host Unix socket.
   };
 
   void Count(uint64_t DataChannelCounters::*counter, DataChannelEvent event) {
@@ -117,13 +137,15 @@ class DataChannelServerImpl final : public DataChannelServer {
 
   void AcceptLoop() {
     for (;;) {
-      pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-      if (::poll(fds, 2, -1) < 0) continue;
-      if (fds[1].revents != 0) return;
+      // A negative fd (no same-host socket) is ignored by poll.
+      pollfd fds[3] = {{wake_[0], POLLIN, 0}, {listen_fd_, POLLIN, 0}, {local_fd_, POLLIN, 0}};
+      if (::poll(fds, 3, -1) < 0) continue;
+      if (fds[0].revents != 0) return;
+      const bool local = local_fd_ >= 0 && fds[2].revents != 0 && fds[1].revents == 0;
       sockaddr_storage peer{};
       socklen_t peer_len = sizeof(peer);
-      const int fd =
-          ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_CLOEXEC);
+      const int fd = ::accept4(local ? local_fd_ : listen_fd_,
+                               reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_CLOEXEC);
       const int accept_errno = errno;
       ReapFinished();
       if (fd < 0) {
@@ -138,8 +160,8 @@ class DataChannelServerImpl final : public DataChannelServer {
         }
         continue;
       }
-      SetTcpNoDelay(fd);
-      std::string host = PeerHost(peer);
+      if (!local) SetTcpNoDelay(fd);
+      std::string host = local ? kLocalPeer : PeerHost(peer);
       absl::MutexLock lock(&mu_);
       if (shut_down_) {
         ::close(fd);
@@ -157,7 +179,7 @@ class DataChannelServerImpl final : public DataChannelServer {
         continue;
       }
       ++from_peer;
-      connections_.push_back(Connection{fd, std::move(host), std::thread()});
+      connections_.push_back(Connection{fd, std::move(host), std::thread(), local});
       auto it = std::prev(connections_.end());
       try {
         it->thread = std::thread([this, it] { Serve(it); });
@@ -180,8 +202,9 @@ class DataChannelServerImpl final : public DataChannelServer {
     const int fd = self->fd;
     try {
       Key token;
-      absl::Status s = Hello(fd, &token);
-      while (s.ok()) s = ServeOne(fd, token);
+      std::unique_ptr<SharedRegion> region;  // Same-host connections only.
+      absl::Status s = Hello(fd, &token, self->local ? &region : nullptr);
+      while (s.ok()) s = ServeOne(fd, token, region.get());
       if (absl::IsDeadlineExceeded(s)) {
         Count(&DataChannelCounters::deadline_closed, DataChannelEvent::kDeadline);
       }
@@ -206,7 +229,9 @@ class DataChannelServerImpl final : public DataChannelServer {
     for (Connection& c : done) c.thread.join();
   }
 
-  absl::Status Hello(int fd, Key* token_out) {
+  // With `region` (a same-host connection), makes the connection's region and passes it
+  // with the reply.
+  absl::Status Hello(int fd, Key* token_out, std::unique_ptr<SharedRegion>* region) {
     const absl::Time deadline = absl::Now() + options_.hello_deadline;
     char hello[dc::kHelloBytes];
     if (absl::Status s = ReadFull(fd, hello, sizeof(hello), deadline); !s.ok()) return s;
@@ -216,13 +241,44 @@ class DataChannelServerImpl final : public DataChannelServer {
       return absl::PermissionDeniedError("unknown or revoked hello token");
     }
     *token_out = *token;
+    if (region != nullptr) {
+      absl::StatusOr<std::unique_ptr<SharedRegion>> made = SharedRegion::Create(RegionBytes());
+      if (!made.ok()) {
+        // Closed without an answer: the client falls back to TCP (and counts it).
+        Count(&DataChannelCounters::local_region_failures, DataChannelEvent::kLocalRegionFailure);
+        return made.status();
+      }
+      *region = *std::move(made);
+      char reply[dc::kLocalHelloReplyBytes];
+      reply[0] = 0;
+      PutLittleEndian<uint64_t>(reply + 1, (*region)->size());
+      SetSocketTimeout(fd, options_.hello_deadline);
+      absl::Status sent = SendWithFd(fd, reply, sizeof(reply), (*region)->fd());
+      SetSocketTimeout(fd, absl::InfiniteDuration());
+      if (sent.ok()) {
+        Count(&DataChannelCounters::local_connections, DataChannelEvent::kLocalConnection);
+      }
+      return sent;
+    }
     const char ok = 0;
     return WriteFull(fd, &ok, 1, deadline);
   }
 
-  // Serves one request of the connection that said hello with `token`. An error return
-  // closes the connection.
-  absl::Status ServeOne(int fd, const Key& token) {
+  uint64_t RegionBytes() const {
+    if (options_.local_region_bytes > 0) {
+      return std::max<uint64_t>(options_.local_region_bytes, store_->options().max_block_bytes);
+    }
+    return std::max<uint64_t>(16 << 20, store_->options().max_block_bytes);
+  }
+
+  void CountLocal(uint64_t DataChannelCounters::*counter, uint64_t n = 1) {
+    absl::MutexLock lock(&mu_);
+    counters_.*counter += n;
+  }
+
+  // Serves one request of the connection that said hello with `token` (with `region`, a
+  // same-host connection's). An error return closes the connection.
+  absl::Status ServeOne(int fd, const Key& token, SharedRegion* region) {
     char op;
     if (absl::Status s = ReadFull(fd, &op, 1, absl::Now() + options_.idle_timeout); !s.ok()) {
       return s;
@@ -245,8 +301,8 @@ class DataChannelServerImpl final : public DataChannelServer {
         return allowed;
       }
       const Key stored = StoredNamespace(who->tenant, ns);
-      return op == dc::kGet ? ServeGet(fd, stored, header_deadline)
-                            : ServePut(fd, *who, ns, stored, header_deadline);
+      return op == dc::kGet ? ServeGet(fd, stored, header_deadline, region)
+                            : ServePut(fd, *who, ns, stored, header_deadline, region);
     }
     switch (op) {
       default:
@@ -257,7 +313,8 @@ class DataChannelServerImpl final : public DataChannelServer {
     }
   }
 
-  absl::Status ServeGet(int fd, const Key& ns, absl::Time header_deadline) {
+  absl::Status ServeGet(int fd, const Key& ns, absl::Time header_deadline,
+                        SharedRegion* region) {
     const absl::Time start = absl::Now();
     char count_bytes[4];
     if (absl::Status s = ReadFull(fd, count_bytes, 4, header_deadline); !s.ok()) return s;
@@ -272,9 +329,47 @@ class DataChannelServerImpl final : public DataChannelServer {
     if (absl::Status s = ReadFull(fd, keys.data(), n * sizeof(Key), header_deadline); !s.ok()) {
       return s;
     }
+    uint64_t cursor = 0;  // Same-host: where the next payload goes in the region.
+    uint64_t sent_local = 0;
+    // Same-host: block frames not yet sent, and the payload bytes they stand for. Sent
+    // together (with the kEnd or kWait that follows, or every kLocalFlushBytes so that the
+    // client copies one part while the server fills the next): one send(2) per Get of a
+    // block or a few.
+    std::string pending;
+    uint64_t pending_bytes = 0;
     for (const Key& key : keys) {
       absl::StatusOr<BlockPtr> block = store_->Get(BlockId{ns, key});
       if (!block.ok()) break;  // The run ends at the first block that is gone.
+      if (region != nullptr) {
+        // The block is held (its BlockPtr) while its bytes are copied: eviction cannot free
+        // or recycle them meanwhile. The copy is the client's until it acknowledges a kWait
+        // or sends its next request.
+        const size_t size = (*block)->payload.size();
+        if (size > region->size()) break;  // Stored under a larger limit: ends the run.
+        if (!region->Contains(cursor, size)) {
+          if (absl::Status s = AwaitAck(fd, &pending); !s.ok()) return s;
+          cursor = 0;
+          pending_bytes = 0;
+        }
+        std::memcpy(region->data() + cursor, (*block)->payload.data(), size);
+        char head[1 + dc::kBlockHeaderBytes + dc::kOffsetBytes];
+        head[0] = dc::kBlock;
+        const BlockMeta& m = (*block)->meta;
+        dc::EncodeBlockHeader({m.id.key, m.parent, m.checksum, m.shape, size}, head + 1);
+        PutLittleEndian<uint64_t>(head + 1 + dc::kBlockHeaderBytes, cursor);
+        pending.append(head, sizeof(head));
+        pending_bytes += size;
+        cursor = AlignUp(cursor + size);
+        ++sent_local;
+        if (pending_bytes >= kLocalFlushBytes) {
+          absl::Status s = WriteFull(fd, pending.data(), pending.size(),
+                                     absl::Now() + options_.payload_deadline);
+          if (!s.ok()) return s;
+          pending.clear();
+          pending_bytes = 0;
+        }
+        continue;
+      }
       char head[1 + dc::kBlockHeaderBytes];
       head[0] = dc::kBlock;
       const BlockMeta& m = (*block)->meta;
@@ -288,20 +383,40 @@ class DataChannelServerImpl final : public DataChannelServer {
         return s;
       }
     }
-    const char end = dc::kEnd;
-    absl::Status s = WriteFull(fd, &end, 1, absl::Now() + options_.payload_deadline);
+    pending.push_back(static_cast<char>(dc::kEnd));
+    absl::Status s = WriteFull(fd, pending.data(), pending.size(),
+                               absl::Now() + options_.payload_deadline);
     metrics_->ObserveRpc(Rpc::kGet, absl::Now() - start, s.ok());
+    if (sent_local > 0) CountLocal(&DataChannelCounters::local_blocks_sent, sent_local);
     return s;
+  }
+
+  // Same-host Get: the region is full; sends the `pending` frames and a kWait, and waits
+  // until the client has copied out what was sent.
+  absl::Status AwaitAck(int fd, std::string* pending) {
+    CountLocal(&DataChannelCounters::local_waits);
+    const absl::Time deadline = absl::Now() + options_.payload_deadline;
+    pending->push_back(static_cast<char>(dc::kWait));
+    absl::Status sent = WriteFull(fd, pending->data(), pending->size(), deadline);
+    pending->clear();
+    if (!sent.ok()) return sent;
+    char ack = 0;
+    if (absl::Status s = ReadFull(fd, &ack, 1, deadline); !s.ok()) return s;
+    if (ack != dc::kAck) return absl::InvalidArgumentError("data channel: expected an ack");
+    return absl::OkStatus();
   }
 
   // `ns` as the caller sent it, `stored` as the store keeps it.
   absl::Status ServePut(int fd, const Principal& who, const Key& ns, const Key& stored,
-                        absl::Time header_deadline) {
+                        absl::Time header_deadline, SharedRegion* region) {
     const absl::Time start = absl::Now();
-    char head[dc::kBlockHeaderBytes];
-    if (absl::Status s = ReadFull(fd, head, sizeof(head), header_deadline); !s.ok()) return s;
+    char head[dc::kBlockHeaderBytes + dc::kOffsetBytes];  // The offset: same-host only.
+    const size_t head_bytes = dc::kBlockHeaderBytes + (region != nullptr ? dc::kOffsetBytes : 0);
+    if (absl::Status s = ReadFull(fd, head, head_bytes, header_deadline); !s.ok()) return s;
     absl::StatusOr<dc::BlockHeader> header =
-        dc::DecodeBlockHeader(absl::string_view(head, sizeof(head)));
+        dc::DecodeBlockHeader(absl::string_view(head, dc::kBlockHeaderBytes));
+    const uint64_t offset =
+        region != nullptr ? GetLittleEndian<uint64_t>(head + dc::kBlockHeaderBytes) : 0;
     if (header.ok()) {
       // Both before the payload is allocated or read.
       absl::Status size = CheckBlockSize(header->key, header->payload_bytes,
@@ -310,6 +425,13 @@ class DataChannelServerImpl final : public DataChannelServer {
                                                      header->payload_bytes);
       if (size.ok() && usage_ != nullptr) {
         size = usage_->CheckFits(who.tenant, header->payload_bytes);
+      }
+      // Never trusts the client's offset: the payload must lie inside the region.
+      if (size.ok() && region != nullptr && !region->Contains(offset, header->payload_bytes)) {
+        Count(&DataChannelCounters::local_bad_offsets, DataChannelEvent::kLocalBadOffset);
+        size = absl::InvalidArgumentError(
+            absl::StrCat("data channel: payload of ", header->payload_bytes, " bytes at offset ",
+                         offset, " is outside the ", region->size(), "-byte region"));
       }
       if (!size.ok()) header = size;
     }
@@ -322,13 +444,25 @@ class DataChannelServerImpl final : public DataChannelServer {
     std::shared_ptr<Block> block = store_->NewBlock(h.payload_bytes);
     block->meta = BlockMeta{BlockId{stored, h.key}, h.parent, h.checksum, h.shape};
     const absl::Time payload_deadline = absl::Now() + options_.payload_deadline;
-    if (absl::Status s = ReadFull(fd, block->payload.data(), h.payload_bytes, payload_deadline);
-        !s.ok()) {
+    if (region != nullptr) {
+      // One copy out of shared memory. The client could still be writing there: the store's
+      // Put checks the checksum on this copy, so only bytes that match it are kept.
+      std::memcpy(block->payload.data(), region->data() + offset, h.payload_bytes);
+      CountLocal(&DataChannelCounters::local_blocks_taken);
+    } else if (absl::Status s =
+                   ReadFull(fd, block->payload.data(), h.payload_bytes, payload_deadline);
+               !s.ok()) {
       return s;
     }
     absl::StatusOr<PutOutcome> outcome = store_->Put(std::move(block));
     metrics_->ObserveRpc(Rpc::kPut, absl::Now() - start, outcome.ok());
-    if (!outcome.ok()) return SendError(fd, outcome.status(), payload_deadline);  // Go on.
+    if (!outcome.ok()) {
+      absl::Status sent = SendError(fd, outcome.status(), payload_deadline);
+      // Over TCP the connection goes on. Same-host clients send several Puts at once: closing
+      // drops those behind the failed one, so a Put stops at its first bad block there too.
+      if (region != nullptr && sent.ok()) return outcome.status();
+      return sent;
+    }
     if (*outcome == PutOutcome::kAlreadyPresent) {
       // Other bytes under a stored key: kept, and recorded (the reply says already present).
       std::optional<BlockInfo> kept = store_->Inspect(BlockId{stored, h.key});
@@ -364,6 +498,8 @@ class DataChannelServerImpl final : public DataChannelServer {
   const int listen_fd_;
   const std::string address_;
   const std::string advertised_;
+  const int local_fd_;  // -1: no same-host path.
+  const std::string local_address_;
   TieredStore* const store_;
   ServerMetrics* const metrics_;
   const AccessControl* const access_;
@@ -408,9 +544,25 @@ absl::StatusOr<std::unique_ptr<DataChannelServer>> StartDataChannelServer(
       advertised = absl::StrCat(v6 ? "[" : "", advertise, v6 ? "]" : "", ":", port);
     }
   }
-  return std::make_unique<DataChannelServerImpl>(listener->first, listener->second,
-                                                 std::move(advertised), store, metrics, access,
-                                                 tenants, options, usage);
+  int local_fd = -1;
+  std::string local_address;
+  if (!options.local_listen.empty() && options.local_listen != "off") {
+    local_address = options.local_listen;
+    if (local_address == "auto") {
+      std::random_device random;
+      local_address = absl::StrCat("@kvcache-dc-", absl::Hex(random(), absl::kZeroPad8),
+                                   absl::Hex(random(), absl::kZeroPad8));
+    }
+    absl::StatusOr<int> local = ListenUnix(local_address);
+    if (!local.ok()) {
+      ::close(listener->first);
+      return local.status();
+    }
+    local_fd = *local;
+  }
+  return std::make_unique<DataChannelServerImpl>(
+      listener->first, listener->second, std::move(advertised), local_fd,
+      std::move(local_address), store, metrics, access, tenants, options, usage);
 }
 
 }  // namespace kvcache

@@ -33,6 +33,13 @@ struct DataChannelCounters {
   uint64_t deadline_closed = 0;    // Closed when a phase deadline or the idle timeout passed.
   uint64_t accept_failures = 0;    // accept(2) failures waited out (EMFILE and the like).
   uint64_t connection_errors = 0;  // Connection threads ended by an exception (bad_alloc).
+  // The same-host path.
+  uint64_t local_connections = 0;    // Same-host connections that got a region.
+  uint64_t local_blocks_sent = 0;    // Get blocks served through a region.
+  uint64_t local_blocks_taken = 0;   // Put payloads taken from a region.
+  uint64_t local_waits = 0;          // Gets that filled the region and waited for the client.
+  uint64_t local_bad_offsets = 0;    // Put offsets outside the region (refused, closed).
+  uint64_t local_region_failures = 0;  // Regions that could not be made (connection closed).
 };
 
 class DataChannelServer {
@@ -46,6 +53,8 @@ class DataChannelServer {
   virtual std::string address() const = 0;
   // What OpenDataChannel tells clients to connect to (see StartDataChannelServer).
   virtual std::string advertised_address() const = 0;
+  // The same-host path's Unix socket ("@name" for an abstract one); empty when off.
+  virtual std::string local_address() const = 0;
   virtual DataChannelCounters counters() const = 0;
   virtual void Shutdown() = 0;
 };

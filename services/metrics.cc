@@ -165,9 +165,14 @@ ServerMetrics::ServerMetrics(const TieredStore* store, const TenantUsage* usage)
                      .Name("kvcache_data_channel_events_total")
                      .Help("Data channel connections refused at accept (total_cap, peer_cap), "
                            "closed at a deadline (deadline), ended by an exception such as "
-                           "bad_alloc (error), and accept failures waited out (accept_failure).")
+                           "bad_alloc (error), and accept failures waited out (accept_failure); "
+                           "same-host connections opened (local_connection), Puts refused for an "
+                           "offset outside the region (local_bad_offset), regions that could not "
+                           "be made (local_region_failure).")
                      .Register(*registry_);
-  const char* event_names[] = {"total_cap", "peer_cap", "deadline", "accept_failure", "error"};
+  const char* event_names[] = {"total_cap",        "peer_cap",         "deadline",
+                               "accept_failure",   "error",            "local_connection",
+                               "local_bad_offset", "local_region_failure"};
   static_assert(sizeof(event_names) / sizeof(event_names[0]) ==
                 static_cast<size_t>(DataChannelEvent::kNumEvents));
   for (int e = 0; e < static_cast<int>(DataChannelEvent::kNumEvents); ++e) {

@@ -30,6 +30,9 @@ enum class DataChannelEvent {
   kDeadline,
   kAcceptFailure,
   kConnectionError,
+  kLocalConnection,     // A same-host connection got its shared-memory region.
+  kLocalBadOffset,      // A same-host Put named an offset outside its region.
+  kLocalRegionFailure,  // A same-host connection's region could not be made.
   kNumEvents
 };
 

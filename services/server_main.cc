@@ -60,6 +60,13 @@ ABSL_FLAG(std::string, data_listen, "auto",
 ABSL_FLAG(std::string, data_advertise, "",
           "data channel address told to clients, host or host:port; empty: the bound address "
           "(clients that get 0.0.0.0 or :: connect to the host they dialled)");
+ABSL_FLAG(std::string, local_listen, "auto",
+          "same-host path: Unix socket whose clients get payloads through shared memory "
+          "(docs/data-channel.md); auto: an abstract socket with a random name; off: none "
+          "(same-host clients use the TCP data channel); else a socket file path. Not "
+          "offered without the data channel");
+ABSL_FLAG(std::string, local_region_bytes, "0",
+          "shared memory of each same-host connection; 0: max(16MiB, --max-block-bytes)");
 ABSL_FLAG(int, data_max_connections, 256,
           "most data channel connections served at once; more are closed at accept");
 ABSL_FLAG(int, data_max_connections_per_peer, 32,
@@ -193,6 +200,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
     options.data_listen = data_listen;
   }
   options.data_advertise = absl::GetFlag(FLAGS_data_advertise);
+  options.data_channel.local_listen = absl::GetFlag(FLAGS_local_listen);
   options.data_channel.max_connections = absl::GetFlag(FLAGS_data_max_connections);
   options.data_channel.max_connections_per_peer =
       absl::GetFlag(FLAGS_data_max_connections_per_peer);
@@ -208,6 +216,10 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
     return bytes;
   };
   absl::StatusOr<uint64_t> ram = size(absl::GetFlag(FLAGS_ram_bytes), "--ram-bytes");
+  absl::StatusOr<uint64_t> region =
+      size(absl::GetFlag(FLAGS_local_region_bytes), "--local-region-bytes");
+  if (!region.ok()) return region.status();
+  options.data_channel.local_region_bytes = *region;
   absl::StatusOr<uint64_t> disk = size(absl::GetFlag(FLAGS_disk_bytes), "--disk-bytes");
   absl::StatusOr<uint64_t> max_block =
       size(absl::GetFlag(FLAGS_max_block_bytes), "--max-block-bytes");
@@ -280,6 +292,7 @@ int main(int argc, char** argv) {
       "                      [--max-block-bytes=SIZE] [--eviction=NAME] "
       "[--ram-shard-bits=N] [--ram-arena=false]\n"
       "                      [--data-listen=HOST:PORT|auto|off] [--data-advertise=HOST[:PORT]]\n"
+      "                      [--local-listen=auto|off|PATH] [--local-region-bytes=SIZE]\n"
       "                      [--metrics-listen=HOST:PORT] [--shutdown-grace=DURATION]\n"
       "                      [limits: --max-keys-per-request, --max-blocks-per-put,\n"
       "                       --max-inflight-bytes, --max-call-duration,\n"

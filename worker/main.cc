@@ -221,6 +221,10 @@ int ServeCommand() {
   if (client) {
     std::printf("kvcache-worker: data channel fallbacks to gRPC: %llu\n",
                 static_cast<unsigned long long>(client->data_channel_fallbacks()));
+    std::printf("kvcache-worker: same-host (shared memory) calls: %llu, fallbacks to TCP: "
+                "%llu\n",
+                static_cast<unsigned long long>(client->local_path_calls()),
+                static_cast<unsigned long long>(client->local_path_fallbacks()));
   }
   return kExitOk;
 }

@@ -385,8 +385,10 @@ TEST_F(EndToEndTest, DataChannelOnEveryInterfaceIsReachedOnTheDialledHost) {
 }
 
 TEST_F(EndToEndTest, FallbacksToGrpcAreCountedByClientAndServer) {
-  // A data channel advertised where nothing listens (port 1): every call falls back.
-  auto server = StartServer({"--data-advertise=127.0.0.1:1", "--metrics-listen=127.0.0.1:0"});
+  // A data channel advertised where nothing listens (port 1): every call falls back. (The
+  // same-host path, which needs no TCP address, is off: it would carry the calls.)
+  auto server = StartServer({"--data-advertise=127.0.0.1:1", "--metrics-listen=127.0.0.1:0",
+                             "--local-listen=off"});
   const std::string first = server->output();
   const std::string marker = "metrics http://";
   const size_t at = first.find(marker);
@@ -412,6 +414,30 @@ TEST_F(EndToEndTest, FallbacksToGrpcAreCountedByClientAndServer) {
       << body;
   EXPECT_NE(body.find("kvcache_data_channel_fallbacks_total{rpc=\"Get\"} 1"), std::string::npos)
       << body;
+}
+
+// The real binary offers the same-host path by default, and a client on this machine takes
+// it by itself (docs/data-channel.md, "Same-host path").
+TEST_F(EndToEndTest, SameHostClientUsesSharedMemoryByDefault) {
+  auto server = StartServer();
+  EXPECT_NE(server->output().find("+ same-host @kvcache-dc-"), std::string::npos)
+      << server->output();
+  CacheClientOptions o;
+  o.target = address_;
+  absl::StatusOr<std::unique_ptr<CacheClient>> client = NewCacheClient(o);
+  ASSERT_TRUE(client.ok());
+  CacheBlock block;
+  block.key = testing::TestKey(1);
+  block.payload = TestPayload(300000, 1);
+  const Key ns = testing::TestKey(98);
+  ASSERT_TRUE((*client)->Put(ns, {block}).ok());
+  absl::StatusOr<std::vector<CacheBlock>> got = (*client)->Get(ns, {block.key});
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_TRUE((*got)[0].payload == block.payload);
+  EXPECT_EQ((*client)->local_path_calls(), 2u);
+  EXPECT_EQ((*client)->local_path_fallbacks(), 0u);
+  EXPECT_EQ((*client)->data_channel_fallbacks(), 0u);
 }
 
 TEST_F(EndToEndTest, WhatAdminShowsIsWhatItAccepts) {
