@@ -255,21 +255,37 @@ class ReuseDensityPolicy final : public EvictionPolicy {
   // hold until a hit or an end. Ends are booked at eviction, at the age the block will have
   // when the history forgets it, and cancelled if it comes back first; so the densities are
   // those of a cache that kept every block until its reuse or the history's horizon, which
-  // ranks blocks by how soon and how surely they come back. Where chains are split over
-  // shards (most parents are in another shard), the densities are made non-increasing in
-  // age within a class (an older block never outranks a younger one of its class): then a
-  // chain's blocks, touched together, leave every shard at about the same time, as in LRU,
-  // instead of at the whim of each shard's estimates (a block is no use without its prefix).
+  // ranks blocks by how soon and how surely they come back.
+  //
+  // Where chains are split over shards (most parents are in another shard), no shard can
+  // hold a chain's tail back until its prefix goes, and a block is no use without its
+  // prefix. The densities are then made to respect the prefix order on their own: a
+  // block's parent is read whenever the block is, so it is at least as recent and has at
+  // least as many uses. Densities non-increasing in age and non-decreasing in uses (at
+  // equal age) therefore never rank a block above its parent, in whichever shard it lies,
+  // and a chain's blocks, touched together, leave every shard at about the same time (as
+  // in LRU, but tail first). "A chain continued past it" is only seen when the child falls
+  // in the same shard, so that bit is dropped there (both halves share one estimate).
   void Update() {
     since_update_ = 0;
     const double keep = std::exp2(-1.0 / kHalfLifeUpdates);
     // Most chained blocks find their parent in another shard of the tier.
     const bool chains_split = chained_inserts_ > 0 && 2 * attached_inserts_ <= chained_inserts_;
     for (int c = 0; c < kNumClasses; ++c) {
+      // Split: the classes c and c ^ 1 differ only in the child bit; both use their sum.
+      const int other = chains_split ? (c ^ 1) : c;
+      if (chains_split && (c & 1)) {
+        density_[c] = density_[c - 1];
+        continue;
+      }
       double hits = 0, events = 0, weighted = 0;
       for (int b = kNumBins - 1; b >= 0; --b) {
-        const double n = hits_[c][b] + ends_[c][b];
-        hits += hits_[c][b];
+        double h = hits_[c][b], n = hits_[c][b] + ends_[c][b];
+        if (other != c) {
+          h += hits_[other][b];
+          n += hits_[other][b] + ends_[other][b];
+        }
+        hits += h;
         events += n;
         weighted += n * BinStart(b + 1);
         const double room_time = weighted - events * BinStart(b);
@@ -279,7 +295,14 @@ class ReuseDensityPolicy final : public EvictionPolicy {
         for (int b = 1; b < kNumBins; ++b) {
           density_[c][b] = std::min(density_[c][b], density_[c][b - 1]);
         }
+        if (c >= 2) {  // Classes go by uses in steps of 2 (the child bit is the low bit).
+          for (int b = 0; b < kNumBins; ++b) {
+            density_[c][b] = std::max(density_[c][b], density_[c - 2][b]);
+          }
+        }
       }
+    }
+    for (int c = 0; c < kNumClasses; ++c) {
       for (int b = 0; b < kNumBins; ++b) {
         hits_[c][b] *= keep;
         ends_[c][b] *= keep;
