@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <deque>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -61,6 +60,128 @@ constexpr int kSample = 64;
 constexpr int kTailScan = 16;
 constexpr double kHalfLifeUpdates = 64;
 
+// The key history: evicted blocks by 64-bit fingerprint (the seeded IndexHash of the id, so
+// clients cannot aim collisions), with the class each left in, its last use and the bin of
+// its provisional end, 16 bytes each in a set-associative table of 8-way buckets (two cache
+// lines: one probe per lookup, no pointers, no per-entry allocation). It forgets in the
+// order it learns (FIFO over evictions): each entry carries the epoch of its eviction, and
+// an entry more than `limit` evictions old counts as gone. The table has a quarter more
+// slots than `limit`, so a bucket rarely fills with live entries; when one does, its oldest
+// entry goes a little early.
+class History {
+ public:
+  struct Ghost {
+    uint64_t last = 0;  // Event time of its last use (modulo 2^40).
+    int cls = 0;
+    int end_bin = 0;
+  };
+
+  // Slots per remembered key (the table's slack and its growth steps, at their largest).
+  static constexpr double kSlotsPerKey = 1.25 * 1.125;
+  static constexpr uint64_t kBytesPerKey = static_cast<uint64_t>(16 * kSlotsPerKey + 0.999);
+
+  // Remembers up to `limit` keys from now on (grows the table in steps of 1/8).
+  void SetLimit(uint64_t limit, uint64_t evictions) {
+    limit_ = std::max<uint64_t>(limit, 1);
+    if (limit_ <= sized_for_) return;
+    sized_for_ = std::max(limit_, sized_for_ + sized_for_ / 8);
+    // An epoch is a power of two of evictions, at most a quarter of the epoch counter's
+    // range to a window, so ages are exact while they matter; kept entries are re-stamped.
+    const uint64_t old_step = step_, old_epoch = epoch_;
+    while (step_ * (kEpochs / 4) < 2 * sized_for_) step_ *= 2;
+    epoch_ = (evictions / step_) % kEpochs;
+    std::vector<Slot> old = std::move(slots_);
+    buckets_ = (sized_for_ * 5 / 4 + kWays - 1) / kWays;
+    slots_.assign(buckets_ * kWays, Slot{});
+    for (Slot s : old) {
+      const uint64_t age = (old_epoch - (s.meta >> 51)) % kEpochs * old_step;
+      if (s.fp == 0 || age >= Window()) continue;
+      s.meta = (s.meta & ((uint64_t{1} << 51) - 1)) | (((epoch_ - age / step_) % kEpochs) << 51);
+      Store(s);
+    }
+  }
+
+  // The ghost of `fp`, forgotten as it is returned; nullopt when not remembered.
+  std::optional<Ghost> Take(uint64_t fp) {
+    if (slots_.empty()) return std::nullopt;
+    fp = Nonzero(fp);
+    for (Slot* s = Bucket(fp), *end = s + kWays; s != end; ++s) {
+      if (s->fp != fp || !Alive(*s)) continue;
+      const Ghost g{s->meta & kLastMask, static_cast<int>((s->meta >> 40) & 7),
+                    static_cast<int>((s->meta >> 43) & 0xff)};
+      *s = Slot{};
+      takes_ += 1;
+      return g;
+    }
+    return std::nullopt;
+  }
+
+  // Remembers an evicted block; `evictions` counts evictions so far (the FIFO's clock).
+  void Put(uint64_t fp, const Ghost& g, uint64_t evictions) {
+    if (slots_.empty()) return;
+    epoch_ = (evictions / step_) % kEpochs;
+    if ((puts_ += 1) > 4 * static_cast<double>(limit_)) {  // Follows a changing return rate.
+      puts_ /= 2;
+      takes_ /= 2;
+    }
+    Store(Slot{Nonzero(fp), (g.last & kLastMask) | (uint64_t(g.cls & 7) << 40) |
+                                (uint64_t(g.end_bin & 0xff) << 43) | (epoch_ << 51)});
+  }
+
+ private:
+  static constexpr int kWays = 8;
+  static constexpr uint64_t kEpochs = 1 << 13;
+  static constexpr uint64_t kLastMask = (uint64_t{1} << 40) - 1;
+  struct Slot {
+    uint64_t fp = 0;    // 0: empty.
+    uint64_t meta = 0;  // last (40 bits), class (3), end bin (8), eviction epoch (13).
+  };
+
+  static uint64_t Nonzero(uint64_t fp) { return fp == 0 ? 1 : fp; }
+  Slot* Bucket(uint64_t fp) {
+    // Multiply-shift onto [0, buckets_) (any number of buckets, no modulo).
+    const uint64_t b = static_cast<uint64_t>((static_cast<unsigned __int128>(fp) * buckets_) >> 64);
+    return &slots_[b * kWays];
+  }
+  // Evictions since it was stored, in epochs (each `step_` evictions; limit_ is a quarter
+  // of the epoch counter's range, so the age is exact while it matters).
+  uint64_t AgeOf(const Slot& s) const { return (epoch_ - (s.meta >> 51)) % kEpochs; }
+  bool Alive(const Slot& s) const { return AgeOf(s) * step_ < Window(); }
+  // How many evictions back it remembers: `limit` keys not yet returned (what a FIFO that
+  // skips returned keys holds), from the share of keys that return; at most 2 x limit.
+  uint64_t Window() const {
+    const double kept = std::max(puts_ - takes_, puts_ / 2);
+    return kept > 0 ? static_cast<uint64_t>(static_cast<double>(limit_) * puts_ / kept) : limit_;
+  }
+  void Store(const Slot& in) {
+    // The same key's older entry, else an empty slot, else the oldest (expired first).
+    Slot* const bucket = Bucket(in.fp);
+    Slot* victim = nullptr;
+    uint64_t oldest = 0;
+    for (Slot* s = bucket; s != bucket + kWays; ++s) {
+      if (s->fp == in.fp) {
+        *s = in;
+        return;
+      }
+      const uint64_t age = s->fp == 0 ? kEpochs : AgeOf(*s);
+      if (victim == nullptr || age > oldest) {
+        victim = s;
+        oldest = age;
+      }
+    }
+    *victim = in;
+  }
+
+  std::vector<Slot> slots_;
+  uint64_t buckets_ = 0;
+  uint64_t limit_ = 0;
+  uint64_t sized_for_ = 0;
+  uint64_t step_ = 1;
+  uint64_t epoch_ = 0;
+  double puts_ = 0;   // Keys remembered and...
+  double takes_ = 0;  // ... returned (both halved now and then).
+};
+
 class ReuseDensityPolicy final : public EvictionPolicy {
  public:
   absl::string_view Name() const override { return "reuse-density"; }
@@ -72,31 +193,30 @@ class ReuseDensityPolicy final : public EvictionPolicy {
     Node& node = it->second;
     node.last = now_;
     node.uses = 1;
-    if (auto g = ghosts_.find(IndexHash(entry.id)); g != ghosts_.end()) {
+    if (std::optional<History::Ghost> ghost = history_.Take(IndexHash(entry.id))) {
       // Remembered: its return is a hit for the class it left in, at its real reuse
       // distance, and cancels the provisional end booked at its eviction.
-      const Ghost& ghost = g->second;
-      hits_[ghost.cls][BinOf(now_ - ghost.last)] += 1;
-      double& end = ends_[ghost.cls][ghost.end_bin];
+      hits_[ghost->cls][BinOf((now_ - ghost->last) & ((uint64_t{1} << 40) - 1))] += 1;
+      double& end = ends_[ghost->cls][ghost->end_bin];
       end = std::max(0.0, end - 1);
-      node.uses = UsesOfClass(ghost.cls) + 1;
-      node.had_children = HadChildrenOfClass(ghost.cls);
-      ghosts_.erase(g);
+      node.uses = static_cast<uint8_t>(UsesOfClass(ghost->cls) + 1);
+      node.had_children = HadChildrenOfClass(ghost->cls);
     }
     if (entry.parent) {
-      node.parent = entry.parent;
+      node.parent = *entry.parent;
+      node.has_parent = true;
       ++chained_inserts_;
       const BlockId parent{entry.id.ns, *entry.parent};
       if (auto p = nodes_.find(parent); p != nodes_.end()) {
         ++attached_inserts_;
         AddChild(&*p);
       } else {
-        ++pending_children_[parent];
+        ++pending_children_[IndexHash(parent)];
       }
     }
     // Children that arrived before this block (a disk index rebuilt in write order, or a
     // parent stored again after its eviction) now hang from it.
-    if (auto p = pending_children_.find(entry.id); p != pending_children_.end()) {
+    if (auto p = pending_children_.find(IndexHash(entry.id)); p != pending_children_.end()) {
       node.children = p->second;
       node.had_children = true;
       pending_children_.erase(p);
@@ -112,7 +232,7 @@ class ReuseDensityPolicy final : public EvictionPolicy {
     Tick();
     Node& node = it->second;
     hits_[ClassOf(node.uses, node.had_children)][BinOf(now_ - node.last)] += 1;
-    if (node.uses < std::numeric_limits<uint32_t>::max()) ++node.uses;
+    if (node.uses < kUseBuckets) ++node.uses;  // Only 1..4+ matter.
     node.read_again = true;
     node.last = now_;
     Unlink(&*it);
@@ -136,9 +256,9 @@ class ReuseDensityPolicy final : public EvictionPolicy {
     // decides it: never read again, its parent here, no chain ever continued past it, and
     // chains mostly visible in this tier).
     const bool chains_visible = 2 * attached_inserts_ > chained_inserts_;
-    const bool dead_tail = chains_visible && node.parent && !node.had_children &&
+    const bool dead_tail = chains_visible && node.has_parent && !node.had_children &&
                            !node.read_again &&
-                           nodes_.contains(BlockId{it->first.ns, *node.parent});
+                           nodes_.contains(BlockId{it->first.ns, node.parent});
     Victim victim{it->first, !dead_tail};
     Remember(it);
     Forget(it);
@@ -154,37 +274,33 @@ class ReuseDensityPolicy final : public EvictionPolicy {
   static constexpr uint32_t kNotLeaf = std::numeric_limits<uint32_t>::max();
 
   struct Node {
-    std::optional<Key> parent;  // The chain's previous block (same namespace).
-    uint64_t last = 0;          // Event time of the last insert or access.
-    uint64_t seen_at = 0;       // The PopVictim that last looked at it (no double counting).
-    Entry* newer = nullptr;     // Recency list, towards the most recent.
-    Entry* older = nullptr;     // Towards the least recent.
-    uint32_t uses = 0;
-    uint32_t children = 0;  // Tracked blocks whose parent this is.
+    Key parent;              // The chain's previous block (same namespace), if has_parent.
+    uint64_t last = 0;       // Event time of the last insert or access.
+    Entry* newer = nullptr;  // Recency list, towards the most recent.
+    Entry* older = nullptr;  // Towards the least recent.
+    uint32_t seen_at = 0;    // The PopVictim that last looked at it (mod 2^32; no double counting).
+    uint32_t children = 0;   // Tracked blocks whose parent this is.
     uint32_t leaf_index = kNotLeaf;
-    bool had_children = false;  // Some chain continued past it at some point.
-    bool read_again = false;    // Accessed after it was stored.
-    bool exposed = false;       // In exposed_: its last child was just evicted.
+    uint8_t uses = 0;        // Inserts and accesses, saturating at kUseBuckets.
+    bool has_parent : 1;
+    bool had_children : 1;  // Some chain continued past it at some point.
+    bool read_again : 1;    // Accessed after it was stored.
+    bool exposed : 1;       // In exposed_: its last child was just evicted.
+    Node() : has_parent(false), had_children(false), read_again(false), exposed(false) {}
   };
 
-  // An evicted block, by its IndexHash fingerprint: the class it left in, its last use, and
-  // the bin where its provisional end was booked.
-  struct Ghost {
-    uint64_t last = 0;
-    uint8_t cls = 0;
-    uint8_t end_bin = 0;
-  };
-
-  // Per tracked block: the node (key, hash node, allocation), its slot in the leaf vector,
-  // and kHistoryFactor ghosts (hash slot at ~7/8 load plus the FIFO entry), less what LRU
-  // keeps per block (a list node and a hash slot), which kBlockOverheadBytes already covers.
+  // Per tracked block, from the structures' sizes: the node (key and node in one allocation
+  // of the node_hash_map, with malloc's 16 bytes, the slot's pointer and control byte), its
+  // slot in the leaf vector, a pending-children entry (a split tier keeps one for most
+  // blocks: their parent is in another shard), and kHistoryFactor remembered keys; less
+  // what LRU keeps per block (a list node and a hash slot), which kBlockOverheadBytes
+  // already covers.
   static constexpr uint64_t kNodeBytes = sizeof(Entry) + 16 + sizeof(void*) + 1 + sizeof(Entry*);
-  static constexpr uint64_t kGhostBytes =
-      (sizeof(std::pair<uint64_t, Ghost>) + 1) * 8 / 7 + sizeof(std::pair<uint64_t, uint64_t>);
+  static constexpr uint64_t kPendingBytes = (sizeof(std::pair<uint64_t, uint32_t>) + 1) * 8 / 7;
   static constexpr uint64_t kLruBytes = 2 * sizeof(void*) + sizeof(BlockId) + 16 +
                                         sizeof(BlockId) + sizeof(void*) + 1;
   static constexpr uint64_t kExtraBytesPerBlock =
-      kNodeBytes + kHistoryFactor * kGhostBytes - kLruBytes;
+      kNodeBytes + kPendingBytes + kHistoryFactor * History::kBytesPerKey - kLruBytes;
 
   struct Candidate {
     double density;
@@ -196,6 +312,7 @@ class ReuseDensityPolicy final : public EvictionPolicy {
   // event only when it is the only candidate; nullptr when no block is a leaf.
   Entry* Choose() {
     ++pops_;
+    if (pops_ == 0) ++pops_;  // Wrapped: 0 is every new node's seen_at.
     Entry* best = nullptr;
     Entry* newest = nullptr;
     double best_density = 0;
@@ -302,6 +419,13 @@ class ReuseDensityPolicy final : public EvictionPolicy {
         }
       }
     }
+    // Split, and not one turnover yet (fewer evictions than the capacity): no block has
+    // been through the whole cache, ends are missing, and the estimates overrate whatever
+    // was reused early; an early mistake strands chains in the other shards. Until then all
+    // densities are equal, and the oldest candidate goes (LRU's order).
+    if (chains_split && evictions_ < capacity_) {
+      for (auto& d : density_) d.fill(0);
+    }
     for (int c = 0; c < kNumClasses; ++c) {
       for (int b = 0; b < kNumBins; ++b) {
         hits_[c][b] *= keep;
@@ -329,7 +453,7 @@ class ReuseDensityPolicy final : public EvictionPolicy {
   void RemoveChild(const BlockId& parent) {
     auto it = nodes_.find(parent);
     if (it == nodes_.end()) {
-      auto p = pending_children_.find(parent);
+      auto p = pending_children_.find(IndexHash(parent));
       if (p != pending_children_.end() && --p->second == 0) pending_children_.erase(p);
       return;
     }
@@ -363,14 +487,15 @@ class ReuseDensityPolicy final : public EvictionPolicy {
   // Stops tracking a node.
   void Forget(Map::iterator it) {
     const BlockId id = it->first;
-    const std::optional<Key> parent = it->second.parent;
+    const bool has_parent = it->second.has_parent;
+    const Key parent = it->second.parent;
     const uint32_t children = it->second.children;
     Unlink(&*it);
     RemoveLeaf(&*it);
     if (it->second.exposed) exposed_.erase(std::find(exposed_.begin(), exposed_.end(), &*it));
     nodes_.erase(it);
-    if (parent) RemoveChild(BlockId{id.ns, *parent});
-    if (children > 0) pending_children_[id] += children;  // Orphans until it returns.
+    if (has_parent) RemoveChild(BlockId{id.ns, parent});
+    if (children > 0) pending_children_[IndexHash(id)] += children;  // Orphans until it returns.
   }
 
   // Books the victim's provisional end and files its ghost in a FIFO of kHistoryFactor
@@ -384,16 +509,8 @@ class ReuseDensityPolicy final : public EvictionPolicy {
                            static_cast<double>(now_) / static_cast<double>(evictions_);
     const int end_bin = BinOf(now_ - node.last + static_cast<uint64_t>(horizon));
     ends_[cls][end_bin] += 1;
-    const uint64_t fp = IndexHash(it->first);
-    ghosts_[fp] = Ghost{node.last, static_cast<uint8_t>(cls), static_cast<uint8_t>(end_bin)};
-    fifo_.emplace_back(fp, node.last);
-    const size_t limit = std::max<size_t>(kHistoryFactor * capacity_, 1);
-    while (ghosts_.size() > limit || fifo_.size() > 2 * limit) {
-      const auto [old_fp, old_last] = fifo_.front();
-      fifo_.pop_front();
-      auto g = ghosts_.find(old_fp);
-      if (g != ghosts_.end() && g->second.last == old_last) ghosts_.erase(g);
-    }
+    history_.SetLimit(kHistoryFactor * capacity_, evictions_);
+    history_.Put(IndexHash(it->first), History::Ghost{node.last, cls, end_bin}, evictions_);
   }
 
   Map nodes_;
@@ -401,10 +518,9 @@ class ReuseDensityPolicy final : public EvictionPolicy {
   std::vector<Entry*> exposed_;  // Leaves since the last PopVictim's eviction.
   Entry* head_ = nullptr;        // Most recently used.
   Entry* tail_ = nullptr;        // Least recently used.
-  // Tracked children of blocks that are not tracked, by the missing parent.
-  absl::flat_hash_map<BlockId, uint32_t> pending_children_;
-  absl::flat_hash_map<uint64_t, Ghost> ghosts_;
-  std::deque<std::pair<uint64_t, uint64_t>> fifo_;  // (fingerprint, last use) by eviction.
+  // Tracked children of blocks that are not tracked, by the missing parent's IndexHash.
+  absl::flat_hash_map<uint64_t, uint32_t> pending_children_;
+  History history_;
   std::array<std::array<double, kNumBins>, kNumClasses> hits_{};
   std::array<std::array<double, kNumBins>, kNumClasses> ends_{};
   std::array<std::array<double, kNumBins>, kNumClasses> density_{};
@@ -412,7 +528,7 @@ class ReuseDensityPolicy final : public EvictionPolicy {
   uint64_t now_ = 0;
   uint64_t since_update_ = 0;
   uint64_t evictions_ = 0;
-  uint64_t pops_ = 0;
+  uint32_t pops_ = 0;
   uint64_t rng_ = 0;
   uint64_t chained_inserts_ = 0;   // Inserts that named a parent...
   uint64_t attached_inserts_ = 0;  // ... and found it tracked here.
