@@ -105,7 +105,7 @@ class History {
   std::optional<Ghost> Take(uint64_t fp) {
     if (slots_.empty()) return std::nullopt;
     fp = Nonzero(fp);
-    for (Slot* s = Bucket(fp), *end = s + kWays; s != end; ++s) {
+    for (Slot* s : Slots(fp)) {
       if (s->fp != fp || !Alive(*s)) continue;
       const Ghost g{s->meta & kLastMask, static_cast<int>((s->meta >> 40) & 7),
                     static_cast<int>((s->meta >> 43) & 0xff)};
@@ -138,10 +138,21 @@ class History {
   };
 
   static uint64_t Nonzero(uint64_t fp) { return fp == 0 ? 1 : fp; }
-  Slot* Bucket(uint64_t fp) {
-    // Multiply-shift onto [0, buckets_) (any number of buckets, no modulo).
-    const uint64_t b = static_cast<uint64_t>((static_cast<unsigned __int128>(fp) * buckets_) >> 64);
-    return &slots_[b * kWays];
+  // The 2 x kWays slots a key may take: two buckets, from two halves of its fingerprint
+  // (multiply-shift onto [0, buckets_), any number of buckets). A new key goes to the one
+  // with room (two choices keep buckets even: one rarely fills with live keys).
+  std::array<Slot*, 2 * kWays> Slots(uint64_t fp) {
+    const auto bucket = [&](uint64_t h) {
+      return &slots_[static_cast<uint64_t>((static_cast<unsigned __int128>(h) * buckets_) >> 64) * kWays];
+    };
+    Slot* const a = bucket(fp);
+    Slot* const b = bucket((fp << 32) | (fp >> 32));
+    std::array<Slot*, 2 * kWays> out;
+    for (int i = 0; i < kWays; ++i) {
+      out[i] = a + i;
+      out[kWays + i] = b + i;
+    }
+    return out;
   }
   // Evictions since it was stored, in epochs (each `step_` evictions; limit_ is a quarter
   // of the epoch counter's range, so the age is exact while it matters).
@@ -155,10 +166,9 @@ class History {
   }
   void Store(const Slot& in) {
     // The same key's older entry, else an empty slot, else the oldest (expired first).
-    Slot* const bucket = Bucket(in.fp);
     Slot* victim = nullptr;
     uint64_t oldest = 0;
-    for (Slot* s = bucket; s != bucket + kWays; ++s) {
+    for (Slot* s : Slots(in.fp)) {
       if (s->fp == in.fp) {
         *s = in;
         return;
@@ -169,8 +179,22 @@ class History {
         oldest = age;
       }
     }
+    if (victim->fp != 0 && Alive(*victim)) {
+      // All live: move one of them to a free slot of its other bucket (one cuckoo step),
+      // which keeps the table's live keys near its size instead of dropping one early.
+      for (Slot* s : Slots(in.fp)) {
+        for (Slot* f : Slots(s->fp)) {
+          if (f->fp == 0 || !Alive(*f)) {
+            *f = *s;
+            *s = in;
+            return;
+          }
+        }
+      }
+    }
     *victim = in;
   }
+ private:
 
   std::vector<Slot> slots_;
   uint64_t buckets_ = 0;
@@ -372,14 +396,16 @@ class ReuseDensityPolicy final : public EvictionPolicy {
   // hold until a hit or an end. Ends are booked at eviction, at the age the block will have
   // when the history forgets it, and cancelled if it comes back first; so the densities are
   // those of a cache that kept every block until its reuse or the history's horizon, which
-  // ranks blocks by how soon and how surely they come back.
+  // ranks blocks by how soon and how surely they come back. Densities are made
+  // non-decreasing in uses at equal age (more uses never rank a block lower: frequency is
+  // evidence of reuse, and a sparse bin of a frequent class must not invert that).
   //
   // Where chains are split over shards (most parents are in another shard), no shard can
   // hold a chain's tail back until its prefix goes, and a block is no use without its
   // prefix. The densities are then made to respect the prefix order on their own: a
   // block's parent is read whenever the block is, so it is at least as recent and has at
-  // least as many uses. Densities non-increasing in age and non-decreasing in uses (at
-  // equal age) therefore never rank a block above its parent, in whichever shard it lies,
+  // least as many uses. Densities also non-increasing in age (within a class) therefore
+  // never rank a block above its parent, in whichever shard it lies,
   // and a chain's blocks, touched together, leave every shard at about the same time (as
   // in LRU, but tail first). "A chain continued past it" is only seen when the child falls
   // in the same shard, so that bit is dropped there (both halves share one estimate).
@@ -412,10 +438,10 @@ class ReuseDensityPolicy final : public EvictionPolicy {
         for (int b = 1; b < kNumBins; ++b) {
           density_[c][b] = std::min(density_[c][b], density_[c][b - 1]);
         }
-        if (c >= 2) {  // Classes go by uses in steps of 2 (the child bit is the low bit).
-          for (int b = 0; b < kNumBins; ++b) {
-            density_[c][b] = std::max(density_[c][b], density_[c - 2][b]);
-          }
+      }
+      if (c >= 2) {  // Classes go by uses in steps of 2 (the child bit is the low bit).
+        for (int b = 0; b < kNumBins; ++b) {
+          density_[c][b] = std::max(density_[c][b], density_[c - 2][b]);
         }
       }
     }
