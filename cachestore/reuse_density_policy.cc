@@ -259,6 +259,7 @@ class ReuseDensityPolicy final : public EvictionPolicy {
     if (node.uses < kUseBuckets) ++node.uses;  // Only 1..4+ matter.
     node.read_again = true;
     node.last = now_;
+    if (node.leaf_index != kNotLeaf) leaves_[node.leaf_index].state = StateOf(node);
     Unlink(&*it);
     LinkFront(&*it);
   }
@@ -302,7 +303,6 @@ class ReuseDensityPolicy final : public EvictionPolicy {
     uint64_t last = 0;       // Event time of the last insert or access.
     Entry* newer = nullptr;  // Recency list, towards the most recent.
     Entry* older = nullptr;  // Towards the least recent.
-    uint32_t seen_at = 0;    // The PopVictim that last looked at it (mod 2^32; no double counting).
     uint32_t children = 0;   // Tracked blocks whose parent this is.
     uint32_t leaf_index = kNotLeaf;
     uint8_t uses = 0;        // Inserts and accesses, saturating at kUseBuckets.
@@ -313,68 +313,79 @@ class ReuseDensityPolicy final : public EvictionPolicy {
     Node() : has_parent(false), had_children(false), read_again(false), exposed(false) {}
   };
 
+  // A leaf and what sampling needs of it (StateOf: last use << 8 | class), so that a draw
+  // reads one contiguous 16-byte entry of the leaf vector instead of a node in the heap.
+  struct Leaf {
+    Entry* entry;
+    uint64_t state;
+  };
+
   // Per tracked block, from the structures' sizes: the node (key and node in one allocation
   // of the node_hash_map, with malloc's 16 bytes, the slot's pointer and control byte), its
   // slot in the leaf vector, a pending-children entry (a split tier keeps one for most
   // blocks: their parent is in another shard), and kHistoryFactor remembered keys; less
   // what LRU keeps per block (a list node and a hash slot), which kBlockOverheadBytes
   // already covers.
-  static constexpr uint64_t kNodeBytes = sizeof(Entry) + 16 + sizeof(void*) + 1 + sizeof(Entry*);
+  static constexpr uint64_t kNodeBytes = sizeof(Entry) + 16 + sizeof(void*) + 1 + sizeof(Leaf);
   static constexpr uint64_t kPendingBytes = (sizeof(std::pair<uint64_t, uint32_t>) + 1) * 8 / 7;
   static constexpr uint64_t kLruBytes = 2 * sizeof(void*) + sizeof(BlockId) + 16 +
                                         sizeof(BlockId) + sizeof(void*) + 1;
   static constexpr uint64_t kExtraBytesPerBlock =
       kNodeBytes + kPendingBytes + kHistoryFactor * History::kBytesPerKey - kLruBytes;
 
-  struct Candidate {
-    double density;
-    uint64_t age;
-    Entry* entry;
-  };
-
   // The lowest-density leaf among the candidates (ties: the oldest); the block of the latest
-  // event only when it is the only candidate; nullptr when no block is a leaf.
+  // event only when it is the only candidate; nullptr when no block is a leaf. A candidate
+  // seen twice weighs the same twice, so no marks are needed.
   Entry* Choose() {
-    ++pops_;
-    if (pops_ == 0) ++pops_;  // Wrapped: 0 is every new node's seen_at.
     Entry* best = nullptr;
     Entry* newest = nullptr;
     double best_density = 0;
     uint64_t best_age = 0;
-    auto consider = [&](Entry* e) {
-      Node& node = e->second;
-      if (node.seen_at == pops_ || node.leaf_index == kNotLeaf) return;
-      node.seen_at = pops_;
-      const uint64_t age = now_ - node.last;
+    auto consider = [&](Entry* e, uint64_t state) {
+      const uint64_t age = now_ - (state >> 8);
       // The block of the latest event is the tip of the chain being stored (its child
       // comes next), not a request's last block, whatever its class says.
       if (age == 0) {
         newest = e;
         return;
       }
-      const double d = density_[ClassOf(node.uses, node.had_children)][BinOf(age)];
+      const double d = density_[state & 0xff][BinOf(age)];
       if (best == nullptr || d < best_density || (d == best_density && age > best_age)) {
         best = e;
         best_density = d;
         best_age = age;
       }
     };
+    auto consider_node = [&](Entry* e) {
+      if (e->second.leaf_index != kNotLeaf) consider(e, StateOf(e->second));
+    };
     for (Entry* e : exposed_) {
       e->second.exposed = false;
-      consider(e);
+      consider_node(e);
     }
     exposed_.clear();
     int scanned = 0;
     for (Entry* e = tail_; e != nullptr && scanned < kTailScan; e = e->second.newer, ++scanned) {
-      consider(e);
+      consider_node(e);
     }
     if (leaves_.size() <= static_cast<size_t>(kSample)) {
-      for (Entry* e : leaves_) consider(e);
+      for (const Leaf& l : leaves_) consider(l.entry, l.state);
     } else {
-      for (int i = 0; i < kSample; ++i) consider(leaves_[Random() % leaves_.size()]);
+      // Draw every position first and prefetch them: the draws are scattered over the
+      // vector, and waiting for each in turn made an eviction cost tens of microseconds.
+      std::array<uint32_t, kSample> drawn;
+      for (uint32_t& i : drawn) {
+        i = static_cast<uint32_t>((static_cast<unsigned __int128>(Random()) * leaves_.size()) >> 64);
+        __builtin_prefetch(&leaves_[i]);
+      }
+      for (uint32_t i : drawn) consider(leaves_[i].entry, leaves_[i].state);
     }
-    if (best == nullptr && newest == nullptr && !leaves_.empty()) return leaves_.front();
+    if (best == nullptr && newest == nullptr && !leaves_.empty()) return leaves_.front().entry;
     return best != nullptr ? best : newest;
+  }
+
+  static uint64_t StateOf(const Node& node) {
+    return node.last << 8 | static_cast<uint64_t>(ClassOf(node.uses, node.had_children));
   }
 
   uint64_t Random() {
@@ -462,13 +473,13 @@ class ReuseDensityPolicy final : public EvictionPolicy {
 
   void AddLeaf(Entry* e) {
     e->second.leaf_index = static_cast<uint32_t>(leaves_.size());
-    leaves_.push_back(e);
+    leaves_.push_back(Leaf{e, StateOf(e->second)});
   }
   void RemoveLeaf(Entry* e) {
     const uint32_t i = e->second.leaf_index;
     if (i == kNotLeaf) return;
     leaves_[i] = leaves_.back();
-    leaves_[i]->second.leaf_index = i;
+    leaves_[i].entry->second.leaf_index = i;
     leaves_.pop_back();
     e->second.leaf_index = kNotLeaf;
   }
@@ -540,7 +551,7 @@ class ReuseDensityPolicy final : public EvictionPolicy {
   }
 
   Map nodes_;
-  std::vector<Entry*> leaves_;   // Tracked blocks without tracked children.
+  std::vector<Leaf> leaves_;     // Tracked blocks without tracked children.
   std::vector<Entry*> exposed_;  // Leaves since the last PopVictim's eviction.
   Entry* head_ = nullptr;        // Most recently used.
   Entry* tail_ = nullptr;        // Least recently used.
@@ -554,7 +565,6 @@ class ReuseDensityPolicy final : public EvictionPolicy {
   uint64_t now_ = 0;
   uint64_t since_update_ = 0;
   uint64_t evictions_ = 0;
-  uint32_t pops_ = 0;
   uint64_t rng_ = 0;
   uint64_t chained_inserts_ = 0;   // Inserts that named a parent...
   uint64_t attached_inserts_ = 0;  // ... and found it tracked here.
