@@ -31,6 +31,16 @@ absl::Status FillRandom(void* out, size_t n) {
 uint64_t IndexHashSeed() {
   static const uint64_t seed = [] {
     uint64_t s = 0;
+    // Tests and benchmarks only: a fixed seed repeats a run's shard layout (which blocks
+    // share a RAM shard), so sharded simulations can be compared across seeds. A server
+    // must never run with it: a known seed lets clients aim collisions.
+    if (const char* fixed = std::getenv("KVCACHE_INDEX_HASH_SEED"); fixed != nullptr) {
+      char* end = nullptr;
+      s = std::strtoull(fixed, &end, 0);
+      if (*fixed != '\0' && end != nullptr && *end == '\0') return s;
+      std::fprintf(stderr, "kvcache: KVCACHE_INDEX_HASH_SEED=%s is not a number\n", fixed);
+      std::abort();
+    }
     if (absl::Status st = FillRandom(&s, sizeof(s)); !st.ok()) {
       std::fprintf(stderr, "kvcache: cannot seed the index hash: %s\n", st.ToString().c_str());
       std::abort();

@@ -38,7 +38,9 @@ inline size_t IndexShard(uint64_t index_hash, size_t num_shards) {
 }
 
 // The process's seed for IndexHash (drawn on first use; aborts the process if getrandom(2)
-// fails, as it cannot on Linux 3.17 or later).
+// fails, as it cannot on Linux 3.17 or later). For tests and benchmarks only, the
+// environment variable KVCACHE_INDEX_HASH_SEED=N fixes it (a sharded simulation then
+// repeats exactly); never set it on a server.
 uint64_t IndexHashSeed();
 
 // Fills `out` with `n` bytes from getrandom(2). INTERNAL when the kernel cannot provide them.

@@ -141,9 +141,28 @@ gnuplot "$WORK/chart.gp"
   echo
   echo "A RAM tier of 16 shards (\`--ram-shard-bits=4\`, the server's layout above 1 GiB): each"
   echo "shard has its own policy and 1/16 of the capacity, and a chain's blocks are spread over"
-  echo "shards:"
+  echo "shards (which shard a block lands in depends on the index-hash seed, fixed here with"
+  echo "\`KVCACHE_INDEX_HASH_SEED=1\`; a server draws its own):"
   echo
-  policy_table "--trace=$TRACE --ram-shard-bits=4" 1000 4000 16000 32000
+  KVCACHE_INDEX_HASH_SEED=1 policy_table "--trace=$TRACE --ram-shard-bits=4" 1000 4000 16000 32000 64000
+  echo
+  echo "The same 16 shards under other seeds (other shard layouts), ${POLICIES[-1]} against LRU:"
+  echo
+  echo "| capacity (blocks) | seed | lru | ${POLICIES[-1]} | vs LRU | synthetic: lru | ${POLICIES[-1]} | vs LRU |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+  for c in 1000 4000 16000 32000 64000; do
+    for seed in 2 3; do
+      printf '| %s | %s |' "$c" "$seed"
+      for src in "--trace=$TRACE" "--synthetic --seed=1"; do
+        # shellcheck disable=SC2086
+        l="$(KVCACHE_INDEX_HASH_SEED=$seed sim $src --ram-shard-bits=4 --capacity-blocks="$c" --eviction=lru | jq -r .hit_ratio)"
+        # shellcheck disable=SC2086
+        d="$(KVCACHE_INDEX_HASH_SEED=$seed sim $src --ram-shard-bits=4 --capacity-blocks="$c" --eviction="${POLICIES[-1]}" | jq -r .hit_ratio)"
+        printf ' %s | %s | %+.2f%% |' "$(fmt "$l")" "$(fmt "$d")" "$(jq -n "($d / $l - 1) * 100")"
+      done
+      echo
+    done
+  done
 } >"$WORK/offtrace.md"
 
 # --- Two tiers: RAM over a RocksDB disk tier. --------------------------------------------
@@ -172,7 +191,10 @@ start_server() {  # start_server POLICY RAM_BLOCKS DISK_BLOCKS
   local disk_args=(--disk-path=)
   if [ "$3" -gt 0 ]; then
     rm -rf "$WORK/disk"
-    disk_args=(--disk-path="$WORK/disk" --disk-bytes=$(($3 * CHARGE)))
+    # Demotions on the Put's thread, as the simulation does: the server's default queue
+    # (256 MiB) serves reads of blocks waiting for the disk writer, an extra cache whose
+    # size depends on timing.
+    disk_args=(--disk-path="$WORK/disk" --disk-bytes=$(($3 * CHARGE)) --demotion-queue-bytes=0)
   fi
   "$SERVER" --listen=127.0.0.1:0 --metrics-listen= --shutdown-grace=0s --ram-bytes=$(($2 * CHARGE)) \
     --ram-shard-bits=0 "${disk_args[@]}" --eviction="$1" >"$WORK/server.log" 2>&1 &
@@ -186,7 +208,7 @@ if [ "$LIVE" = 1 ]; then
   {
     echo "Live: \`kvcache-server --ram-bytes=N*C --ram-shard-bits=0 --eviction=P\`, C = $BLOCK_BYTES + the"
     echo "policy's \`block_overhead_bytes\` (320 + its own state per block), (plus"
-    echo "\`--disk-path --disk-bytes\` for the tiered rows) and \`kvcache-bench trace --server=ADDR"
+    echo "\`--disk-path --disk-bytes --demotion-queue-bytes=0\` for the tiered rows) and \`kvcache-bench trace --server=ADDR"
     echo "--trace=$TRACE --block-bytes=$BLOCK_BYTES --json\`, all $(wc -l <"$TRACE") requests back to back,"
     echo "one client; the simulated hit ratio of the same configuration beside it."
     echo
