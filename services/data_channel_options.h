@@ -45,6 +45,11 @@ struct DataChannelOptions {
   // Bytes of each same-host connection's region; 0 picks max(16 MiB, the store's
   // max_block_bytes). A region must hold the largest block. Default: 0.
   uint64_t local_region_bytes = 0;
+  // Most bytes of all same-host regions at once: a same-host connection that would pass it
+  // is closed at hello, and its client uses the TCP data channel (counted as a region
+  // failure), so the server's memory stays bounded however many local clients connect.
+  // Default: 256 MiB.
+  uint64_t local_regions_max_bytes = 256ull << 20;
 };
 
 }  // namespace kvcache

@@ -200,10 +200,11 @@ class DataChannelServerImpl final : public DataChannelServer {
 
   void Serve(std::list<Connection>::iterator self) {
     const int fd = self->fd;
+    uint64_t reserved = 0;  // Of local_regions_max_bytes, by this connection's region.
     try {
       Key token;
       std::unique_ptr<SharedRegion> region;  // Same-host connections only.
-      absl::Status s = Hello(fd, &token, self->local ? &region : nullptr);
+      absl::Status s = Hello(fd, &token, self->local ? &region : nullptr, &reserved);
       while (s.ok()) s = ServeOne(fd, token, region.get());
       if (absl::IsDeadlineExceeded(s)) {
         Count(&DataChannelCounters::deadline_closed, DataChannelEvent::kDeadline);
@@ -213,6 +214,7 @@ class DataChannelServerImpl final : public DataChannelServer {
       Count(&DataChannelCounters::connection_errors, DataChannelEvent::kConnectionError);
     }
     absl::MutexLock lock(&mu_);  // Closed under the lock: Shutdown never sees a stale fd.
+    region_bytes_ -= reserved;
     ::close(fd);
     ReleasePeerLocked(self->peer);
     // Joined by the acceptor; after shutdown began, Shutdown holds the node and joins it.
@@ -231,7 +233,8 @@ class DataChannelServerImpl final : public DataChannelServer {
 
   // With `region` (a same-host connection), makes the connection's region and passes it
   // with the reply.
-  absl::Status Hello(int fd, Key* token_out, std::unique_ptr<SharedRegion>* region) {
+  absl::Status Hello(int fd, Key* token_out, std::unique_ptr<SharedRegion>* region,
+                     uint64_t* reserved) {
     const absl::Time deadline = absl::Now() + options_.hello_deadline;
     char hello[dc::kHelloBytes];
     if (absl::Status s = ReadFull(fd, hello, sizeof(hello), deadline); !s.ok()) return s;
@@ -242,7 +245,20 @@ class DataChannelServerImpl final : public DataChannelServer {
     }
     *token_out = *token;
     if (region != nullptr) {
-      absl::StatusOr<std::unique_ptr<SharedRegion>> made = SharedRegion::Create(RegionBytes());
+      const uint64_t bytes = RegionBytes();
+      bool fits;
+      {
+        absl::MutexLock lock(&mu_);
+        fits = region_bytes_ + bytes <= options_.local_regions_max_bytes;
+        if (fits) region_bytes_ += bytes;
+      }
+      if (!fits) {
+        // Closed without an answer: the client falls back to TCP (and counts it).
+        Count(&DataChannelCounters::local_region_failures, DataChannelEvent::kLocalRegionFailure);
+        return absl::ResourceExhaustedError("same-host regions at their limit");
+      }
+      *reserved = bytes;
+      absl::StatusOr<std::unique_ptr<SharedRegion>> made = SharedRegion::Create(bytes);
       if (!made.ok()) {
         // Closed without an answer: the client falls back to TCP (and counts it).
         Count(&DataChannelCounters::local_region_failures, DataChannelEvent::kLocalRegionFailure);
@@ -512,6 +528,7 @@ class DataChannelServerImpl final : public DataChannelServer {
   mutable absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<std::string, int> per_peer_ ABSL_GUARDED_BY(mu_);  // Open, by peer host.
+  uint64_t region_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // Of the same-host regions open.
   DataChannelCounters counters_ ABSL_GUARDED_BY(mu_);
   std::list<Connection> connections_ ABSL_GUARDED_BY(mu_);  // Being served.
   std::list<Connection> finished_ ABSL_GUARDED_BY(mu_);     // Ended, not yet joined.

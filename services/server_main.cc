@@ -67,6 +67,8 @@ ABSL_FLAG(std::string, local_listen, "auto",
           "offered without the data channel");
 ABSL_FLAG(std::string, local_region_bytes, "0",
           "shared memory of each same-host connection; 0: max(16MiB, --max-block-bytes)");
+ABSL_FLAG(std::string, local_regions_max_bytes, "256MiB",
+          "most shared memory of all same-host connections at once; more connect over TCP");
 ABSL_FLAG(int, data_max_connections, 256,
           "most data channel connections served at once; more are closed at accept");
 ABSL_FLAG(int, data_max_connections_per_peer, 32,
@@ -220,6 +222,10 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
       size(absl::GetFlag(FLAGS_local_region_bytes), "--local-region-bytes");
   if (!region.ok()) return region.status();
   options.data_channel.local_region_bytes = *region;
+  absl::StatusOr<uint64_t> regions =
+      size(absl::GetFlag(FLAGS_local_regions_max_bytes), "--local-regions-max-bytes");
+  if (!regions.ok()) return regions.status();
+  options.data_channel.local_regions_max_bytes = *regions;
   absl::StatusOr<uint64_t> disk = size(absl::GetFlag(FLAGS_disk_bytes), "--disk-bytes");
   absl::StatusOr<uint64_t> max_block =
       size(absl::GetFlag(FLAGS_max_block_bytes), "--max-block-bytes");

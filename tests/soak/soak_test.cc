@@ -38,6 +38,10 @@ using testing::TestPayload;
 
 constexpr uint64_t kRamBytes = 32 << 20;
 constexpr uint64_t kInflightBytes = 64 << 20;
+// Same-host clients' shared regions (16 MiB each), all of them together.
+constexpr uint64_t kLocalRegionsBytes = 64 << 20;
+// The RAM tier's arena keeps max(64 MiB, ram / 32) beyond --ram-bytes resident.
+constexpr uint64_t kArenaSlackBytes = 64 << 20;
 // What the server takes beyond its budgets: the binary and its libraries, gRPC's threads
 // and buffers, RocksDB's memtables (two of 4 MiB for a 64 MiB tier), block cache and table
 // readers, allocator slack. Measured at 60-90 MiB (see the test's output).
@@ -67,7 +71,8 @@ TEST(SoakTest, ThirtyTwoClientsMixingEveryRpcGetOnlyDocumentedAnswersWithinTheBu
   Process server({Bin("kvcache-server"), "--listen=127.0.0.1:0",
                   absl::StrCat("--ram-bytes=", kRamBytes), "--disk-path=" + dir.Sub("data"),
                   "--disk-bytes=64MiB", "--max-block-bytes=1MiB", "--metrics-listen=",
-                  absl::StrCat("--max-inflight-bytes=", kInflightBytes), "--shutdown-grace=0s"});
+                  absl::StrCat("--max-inflight-bytes=", kInflightBytes), "--shutdown-grace=0s",
+                  absl::StrCat("--local-regions-max-bytes=", kLocalRegionsBytes)});
   const std::string address = testing::ListenAddress(server.WaitForLine("listening on", 60));
   ASSERT_FALSE(address.empty()) << server.output();
   const pid_t pid = server.pid();
@@ -156,7 +161,8 @@ TEST(SoakTest, ThirtyTwoClientsMixingEveryRpcGetOnlyDocumentedAnswersWithinTheBu
   absl::StatusOr<v1::GetStatsResponse> stats = (*NewAdminClient(ao))->GetStats();
   ASSERT_TRUE(stats.ok()) << stats.status();
   const uint64_t index_bytes = stats->disk().index_bytes();
-  const uint64_t budget = kRamBytes + index_bytes + kInflightBytes + kOverheadBytes;
+  const uint64_t budget = kRamBytes + kArenaSlackBytes + index_bytes + kInflightBytes +
+                          kLocalRegionsBytes + kOverheadBytes;
 
   std::printf("soak: %d clients, %lld s, %llu calls, %llu blocks served, %llu corrupt\n",
               kClients, static_cast<long long>(absl::ToInt64Seconds(duration)),
@@ -166,10 +172,12 @@ TEST(SoakTest, ThirtyTwoClientsMixingEveryRpcGetOnlyDocumentedAnswersWithinTheBu
   for (const auto& [what, n] : answers) {
     std::printf("  %-28s %llu\n", what.c_str(), static_cast<unsigned long long>(n));
   }
-  std::printf("soak: peak RSS %.1f MiB (VmHWM %.1f MiB); budget %.1f MiB = ram %.0f + disk "
-              "index %.1f + in flight %.0f + overhead %.0f\n",
+  std::printf("soak: peak RSS %.1f MiB (VmHWM %.1f MiB); budget %.1f MiB = ram %.0f + arena "
+              "slack %.0f + disk index %.1f + in flight %.0f + same-host regions %.0f + "
+              "overhead %.0f\n",
               peak_rss / 1048576.0, hwm / 1048576.0, budget / 1048576.0, kRamBytes / 1048576.0,
-              index_bytes / 1048576.0, kInflightBytes / 1048576.0, kOverheadBytes / 1048576.0);
+              kArenaSlackBytes / 1048576.0, index_bytes / 1048576.0, kInflightBytes / 1048576.0,
+              kLocalRegionsBytes / 1048576.0, kOverheadBytes / 1048576.0);
 
   EXPECT_EQ(corrupt.load(), 0u);
   EXPECT_GT(served.load(), 0u);
