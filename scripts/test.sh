@@ -25,7 +25,7 @@ if [ "${KVCACHE_SANITIZERS:-1}" != 0 ]; then
 
   echo "test: the AddressSanitizer+UBSan pass (and the fuzz targets)"
   ASAN_TESTS=(cachestore_test common_codec_test services_test cluster_client_test e2e_test
-              quota_test)
+              quota_test local_path_test)
   FUZZ_TARGETS=(fuzz_data_channel_wire fuzz_meta_record fuzz_request fuzz_data_channel
                 fuzz_safetensors fuzz_model_config fuzz_trace)
   CC=clang CXX=clang++ BUILD_DIR=build-asan CMAKE_ARGS="-DKVCACHE_FUZZ=ON" \
