@@ -271,6 +271,11 @@ struct DiskTierOptions {
   // it (so millions of tiny blocks cannot exhaust memory, at run time or when a restart
   // reloads them). 0: no budget. Default: 256 MiB (2,097,152 blocks).
   uint64_t index_capacity_bytes = 256ull << 20;
+  // Room the RocksDB directory may take beyond capacity_bytes for files that do not shrink
+  // with it (info LOG, a WAL of at least 4 MiB, MANIFEST, OPTIONS) and garbage awaiting
+  // collection: past it, the garbage is taken off the live blocks' budget and writes are
+  // turned away until RocksDB collects it. Default: 8 MiB.
+  uint64_t directory_slack_bytes = 8ull << 20;
   // The tier takes no writes while the filesystem has less free space than this (it reports
   // itself degraded, and resumes by itself once space is back). Default: 64 MiB.
   uint64_t min_free_bytes = 64ull << 20;

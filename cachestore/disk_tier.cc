@@ -68,10 +68,6 @@ constexpr char kMetaCf[] = "meta";
 std::atomic<internal::DiskReadHook> g_read_hook{nullptr};  // SetDiskReadHookForTesting.
 constexpr char kBlocksCf[] = "blocks";
 
-// RocksDB's files that do not shrink with the capacity (info LOG up to 2 x 1 MiB, the WAL
-// of at least 4 MiB, MANIFEST and OPTIONS): allowed on top of the cap.
-constexpr uint64_t kRocksDbFixedBytes = 8ull << 20;
-
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   return absl::InternalError(absl::StrCat("disk tier: ", what, ": ", s.ToString()));
@@ -204,7 +200,7 @@ class DiskTier final : public BlockStore {
       // take it past the cap waits for RocksDB's garbage collection (the block is dropped,
       // not demoted; a miss later, never wrong bytes).
       if (dir_bytes_ + written_since_check_ + block->payload.size() >
-              options_.capacity_bytes + kRocksDbFixedBytes &&
+              options_.capacity_bytes + options_.directory_slack_bytes &&
           dir_bytes_ != 0) {
         ++stats_.write_refusals;
         next_check_ = absl::InfinitePast();
@@ -552,7 +548,7 @@ class DiskTier final : public BlockStore {
     written_since_check_ = 0;
     // What the directory holds beyond the live blocks' payloads: RocksDB's garbage, WAL and
     // metadata. Taken off the live budget, down to half the capacity.
-    const uint64_t held = bytes_ + kRocksDbFixedBytes;
+    const uint64_t held = bytes_ + options_.directory_slack_bytes;
     overhead_bytes_ = std::min(dir_bytes > held ? dir_bytes - held : 0,
                                options_.capacity_bytes / 2);
     std::string space_fault;

@@ -194,7 +194,7 @@ start_server() {  # start_server POLICY RAM_BLOCKS DISK_BLOCKS
     # Demotions on the Put's thread, as the simulation does: the server's default queue
     # (256 MiB) serves reads of blocks waiting for the disk writer, an extra cache whose
     # size depends on timing.
-    disk_args=(--disk-path="$WORK/disk" --disk-bytes=$(($3 * CHARGE)) --demotion-queue-bytes=0)
+    disk_args=(--disk-path="$WORK/disk" --disk-bytes=$(($3 * CHARGE)) --demotion-queue-bytes=0 --disk-dir-slack=1GiB)
   fi
   "$SERVER" --listen=127.0.0.1:0 --metrics-listen= --shutdown-grace=0s --ram-bytes=$(($2 * CHARGE)) \
     --ram-shard-bits=0 "${disk_args[@]}" --eviction="$1" >"$WORK/server.log" 2>&1 &
@@ -208,7 +208,7 @@ if [ "$LIVE" = 1 ]; then
   {
     echo "Live: \`kvcache-server --ram-bytes=N*C --ram-shard-bits=0 --eviction=P\`, C = $BLOCK_BYTES + the"
     echo "policy's \`block_overhead_bytes\` (320 + its own state per block), (plus"
-    echo "\`--disk-path --disk-bytes --demotion-queue-bytes=0\` for the tiered rows) and \`kvcache-bench trace --server=ADDR"
+    echo "\`--disk-path --disk-bytes --demotion-queue-bytes=0 --disk-dir-slack=1GiB\` for the tiered rows) and \`kvcache-bench trace --server=ADDR"
     echo "--trace=$TRACE --block-bytes=$BLOCK_BYTES --json\`, all $(wc -l <"$TRACE") requests back to back,"
     echo "one client; the simulated hit ratio of the same configuration beside it."
     echo

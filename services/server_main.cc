@@ -2,6 +2,7 @@
 // drains. The work is in services/cache_server.h.
 
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -29,6 +30,9 @@ ABSL_FLAG(std::string, disk_bytes, "8GiB", "disk tier capacity; 0 runs RAM only"
 ABSL_FLAG(std::string, disk_index_bytes, "256MiB",
           "RAM budget of the disk tier's in-memory index (128 B per block on disk); the "
           "oldest blocks are evicted to stay within it; 0: no budget");
+ABSL_FLAG(std::string, disk_dir_slack, "8MiB",
+          "room the disk tier's RocksDB directory may take beyond --disk-bytes (WAL, metadata, "
+          "garbage awaiting collection) before garbage shrinks the live budget and writes wait");
 ABSL_FLAG(std::string, disk_min_free_bytes, "64MiB",
           "the disk tier takes no writes (reported degraded; RAM still serves) while its "
           "filesystem has less free space than this");
@@ -273,6 +277,8 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   absl::StatusOr<uint64_t> min_free =
       size(absl::GetFlag(FLAGS_disk_min_free_bytes), "--disk-min-free-bytes");
   if (!min_free.ok()) return min_free.status();
+  absl::StatusOr<uint64_t> slack = size(absl::GetFlag(FLAGS_disk_dir_slack), "--disk-dir-slack");
+  if (!slack.ok()) return slack.status();
   const std::string disk_path = absl::GetFlag(FLAGS_disk_path);
   if (!disk_path.empty() && *disk > 0) {
     DiskTierOptions d;
@@ -281,6 +287,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
     d.eviction = options.store.ram.eviction;
     d.index_capacity_bytes = *index;
     d.min_free_bytes = *min_free;
+    d.directory_slack_bytes = *slack;
     options.store.disk = d;
   }
   return options;
@@ -328,6 +335,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> warnings;
   if (absl::Status s = kvcache::CheckServerPolicies(*options, &warnings); !s.ok()) {
     return kvcache::Fail(s);
+  }
+  if (std::getenv("KVCACHE_INDEX_HASH_SEED") != nullptr) {
+    warnings.push_back(
+        "kvcache-server: warning: KVCACHE_INDEX_HASH_SEED is set: the index hash seed is "
+        "known, so clients can aim hash collisions at it (tests and benchmarks only)");
   }
   for (const std::string& warning : warnings) std::cerr << warning << std::endl;
 
