@@ -41,7 +41,8 @@ harness() {  # harness TARGET ADDR OP VALUE
 fill() {  # fill TARGET ADDR SIZE: 1.25x the budget in values of SIZE, so that what follows evicts
   # blocks of the size it writes (the steady state of a cache of one block size).
   "$BIN/kvcache-bench" throughput --target="$1" --addr="$2" --op=fill --value-bytes="$3" \
-    --fill-bytes="$(( MIB * 5 / 4 ))MiB" --clients=4 >/dev/null
+    --fill-bytes="$(( MIB * 5 / 4 ))MiB" --clients=4 >/dev/null ||
+    echo "fill of $1 with $3 values failed: the cells that follow start from a part-filled store" >&2
 }
 # kvcache evicts least recently used, as its peers do here: under the default policy
 # (reuse-density) a burst of new keys is evicted before the older ones it was compared with,
