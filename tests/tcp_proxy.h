@@ -4,7 +4,8 @@
 // Forwards each connection accepted on 127.0.0.1:<port()> to `target`. Cut() stops moving
 // bytes both ways, silently (no reset, no close: peers see a frozen connection until their
 // own deadlines) and holds new connections unanswered; Heal() drops the held connections (as
-// their kernels would after the partition's timeouts) and forwards again.
+// their kernels would after the partition's timeouts) and forwards again. CloseNext(n) closes
+// the next n connections as soon as they are accepted: a connect that fails, once.
 //
 // Thread safety: Cut and Heal may be called from any thread. One thread per connection and
 // one accepting; the destructor stops them all.
@@ -54,6 +55,7 @@ class TcpProxy {
   const std::string& address() const { return address_; }
 
   void Cut() { cut_ = true; }
+  void CloseNext(int n) { close_next_ = n; }
   void Heal() {
     ++generation_;  // Connections of the cut generation close themselves.
     cut_ = false;
@@ -66,6 +68,11 @@ class TcpProxy {
       if (poll(&p, 1, 50) <= 0) continue;
       const int client = accept(listen_fd_, nullptr, nullptr);
       if (client < 0) continue;
+      if (close_next_ > 0) {
+        --close_next_;
+        close(client);
+        continue;
+      }
       std::lock_guard<std::mutex> lock(mu_);
       pipes_.emplace_back([this, client] { Pipe(client); });
     }
@@ -109,6 +116,7 @@ class TcpProxy {
   std::string address_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> cut_{false};
+  std::atomic<int> close_next_{0};
   std::atomic<uint64_t> generation_{0};
   std::mutex mu_;
   std::vector<std::thread> pipes_;  // Guarded by mu_.

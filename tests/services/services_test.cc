@@ -16,6 +16,7 @@
 #include "services/cache_server.h"
 #include "tests/client_test_util.h"
 #include "tests/http_get.h"
+#include "tests/tcp_proxy.h"
 #include "tests/test_util.h"
 
 namespace kvcache {
@@ -420,6 +421,22 @@ TEST_F(ServicesTest, DeadlineExceededWhenTheServerIsUnreachable) {
   absl::StatusOr<CacheLookup> r = client->Lookup(ns_, {TestKey(0)});
   EXPECT_TRUE(absl::IsUnavailable(r.status()) || absl::IsDeadlineExceeded(r.status()))
       << r.status();
+}
+
+// A connect that fails once or twice (a loaded node, a dropped SYN) is not a node that is
+// down: the admin client retries it. The CI saw exactly this turn a node "unreachable".
+TEST_F(ServicesTest, AdminCallsGetThroughConnectionsClosedAtAccept) {
+  testing::TcpProxy proxy(server_->address());
+  ASSERT_FALSE(proxy.address().empty());
+  proxy.CloseNext(2);
+  AdminClientOptions o;
+  o.target = proxy.address();
+  std::unique_ptr<AdminClient> admin = *NewAdminClient(o);
+  absl::StatusOr<std::string> health = admin->Health();
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(*health, "SERVING");
+  proxy.CloseNext(1);  // The channel is connected: later calls do not reconnect.
+  EXPECT_TRUE(admin->GetStats().ok());
 }
 
 // The same blocks through the data channel and through gRPC, each read back by the other.
