@@ -2,6 +2,11 @@
 
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack.
 #include <xxhash.h>
+// Makes XXH3_64bits* below the library's runtime-dispatched entry points, which use the CPU's
+// widest vectors (AVX2, AVX-512). The plain ones are SSE2: on this machine's EPYC they hash a
+// 256 KiB payload at 16 GB/s and a 4 MiB one at 4, against 65 and 53 dispatched, and they were
+// about a quarter of all the CPU a Put took, client and server together.
+#include <xxh_x86dispatch.h>
 
 #include <algorithm>
 #include <cstring>
