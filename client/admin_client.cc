@@ -3,7 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
-#include <chrono>
+#include <functional>
 
 #include "absl/status/status.h"
 #include "client/call_util_internal.h"
@@ -16,10 +16,6 @@ namespace {
 
 namespace health = ::grpc::health::v1;
 
-// How long a call that found no connection waits for one before it reports the node
-// unreachable; once per client (see Retried).
-constexpr std::chrono::milliseconds kReconnectBudget(500);
-
 class GrpcAdminClient final : public AdminClient {
  public:
   GrpcAdminClient(const AdminClientOptions& options,
@@ -27,10 +23,7 @@ class GrpcAdminClient final : public AdminClient {
       : options_(options), token_(std::move(token)) {
     grpc::ChannelArguments args;
     AddTlsChannelArgs(options.tls, &args);
-    // A failed connect is tried again after 100 ms, not gRPC's default 1 s (see Retried).
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    internal::AddFastReconnectArgs(&args);
     channel_ = grpc::CreateCustomChannel(options.target, std::move(credentials), args);
     admin_ = v1::AdminService::NewStub(channel_);
     health_ = health::Health::NewStub(channel_);
@@ -86,19 +79,10 @@ class GrpcAdminClient final : public AdminClient {
     return resp;
   }
 
-  // One failed connect (a loaded node, a dropped SYN) is not a node that is down. Every admin
-  // call is idempotent, so a call that fails UNAVAILABLE waits up to kReconnectBudget for the
-  // channel to connect and, if it does, runs once more. A node that stays unreachable costs
-  // that wait once: later calls of this client report it at once.
-  template <typename Call>
-  grpc::Status Retried(Call call) {
-    grpc::Status s = call();
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE || gave_up_.load()) return s;
-    if (!channel_->WaitForConnected(std::chrono::system_clock::now() + kReconnectBudget)) {
-      gave_up_.store(true);
-      return s;
-    }
-    return call();
+  // Every admin call is idempotent: one that found no connection is retried once the channel
+  // reconnects (internal::RetryAfterReconnect).
+  grpc::Status Retried(const std::function<grpc::Status()>& call) {
+    return internal::RetryAfterReconnect(channel_.get(), &down_, call);
   }
 
   absl::Status Error(const grpc::Status& s, absl::string_view rpc) const {
@@ -112,7 +96,7 @@ class GrpcAdminClient final : public AdminClient {
   const AdminClientOptions options_;
   const std::string token_;
   std::shared_ptr<grpc::Channel> channel_;
-  std::atomic<bool> gave_up_{false};  // The channel did not connect within the budget once.
+  std::atomic<bool> down_{false};  // See internal::RetryAfterReconnect.
   std::unique_ptr<v1::AdminService::Stub> admin_;
   std::unique_ptr<health::Health::Stub> health_;
 };

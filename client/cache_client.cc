@@ -96,9 +96,11 @@ class GrpcCacheClient final : public CacheClient {
     req.set_namespace_id(std::string(ns.view()));
     for (const Key& k : keys) req.add_keys(std::string(k.view()));
     pb::LookupResponse resp;
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx);
-    grpc::Status s = stub_->Lookup(&ctx, req, &resp);
+    grpc::Status s = internal::RetryAfterReconnect(channel_.get(), &down_, [&] {
+      grpc::ClientContext ctx;
+      SetDeadline(&ctx);
+      return stub_->Lookup(&ctx, req, &resp);
+    });
     if (!s.ok()) return CallError(s, "Lookup", options_.target);
     return CacheLookup{resp.num_present(), resp.num_in_ram()};
   }
@@ -214,9 +216,11 @@ class GrpcCacheClient final : public CacheClient {
     if (address.empty()) {
       // Negotiate over gRPC.
       pb::OpenDataChannelResponse resp;
-      grpc::ClientContext ctx;
-      SetDeadline(&ctx);
-      grpc::Status s = stub_->OpenDataChannel(&ctx, pb::OpenDataChannelRequest(), &resp);
+      grpc::Status s = internal::RetryAfterReconnect(channel_.get(), &down_, [&] {
+        grpc::ClientContext ctx;
+        SetDeadline(&ctx);
+        return stub_->OpenDataChannel(&ctx, pb::OpenDataChannelRequest(), &resp);
+      });
       absl::StatusOr<Key> parsed = KeyFromBytes(resp.token(), "token");
       if (!s.ok() || !parsed.ok() || resp.protocol_version() != 1) {
         DataChannelFailed();
@@ -388,6 +392,7 @@ class GrpcCacheClient final : public CacheClient {
     // to the same target in the process, and clients on different threads then queue
     // behind each other's megabytes on one socket.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    internal::AddFastReconnectArgs(&args);  // Lookup and OpenDataChannel: RetryAfterReconnect.
     AddTlsChannelArgs(options.tls, &args);
     return args;
   }
@@ -402,6 +407,7 @@ class GrpcCacheClient final : public CacheClient {
   const std::unique_ptr<pb::CacheService::Stub> stub_;
   grpc::GenericStub generic_stub_;  // Thread safe.
   const std::string put_method_;
+  std::atomic<bool> down_{false};  // See internal::RetryAfterReconnect.
 
   static constexpr size_t kMaxIdleDataConnections = 16;
   static constexpr absl::Duration kDataChannelRetry = absl::Seconds(5);
