@@ -54,6 +54,9 @@ ABSL_FLAG(double, rate, 0,
 ABSL_FLAG(uint64_t, keys, 0, "get: keys in the key set; 0: about 256 MiB of values (16 to 1024)");
 ABSL_FLAG(uint64_t, nonce, 0, "names this run's keys; 0: random (reuse with --populate=false)");
 ABSL_FLAG(int, chain, 64, "lookup: keys in the chain looked up");
+ABSL_FLAG(int, get_keys, 1,
+          "get: keys fetched by one Get, consecutive ids as a prompt's blocks are (kvcache "
+          "targets; 1 to 64)");
 ABSL_FLAG(std::string, blocks, "100000", "index-scale: blocks to store (1M = 10^6, 100K = 10^5)");
 ABSL_FLAG(std::string, key_pattern, "random",
           "index-scale: random keys, or colliding (all share their first 16 bytes: a "
@@ -91,6 +94,7 @@ struct Options {
   int verify_every = 32;
   uint64_t nonce = 0;  // 0: random.
   int chain = 64;
+  int get_keys = 1;  // Keys a Get fetches (kvcache targets).
   uint64_t blocks = 100000;
   std::string key_pattern = "random";
   uint64_t fill_bytes = 1ull << 30;
@@ -155,6 +159,11 @@ absl::Status ToOptions(Options* o) {
   if (o->clients < 1 || o->clients > 1024) return bad("clients", absl::StrCat(o->clients));
   o->chain = absl::GetFlag(FLAGS_chain);
   if (o->chain < 1) return bad("chain", absl::StrCat(o->chain));
+  o->get_keys = absl::GetFlag(FLAGS_get_keys);
+  if (o->get_keys < 1 || o->get_keys > 64) return bad("get-keys", absl::StrCat(o->get_keys));
+  if (o->get_keys > 1 && !IsKvcache(o->target)) {
+    return absl::InvalidArgumentError("--get-keys above 1 is for the kvcache targets");
+  }
   o->verify_every = absl::GetFlag(FLAGS_verify_every);
   if (o->verify_every < 1) return bad("verify-every", absl::StrCat(o->verify_every));
   o->server_pid = absl::GetFlag(FLAGS_server_pid);
@@ -359,7 +368,8 @@ bool g_malloc_tuned = false;
 int Report(const Options& o, const char* op_name, const Summary& s, const CpuMeter& cpu,
            uint64_t keys, const json& extra) {
   const uint64_t ops = s.latency.count;
-  const uint64_t bytes = o.op == Op::kLookup ? 0 : ops * o.value_bytes;
+  const uint64_t per_op = o.op == Op::kGet ? static_cast<uint64_t>(o.get_keys) : 1;
+  const uint64_t bytes = o.op == Op::kLookup ? 0 : ops * per_op * o.value_bytes;
   const double gbps = static_cast<double>(bytes) / o.seconds / 1e9;
   const double ops_per_s = static_cast<double>(ops) / o.seconds;
   if (o.json) {
@@ -371,6 +381,7 @@ int Report(const Options& o, const char* op_name, const Summary& s, const CpuMet
               {"seconds", o.seconds},
               {"rate", o.rate},
               {"keys", keys},
+              {"keys_per_get", per_op},
               {"ops", ops},
               {"bytes", bytes},
               {"gbps", gbps},
@@ -393,10 +404,12 @@ int Report(const Options& o, const char* op_name, const Summary& s, const CpuMet
   } else {
     std::string server_cpu;
     if (cpu.server_s >= 0) server_cpu = absl::StrFormat(", server cpu %.2f s", cpu.server_s);
+    const std::string batch = per_op > 1 ? absl::StrCat(" (", per_op, " keys a Get)") : "";
     std::cout << absl::StrFormat(
-                     "%s %s %s x%d: %.3f GB/s, %.0f ops/s, p50 %.1f us, p99 %.1f us "
+                     "%s %s %s%s x%d: %.3f GB/s, %.0f ops/s, p50 %.1f us, p99 %.1f us "
                      "(%d ops, %d errors, %d check failures, client cpu %.2f s%s)",
-                     TargetName(o.target), op_name, FormatBytes(o.value_bytes), o.clients, gbps,
+                     TargetName(o.target), op_name, FormatBytes(o.value_bytes), batch,
+                     o.clients, gbps,
                      ops_per_s, s.latency.p50_us, s.latency.p99_us, ops, s.errors,
                      s.verify_failures, cpu.client_s, server_cpu)
               << std::endl;
@@ -482,6 +495,7 @@ int RunGetPut(const Options& o) {
 
   uint64_t keys = o.keys;
   if (keys == 0) keys = std::clamp<uint64_t>((256ull << 20) / o.value_bytes, 16, 1024);
+  keys = std::max<uint64_t>(keys, static_cast<uint64_t>(o.get_keys));
   if (o.op == Op::kGet && o.populate) {  // Write the key set, in parallel.
     std::vector<std::thread> pool;
     std::atomic<int> failures{0};
@@ -513,30 +527,39 @@ int RunGetPut(const Options& o) {
   for (int t = 0; t < o.clients; ++t) rngs.push_back(Rng{Tag(o.nonce, 7777 + t) | 1});
   std::vector<ThreadResult> results;
   CpuMeter cpu{o.server_pid};
+  std::vector<std::vector<uint64_t>> get_ids(static_cast<size_t>(o.clients),
+                                             std::vector<uint64_t>(o.get_keys));
   if (o.op == Op::kGet) {
     RunWindow(o, &results, &cpu,
               [&](int t, uint64_t n, ThreadResult* r) {
-                const uint64_t id = rngs[static_cast<size_t>(t)].Next(keys);
-                absl::StatusOr<absl::string_view> v =
-                    conns[static_cast<size_t>(t)]->Get(id, o.value_bytes);
-                if (!v.ok()) {
-                  Fail(r, v.status());
+                // --get-keys consecutive ids from a random one (wrapping): a prompt's blocks.
+                const uint64_t first = rngs[static_cast<size_t>(t)].Next(keys);
+                std::vector<uint64_t>& ids = get_ids[static_cast<size_t>(t)];
+                for (size_t i = 0; i < ids.size(); ++i) ids[i] = (first + i) % keys;
+                absl::StatusOr<std::vector<absl::string_view>> got =
+                    conns[static_cast<size_t>(t)]->GetMany(ids, o.value_bytes);
+                if (!got.ok()) {
+                  Fail(r, got.status());
                   return false;
                 }
-                const uint64_t tag = Tag(o.nonce, id);
                 const bool content = conns[static_cast<size_t>(t)]->StoresValues();
-                bool good = v->size() == o.value_bytes && (!content || HeadMatches(tag, *v));
-                if (good && content && n % static_cast<uint64_t>(o.verify_every) == 0) {
-                  good = FullMatches(tag, *v);
-                  ++r->verified_full;
-                }
-                if (!good) {
-                  ++r->verify_failures;
-                  if (r->first_error.empty()) {
-                    r->first_error = absl::StrCat("value of key ", id, " has wrong bytes (",
-                                                  v->size(), " bytes)");
+                for (size_t i = 0; i < ids.size(); ++i) {
+                  const absl::string_view v = i < got->size() ? (*got)[i] : absl::string_view();
+                  const uint64_t tag = Tag(o.nonce, ids[i]);
+                  bool good = v.size() == o.value_bytes && (!content || HeadMatches(tag, v));
+                  if (good && content && i == 0 &&
+                      n % static_cast<uint64_t>(o.verify_every) == 0) {
+                    good = FullMatches(tag, v);
+                    ++r->verified_full;
                   }
-                  return false;
+                  if (!good) {
+                    ++r->verify_failures;
+                    if (r->first_error.empty()) {
+                      r->first_error = absl::StrCat("value of key ", ids[i],
+                                                    " has wrong bytes (", v.size(), " bytes)");
+                    }
+                    return false;
+                  }
                 }
                 return true;
               });

@@ -77,12 +77,25 @@ class KvcacheConnection final : public TargetConnection {
     return absl::string_view(last_[0].payload);
   }
 
+  absl::StatusOr<std::vector<absl::string_view>> GetMany(absl::Span<const uint64_t> ids,
+                                                         size_t expected_bytes) override {
+    get_keys_.clear();
+    for (uint64_t id : ids) get_keys_.push_back(ToKey(KvcacheKeyBytes(keys_, id)));
+    absl::StatusOr<std::vector<CacheBlock>> r = client_->Get(ns_, get_keys_);
+    if (!r.ok()) return r.status();
+    last_ = *std::move(r);
+    std::vector<absl::string_view> out;
+    for (const CacheBlock& b : last_) out.push_back(b.payload);
+    return out;
+  }
+
  private:
   std::unique_ptr<CacheClient> client_;
   const KeySpace keys_;
   const Key ns_;
   std::vector<CacheBlock> put_;
   std::vector<CacheBlock> last_;
+  std::vector<Key> get_keys_;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -260,6 +273,16 @@ void ServeRawConnection(int fd) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<absl::string_view>> TargetConnection::GetMany(
+    absl::Span<const uint64_t> ids, size_t expected_bytes) {
+  if (ids.size() != 1) {
+    return absl::UnimplementedError("several keys a Get: kvcache targets only");
+  }
+  absl::StatusOr<absl::string_view> v = Get(ids[0], expected_bytes);
+  if (!v.ok()) return v.status();
+  return std::vector<absl::string_view>{*v};
+}
 
 absl::StatusOr<TargetKind> ParseTargetKind(absl::string_view name) {
   if (name == "kvcache") return TargetKind::kKvcache;

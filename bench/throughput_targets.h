@@ -13,10 +13,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/tls_options.h"
 
 namespace kvcache {
@@ -61,6 +63,12 @@ class TargetConnection {
   // Fetches value id `id` and returns a view of its bytes, valid until the next call on
   // this connection. NOT_FOUND when the store does not hold it.
   virtual absl::StatusOr<absl::string_view> Get(uint64_t id, size_t expected_bytes) = 0;
+
+  // Fetches values `ids` in one request (kvcache: one Get of those keys, which stops at the
+  // first it does not hold); views valid until the next call on this connection. Other
+  // stores: one id only (UNIMPLEMENTED otherwise).
+  virtual absl::StatusOr<std::vector<absl::string_view>> GetMany(
+      absl::Span<const uint64_t> ids, size_t expected_bytes);
 
   // Whether Get returns the bytes that Put stored (false for the raw TCP ceiling, which
   // keeps nothing and answers a get with `expected_bytes` filler bytes).

@@ -6,7 +6,8 @@
 # forced in the client). Repetitions are interleaved (rep, clients, target) so drift on this
 # shared machine hits both alike; the table shows medians of $REPS and the ratio.
 # Writes the table into docs/benchmarks.md (section "same-host") and prints it.
-# Usage: scripts/bench_local.sh     env: SIZES="256KiB 4MiB" CLIENTS="1 4" REPS=3
+# A Get fetches one key, or $GET_KEYS consecutive keys as a worker fetches a prompt's blocks.
+# Usage: scripts/bench_local.sh     env: SIZES="256KiB 4MiB" CLIENTS="1 4" GET_KEYS="1 16" REPS=3
 #                                        CELL_SECONDS=2 STORE_MIB=1024 WRITE_DOC=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ source scripts/lib.sh
 BIN="${BUILD_DIR:-build}/bin"
 SIZES="${SIZES:-256KiB 4MiB}"
 CLIENTS="${CLIENTS:-1 4}"
+GET_KEYS="${GET_KEYS:-1 16}"
 REPS="${REPS:-3}"
 CELL_SECONDS="${CELL_SECONDS:-2}"
 STORE_MIB="${STORE_MIB:-1024}"
@@ -31,7 +33,7 @@ load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 cell() {
   local op="$1" size="$2" c="$3" t="$4"; shift 4
   local out
-  out="$("$BIN/kvcache-bench" throughput --target="$t" --addr="$addr" --op="$op" \
+  out="$("$BIN/kvcache-bench" throughput --target="$t" --addr="$addr" --op="${op%/*}" \
     --value-bytes="$size" --clients="$c" --seconds="$CELL_SECONDS" --warmup-seconds=0.3 \
     --server-pid="$server_pid" --json "$@" 2>"$work/cell.err" | grep '^{' | tail -1)" || true
   local gbps p50 errors
@@ -58,9 +60,12 @@ for size in $SIZES; do
   populate=true  # One key set (~256 MiB), written once, read by both targets.
   for rep in $(seq "$REPS"); do
     for c in $CLIENTS; do
-      for t in $TARGETS; do
-        cell get "$size" "$c" "$t" --nonce="$nonce" --populate="$populate"
-        populate=false
+      for k in $GET_KEYS; do
+        for t in $TARGETS; do
+          op=get; [ "$k" -gt 1 ] && op="get/$k"
+          cell "$op" "$size" "$c" "$t" --nonce="$nonce" --populate="$populate" --get-keys="$k"
+          populate=false
+        done
       done
     done
   done
@@ -77,7 +82,8 @@ table="$work/table.md"
 {
   echo "| op | value | clients | same-host (GB/s) | TCP data channel (GB/s) | same-host / TCP | p50 same-host | p50 TCP |"
   echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-  for op in get put; do
+  ops="get"; for k in $GET_KEYS; do [ "$k" -gt 1 ] && ops="$ops get/$k"; done
+  for op in $ops put; do
     for size in $SIZES; do
       for c in $CLIENTS; do
         l="$(awk -v o=$op -v s=$size -v c=$c '$1==o && $2==s && $3==c && $4=="kvcache" { print $5 }' "$work/cells" | median)"
@@ -85,7 +91,8 @@ table="$work/table.md"
         lp="$(awk -v o=$op -v s=$size -v c=$c '$1==o && $2==s && $3==c && $4=="kvcache" { print $6 }' "$work/cells" | median)"
         tp="$(awk -v o=$op -v s=$size -v c=$c '$1==o && $2==s && $3==c && $4=="kvcache-tcp" { print $6 }' "$work/cells" | median)"
         [ -z "$l" ] || [ -z "$t" ] && continue
-        printf '| %s | %s | %s | %.2f | %.2f | **%.2fx** | %.0f us | %.0f us |\n' "$op" "$size" "$c" \
+        shown="$op"; [ "$op" != "${op%/*}" ] && shown="get, ${op#*/} keys a Get"
+        printf '| %s | %s | %s | %.2f | %.2f | **%.2fx** | %.0f us | %.0f us |\n' "$shown" "$size" "$c" \
           "$l" "$t" "$(awk -v a="$l" -v b="$t" 'BEGIN { print (b > 0) ? a / b : 0 }')" "$lp" "$tp"
       done
     done
@@ -108,7 +115,7 @@ section="$work/section.md"
   echo
   cat "$table"
   echo
-  echo "Made by: \`SIZES=\"$SIZES\" CLIENTS=\"$CLIENTS\" REPS=$REPS scripts/bench_local.sh\`"
+  echo "Made by: \`SIZES=\"$SIZES\" CLIENTS=\"$CLIENTS\" GET_KEYS=\"$GET_KEYS\" REPS=$REPS scripts/bench_local.sh\`"
 } >"$section"
 if [ "$WRITE_DOC" = 1 ]; then replace_section docs/benchmarks.md same-host "$section"; fi
 cat "$table"

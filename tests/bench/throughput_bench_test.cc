@@ -64,6 +64,21 @@ TEST_F(ThroughputBenchTest, KvcacheGetChecksEveryValue) {
   }
 }
 
+// A Get of several consecutive keys (a prompt's blocks), over the same-host path and over TCP:
+// every value checked, and the bytes counted are every block's.
+TEST_F(ThroughputBenchTest, KvcacheGetOfSeveralKeysChecksThemAll) {
+  for (const char* target : {"--target=kvcache", "--target=kvcache-tcp"}) {
+    nlohmann::json j = Bench({target, "--addr=" + addr_, "--op=get", "--get-keys=4",
+                              "--value-bytes=64KiB", "--clients=2", "--keys=16",
+                              "--seconds=0.3", "--warmup-seconds=0.05", "--verify-every=1"});
+    EXPECT_EQ(j["keys_per_get"], 4) << target;
+    EXPECT_GT(j["ops"].get<uint64_t>(), 0u) << target;
+    EXPECT_EQ(j["errors"], 0) << target;
+    EXPECT_EQ(j["verify_failures"], 0) << target;
+    EXPECT_EQ(j["bytes"].get<uint64_t>(), j["ops"].get<uint64_t>() * 4 * 65536) << target;
+  }
+}
+
 TEST_F(ThroughputBenchTest, KvcachePutWritesFreshBlocks) {
   nlohmann::json j = Bench({"--target=kvcache", "--addr=" + addr_, "--op=put",
                             "--value-bytes=64KiB", "--clients=2", "--seconds=0.3",
@@ -182,9 +197,19 @@ TEST(ThroughputBench, HelpListsEveryFlagWithItsDefault) {
   EXPECT_NE(top.output.find("--simulate="), std::string::npos) << top.output;
 }
 
+TEST(ThroughputBench, SeveralKeysAGetIsForKvcacheOnly) {
+  const testing::CommandResult r =
+      testing::Run({Bin("kvcache-bench"), "throughput", "--target=redis",
+                    "--addr=127.0.0.1:1", "--get-keys=4"});
+  EXPECT_EQ(r.exit_status, 2) << r.output;
+  EXPECT_NE(r.output.find("--get-keys above 1 is for the kvcache targets"), std::string::npos)
+      << r.output;
+}
+
 TEST(ThroughputBench, UsageErrorsExitWithTwo) {
   for (const char* bad : {"--clients=abc", "--clients=0", "--trace=other-commands-flag",
-                          "--op=scan", "--blocks=lots", "stray"}) {
+                          "--op=scan", "--blocks=lots", "stray", "--get-keys=0",
+                          "--get-keys=65"}) {
     const testing::CommandResult r = testing::Run(
         {Bin("kvcache-bench"), "throughput", "--target=kvcache", "--addr=127.0.0.1:1", bad});
     EXPECT_EQ(r.exit_status, 2) << bad << ": " << r.output;
