@@ -17,12 +17,17 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "client/buffer_pool.h"
 #include "client/cache_client.h"
 #include "common/socket_io.h"
 
 namespace kvcache {
 namespace bench {
 namespace {
+
+// What each kvcache connection's payload pool keeps for reuse: a 64-key Get of 1 MiB blocks,
+// or 16 of 4 MiB.
+constexpr size_t kPayloadPoolBytes = 64 << 20;
 
 uint64_t Mix(uint64_t x) {  // splitmix64's finalizer.
   x += 0x9e3779b97f4a7c15ull;
@@ -51,8 +56,12 @@ Key ToKey(const std::string& raw) {
 
 class KvcacheConnection final : public TargetConnection {
  public:
-  KvcacheConnection(std::unique_ptr<CacheClient> client, const KeySpace& keys)
-      : client_(std::move(client)), keys_(keys), ns_(ToKey(KvcacheNamespaceBytes(keys))) {
+  KvcacheConnection(std::unique_ptr<CacheClient> client, const KeySpace& keys,
+                    std::shared_ptr<BufferPool> pool)
+      : client_(std::move(client)),
+        keys_(keys),
+        ns_(ToKey(KvcacheNamespaceBytes(keys))),
+        pool_(std::move(pool)) {
     put_.resize(1);
   }
 
@@ -70,6 +79,7 @@ class KvcacheConnection final : public TargetConnection {
 
   absl::StatusOr<absl::string_view> Get(uint64_t id, size_t expected_bytes) override {
     const Key key = ToKey(KvcacheKeyBytes(keys_, id));
+    GiveBackLast();
     absl::StatusOr<std::vector<CacheBlock>> r = client_->Get(ns_, absl::MakeConstSpan(&key, 1));
     if (!r.ok()) return r.status();
     if (r->empty()) return absl::NotFoundError("kvcache: miss");
@@ -81,6 +91,7 @@ class KvcacheConnection final : public TargetConnection {
                                                          size_t expected_bytes) override {
     get_keys_.clear();
     for (uint64_t id : ids) get_keys_.push_back(ToKey(KvcacheKeyBytes(keys_, id)));
+    GiveBackLast();
     absl::StatusOr<std::vector<CacheBlock>> r = client_->Get(ns_, get_keys_);
     if (!r.ok()) return r.status();
     last_ = *std::move(r);
@@ -90,9 +101,16 @@ class KvcacheConnection final : public TargetConnection {
   }
 
  private:
+  // The previous Get's payloads go back to the pool: the caller is done with their views.
+  void GiveBackLast() {
+    for (CacheBlock& b : last_) pool_->Give(std::move(b.payload));
+    last_.clear();
+  }
+
   std::unique_ptr<CacheClient> client_;
   const KeySpace keys_;
   const Key ns_;
+  const std::shared_ptr<BufferPool> pool_;
   std::vector<CacheBlock> put_;
   std::vector<CacheBlock> last_;
   std::vector<Key> get_keys_;
@@ -329,9 +347,11 @@ absl::StatusOr<std::unique_ptr<TargetConnection>> ConnectTarget(TargetKind kind,
       options.use_data_channel = kind != TargetKind::kKvcacheGrpc;
       options.use_local_path = kind == TargetKind::kKvcache;
       options.tls = tls;
+      // Payloads received into reused buffers, as kvcache-worker's are (its KV pages).
+      options.payload_pool = std::make_shared<BufferPool>(kPayloadPoolBytes);
       absl::StatusOr<std::unique_ptr<CacheClient>> client = NewCacheClient(options);
       if (!client.ok()) return client.status();
-      return std::make_unique<KvcacheConnection>(*std::move(client), keys);
+      return std::make_unique<KvcacheConnection>(*std::move(client), keys, options.payload_pool);
     }
     case TargetKind::kRedis: {
       std::string host;
