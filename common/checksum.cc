@@ -6,7 +6,9 @@
 // widest vectors (AVX2, AVX-512). The plain ones are SSE2: on this machine's EPYC they hash a
 // 256 KiB payload at 16 GB/s and a 4 MiB one at 4, against 65 and 53 dispatched, and they were
 // about a quarter of all the CPU a Put took, client and server together.
+#if defined(__x86_64__)
 #include <xxh_x86dispatch.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
