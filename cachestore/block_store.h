@@ -192,6 +192,12 @@ class BlockStore {
   // Whether `id` is stored, from the in-memory index alone. Does not count or touch.
   virtual bool Contains(const BlockId& id) const = 0;
 
+  // Contains for each of `keys` in namespace `ns`: found[i] for keys[i]. The RAM tier looks
+  // them up together, so that their cache misses overlap (a Lookup's chain).
+  virtual void ContainsEach(const Key& ns, absl::Span<const Key> keys, bool* found) const {
+    for (size_t i = 0; i < keys.size(); ++i) found[i] = Contains(BlockId{ns, keys[i]});
+  }
+
   // What is known of `id`; nullopt when not stored. Does not count or touch.
   virtual std::optional<BlockInfo> Inspect(const BlockId& id) const = 0;
 

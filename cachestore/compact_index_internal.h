@@ -120,6 +120,23 @@ class FingerprintTable {
     }
   }
 
+  // Asks the CPU to fetch `tag`'s home bucket: a hint, no effect on what Find returns.
+  void Prefetch(uint32_t tag) const {
+    if (size_ != 0) __builtin_prefetch(&buckets_[tag & mask_]);
+  }
+
+  // Calls `fn(slot)` for every bucket of `tag`'s run whose tag matches: the slots Find would
+  // check against the full id.
+  template <typename Fn>
+  void ForEachCandidate(uint32_t tag, Fn fn) const {
+    if (size_ == 0) return;
+    for (size_t i = tag & mask_;; i = (i + 1) & mask_) {
+      const Bucket& b = buckets_[i];
+      if (b.empty()) return;
+      if (b.tag == tag) fn(b.slot());
+    }
+  }
+
   // REQUIRES: `slot` is not in the table.
   void Insert(uint32_t tag, uint32_t slot) {
     if ((size_ + 1) * 4 > buckets_.size() * 3) Resize(buckets_.empty() ? 16 : 2 * buckets_.size());

@@ -26,6 +26,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -201,9 +202,11 @@ class TieredStoreImpl final : public TieredStore {
   LookupResult Lookup(const Key& ns, absl::Span<const Key> keys) override {
     LookupResult result;
     bool all_in_ram = true;
-    for (const Key& key : keys) {
-      const BlockId id{ns, key};
-      const bool in_ram = ram_->Contains(id);
+    absl::InlinedVector<bool, 64> ram_has(keys.size());
+    ram_->ContainsEach(ns, keys, ram_has.data());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const BlockId id{ns, keys[i]};
+      const bool in_ram = ram_has[i];
       if (!in_ram && !(disk_ && (Queued(id) != nullptr || disk_->Contains(id)))) break;
       ++result.num_present;
       all_in_ram = all_in_ram && in_ram;

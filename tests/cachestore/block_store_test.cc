@@ -267,6 +267,36 @@ TEST_P(BlockStoreTest, CollidingFingerprintsNeverReturnAnotherBlock) {
   EXPECT_EQ(store->Stats().blocks, kBlocks - (kBlocks + 2) / 3);
 }
 
+// ContainsEach, which a Lookup asks of the RAM tier for a whole chain at once, answers for
+// every key as Contains does and in the caller's order: more keys than its inline buffer,
+// present and absent ones interleaved, with real fingerprints and with all of them equal.
+TEST_P(BlockStoreTest, ContainsEachAnswersAsContainsDoes) {
+  struct TagMask {
+    explicit TagMask(uint32_t mask) { internal::SetIndexTagMaskForTesting(mask); }
+    ~TagMask() { internal::SetIndexTagMaskForTesting(0xffffffffu); }
+  };
+  for (uint32_t mask : {0xffffffffu, 0u}) {
+    TagMask tags(mask);
+    auto store = Make(1 << 20);
+    for (uint64_t i = 0; i < 200; i += 2) {
+      // Already present on the second pass for the disk tier, which reopens its directory.
+      absl::StatusOr<PutOutcome> put = store->Put(Blk(i, 100));
+      ASSERT_TRUE(put.ok() && *put != PutOutcome::kNotAdmitted) << i;
+    }
+    std::vector<Key> keys;
+    for (uint64_t i = 0; i < 300; ++i) keys.push_back(TestKey((i * 37) % 300));
+    std::unique_ptr<bool[]> found(new bool[keys.size()]);
+    store->ContainsEach(ns_, keys, found.get());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const uint64_t n = (i * 37) % 300;
+      EXPECT_EQ(found[i], n < 200 && n % 2 == 0) << "mask " << mask << ", key " << n;
+      EXPECT_EQ(found[i], store->Contains(BlockId{ns_, keys[i]})) << n;
+    }
+    store->ContainsEach(TestKey(5, 1), keys, found.get());  // The same keys, another namespace.
+    for (size_t i = 0; i < keys.size(); ++i) EXPECT_FALSE(found[i]) << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllStores, BlockStoreTest,
                          ::testing::Combine(::testing::Values(Kind::kRam, Kind::kDisk,
                                                               Kind::kTiered, Kind::kTieredArena),
