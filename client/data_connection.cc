@@ -278,7 +278,7 @@ absl::Status DataConnection::Put(const Key& ns, absl::Span<const CacheBlock> blo
                             head + 1 + kKeyBytes);
       PutLittleEndian<uint64_t>(head + 1 + kKeyBytes + dc::kBlockHeaderBytes, cursor);
       requests.append(head, kHeadBytes);
-      cursor = (cursor + block.payload.size() + 63) & ~uint64_t{63};
+      cursor = dc::NextRegionOffset(cursor + block.payload.size());
     }
     if (end == *done) {
       // Larger than the region (which holds the server's largest block): the server's own

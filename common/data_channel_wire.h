@@ -61,6 +61,9 @@ enum Reply : uint8_t { kBlock = 1, kEnd = 2, kStored = 3, kError = 4, kWait = 5 
 // Same-host path: the hello reply (u8 0 | u64 region_bytes) and a payload's region offset.
 inline constexpr size_t kLocalHelloReplyBytes = 1 + 8;
 inline constexpr size_t kOffsetBytes = 8;
+// Same-host: where the payload after one ending at `end` goes in the region (offsets start
+// on a cache line). Both sides place payloads by it.
+inline constexpr uint64_t NextRegionOffset(uint64_t end) { return (end + 63) & ~uint64_t{63}; }
 // The byte after kStored.
 enum PutOutcomeByte : uint8_t {
   kOutcomeStored = 0,

@@ -58,9 +58,6 @@ constexpr char kLocalPeer[] = "unix";
 // Same-host Get: block frames are sent at least this often (in payload bytes copied).
 constexpr uint64_t kLocalFlushBytes = 1 << 20;
 
-// Offsets in a region start on a cache line.
-uint64_t AlignUp(uint64_t n) { return (n + 63) & ~uint64_t{63}; }
-
 class DataChannelServerImpl final : public DataChannelServer {
  public:
   DataChannelServerImpl(int listen_fd, std::string address, std::string advertised,
@@ -375,7 +372,7 @@ class DataChannelServerImpl final : public DataChannelServer {
         PutLittleEndian<uint64_t>(head + 1 + dc::kBlockHeaderBytes, cursor);
         pending.append(head, sizeof(head));
         pending_bytes += size;
-        cursor = AlignUp(cursor + size);
+        cursor = dc::NextRegionOffset(cursor + size);
         ++sent_local;
         if (pending_bytes >= kLocalFlushBytes) {
           absl::Status s = WriteFull(fd, pending.data(), pending.size(),
