@@ -192,8 +192,15 @@ class Arena final : public PayloadArena {
     return std::shared_ptr<Block>(block, Recycle{state_, cls});
   }
 
+  bool Owns(const BlockPtr& block) const override {
+    const Recycle* recycle = std::get_deleter<Recycle>(block);
+    // Same owner, without taking a reference (owner_before orders control blocks).
+    return recycle != nullptr && !recycle->state.owner_before(state_) &&
+           !state_.owner_before(recycle->state);
+  }
+
   BlockPtr Adopt(BlockPtr block) override {
-    if (std::get_deleter<Recycle>(block) != nullptr) return block;
+    if (Owns(block)) return block;
     std::shared_ptr<Block> copy = NewBlock(block->payload.size());
     copy->meta = block->meta;
     copy->token_ids = block->token_ids;

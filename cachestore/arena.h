@@ -67,6 +67,9 @@ class PayloadArena {
   // against the same capacity instead of adding heap memory beside it.
   virtual BlockPtr Adopt(BlockPtr block) = 0;
 
+  // Whether `block`'s payload is this arena's (made by NewBlock or Adopt).
+  virtual bool Owns(const BlockPtr& block) const = 0;
+
   virtual ArenaStats Stats() const = 0;
 
   // Blocks until the background thread has nothing left to fault in (tests, benchmarks).

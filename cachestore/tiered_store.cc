@@ -149,8 +149,11 @@ class TieredStoreImpl final : public TieredStore {
         !s.ok()) {
       return s;
     }
-    // Every payload the RAM tier holds lives in the arena, so RAM stays within it.
-    if (arena_ && !ram_->Contains(block->meta.id)) block = arena_->Adopt(std::move(block));
+    // Every payload the RAM tier holds lives in the arena, so RAM stays within it. (A block
+    // received into the arena, the data channel's, skips the index lookup.)
+    if (arena_ && !arena_->Owns(block) && !ram_->Contains(block->meta.id)) {
+      block = arena_->Adopt(std::move(block));
+    }
     // The checksum is checked once, by the tier that stores the block (hashing a 4 MiB
     // payload twice was a quarter of the server's time per Put).
     std::vector<Evicted> victims;

@@ -69,6 +69,14 @@ TEST(ArenaTest, AdoptCopiesForeignBlocksInAndKeepsItsOwn) {
   EXPECT_EQ(adopted->meta.checksum, foreign->meta.checksum);
   EXPECT_EQ(arena->Stats().held_bytes, 8192u + 12288u);  // Both classes, 4 KiB rounded.
   EXPECT_EQ(arena->Adopt(adopted), adopted);
+  EXPECT_TRUE(arena->Owns(own));
+  EXPECT_TRUE(arena->Owns(adopted));
+  EXPECT_FALSE(arena->Owns(foreign));
+  // Another arena's block is foreign here: adopting it copies it in.
+  std::shared_ptr<PayloadArena> other = PayloadArena::Create(options);
+  BlockPtr theirs = other->NewBlock(4096);
+  EXPECT_FALSE(arena->Owns(theirs));
+  EXPECT_NE(arena->Adopt(theirs), theirs);
   adopted.reset();
   EXPECT_EQ(arena->Stats().held_bytes, 8192u);
 }
