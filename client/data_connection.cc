@@ -1,10 +1,7 @@
 #include "client/data_connection_internal.h"
 
-#include <errno.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <algorithm>
 
 #include <cstring>
 
@@ -93,40 +90,6 @@ void DataConnection::SetTimeout(absl::Duration timeout) {
   if (timeout == timeout_) return;
   SetSocketTimeout(fd_, timeout);
   timeout_ = timeout;
-}
-
-absl::Status DataConnection::Read(void* dst, size_t n) {
-  char* out = static_cast<char*>(dst);
-  const size_t buffered = read_end_ - read_pos_;
-  if (buffered >= n) {
-    std::memcpy(out, read_buffer_ + read_pos_, n);
-    read_pos_ += n;
-    return absl::OkStatus();
-  }
-  std::memcpy(out, read_buffer_ + read_pos_, buffered);
-  out += buffered;
-  n -= buffered;
-  read_pos_ = read_end_ = 0;
-  if (n >= sizeof(read_buffer_)) return ReadFull(fd_, out, n);  // A payload: no extra copy.
-  while (n > 0) {
-    const ssize_t got = ::recv(fd_, read_buffer_, sizeof(read_buffer_), 0);
-    if (got == 0) return absl::UnavailableError("data channel: connection closed");
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        return absl::DeadlineExceededError("data channel: read timed out");
-      }
-      return absl::UnavailableError(
-          absl::StrCat("data channel: read: ", std::strerror(errno)));
-    }
-    const size_t take = std::min(static_cast<size_t>(got), n);
-    std::memcpy(out, read_buffer_, take);
-    out += take;
-    n -= take;
-    read_pos_ = take;
-    read_end_ = static_cast<size_t>(got);
-  }
-  return absl::OkStatus();
 }
 
 absl::Status DataConnection::Transport(absl::Status s) {

@@ -19,6 +19,7 @@
 #include "absl/types/span.h"
 #include "client/cache_client.h"
 #include "common/shared_region.h"
+#include "common/socket_io.h"
 
 namespace kvcache {
 
@@ -56,7 +57,7 @@ class DataConnection final {
   bool local() const { return region_ != nullptr; }
 
  private:
-  explicit DataConnection(int fd) : fd_(fd) {}
+  explicit DataConnection(int fd) : fd_(fd), reader_(fd) {}
   // The payload of a same-host Get block, after its header: copied out of the region.
   // `checksum`: of the copy.
   absl::Status ReadLocalPayload(uint64_t payload_bytes, CacheBlock* block,
@@ -67,10 +68,9 @@ class DataConnection final {
   absl::Status ReadError();
   // Reads one Put's answer into `result` (a kError into the status returned).
   absl::Status ReadPutReply(CachePutResult* result);
-  // Reads exactly `n` bytes through a small buffer, so a reply's frame (kind, header,
-  // offset) costs one recv(2) instead of three; large reads go straight into `dst`.
-  // UNAVAILABLE on EOF or error, DEADLINE_EXCEEDED on a timeout (the socket's).
-  absl::Status Read(void* dst, size_t n);
+  // Reads exactly `n` bytes through reader_: a reply's frames (kind, header, offset) cost
+  // one recv(2). UNAVAILABLE on EOF or error, DEADLINE_EXCEEDED on a timeout (the socket's).
+  absl::Status Read(void* dst, size_t n) { return reader_.Read(dst, n); }
   // Sets the socket timeouts (a syscall each) only when `timeout` changes.
   void SetTimeout(absl::Duration timeout);
 
@@ -78,9 +78,7 @@ class DataConnection final {
   bool broken_ = false;
   std::unique_ptr<SharedRegion> region_;  // Same-host connections only.
   absl::Duration timeout_ = absl::InfiniteDuration();  // The socket's, as last set.
-  char read_buffer_[4096];
-  size_t read_pos_ = 0;  // read_buffer_[read_pos_, read_end_) is received, not yet read.
-  size_t read_end_ = 0;
+  SocketReader reader_;
 };
 
 }  // namespace kvcache

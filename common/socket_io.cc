@@ -185,6 +185,39 @@ absl::Status ReadFull(int fd, void* buf, size_t n, absl::Time deadline) {
   return absl::OkStatus();
 }
 
+absl::Status SocketReader::Read(void* dst, size_t n, const absl::Time* deadline) {
+  char* out = static_cast<char*>(dst);
+  const size_t take = std::min(n, end_ - pos_);
+  std::memcpy(out, buffer_ + pos_, take);
+  pos_ += take;
+  out += take;
+  n -= take;
+  if (n == 0) return absl::OkStatus();
+  pos_ = end_ = 0;  // Used up.
+  if (n >= sizeof(buffer_)) {  // A payload: no extra copy.
+    return deadline != nullptr ? ReadFull(fd_, out, n, *deadline) : ReadFull(fd_, out, n);
+  }
+  while (n > 0) {
+    const ssize_t got = ::recv(fd_, buffer_, sizeof(buffer_), deadline ? MSG_DONTWAIT : 0);
+    if (got == 0) return absl::UnavailableError("data channel: connection closed");
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (deadline != nullptr && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (absl::Status s = WaitReady(fd_, POLLIN, *deadline, "read"); !s.ok()) return s;
+        continue;
+      }
+      return IoError("read");
+    }
+    const size_t part = std::min(static_cast<size_t>(got), n);
+    std::memcpy(out, buffer_, part);
+    out += part;
+    n -= part;
+    pos_ = part;
+    end_ = static_cast<size_t>(got);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt, absl::Time deadline) {
   while (iovcnt > 0) {
     msghdr msg{};

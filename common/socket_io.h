@@ -30,6 +30,30 @@ absl::Status ReadFull(int fd, void* buf, size_t n, absl::Time deadline);
 absl::Status WriteFull(int fd, struct iovec* iov, int iovcnt, absl::Time deadline);
 absl::Status WriteFull(int fd, const void* buf, size_t n, absl::Time deadline);
 
+// Reads a stream socket through a small buffer, so that a message's small frames (an op
+// byte, a namespace, a header) cost one recv(2) between them instead of one each. A read of
+// at least a buffer's size (a payload) goes straight into the caller's memory once the
+// buffered bytes are used. Errors as ReadFull's. Thread safety: one reader per socket.
+class SocketReader {
+ public:
+  explicit SocketReader(int fd) : fd_(fd) {}
+  SocketReader(const SocketReader&) = delete;
+  SocketReader& operator=(const SocketReader&) = delete;
+
+  // Blocking receives; the socket's own timeout (SO_RCVTIMEO) bounds each one.
+  absl::Status Read(void* dst, size_t n) { return Read(dst, n, nullptr); }
+  // The whole read must end by `deadline` (poll(2) only when nothing is there yet).
+  absl::Status Read(void* dst, size_t n, absl::Time deadline) { return Read(dst, n, &deadline); }
+
+ private:
+  absl::Status Read(void* dst, size_t n, const absl::Time* deadline);
+
+  const int fd_;
+  char buffer_[4096];
+  size_t pos_ = 0;  // buffer_[pos_, end_) is received, not yet read.
+  size_t end_ = 0;
+};
+
 // Splits "host:port" into its host (a bracketed IPv6 host loses its brackets; may be empty)
 // and its numeric port. INVALID_ARGUMENT when there is no colon or the port is not a
 // number in [0, 65535].

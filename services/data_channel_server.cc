@@ -202,7 +202,8 @@ class DataChannelServerImpl final : public DataChannelServer {
       Key token;
       std::unique_ptr<SharedRegion> region;  // Same-host connections only.
       absl::Status s = Hello(fd, &token, self->local ? &region : nullptr, &reserved);
-      while (s.ok()) s = ServeOne(fd, token, region.get());
+      SocketReader in(fd);  // After the hello: a client sends nothing more before its answer.
+      while (s.ok()) s = ServeOne(fd, &in, token, region.get());
       if (absl::IsDeadlineExceeded(s)) {
         Count(&DataChannelCounters::deadline_closed, DataChannelEvent::kDeadline);
       }
@@ -290,15 +291,15 @@ class DataChannelServerImpl final : public DataChannelServer {
   }
 
   // Serves one request of the connection that said hello with `token` (with `region`, a
-  // same-host connection's). An error return closes the connection.
-  absl::Status ServeOne(int fd, const Key& token, SharedRegion* region) {
+  // same-host connection's), read through `in`. An error return closes the connection.
+  absl::Status ServeOne(int fd, SocketReader* in, const Key& token, SharedRegion* region) {
     char op;
-    if (absl::Status s = ReadFull(fd, &op, 1, absl::Now() + options_.idle_timeout); !s.ok()) {
+    if (absl::Status s = in->Read(&op, 1, absl::Now() + options_.idle_timeout); !s.ok()) {
       return s;
     }
     const absl::Time header_deadline = absl::Now() + options_.header_deadline;
     char ns_bytes[kKeyBytes];
-    if (absl::Status s = ReadFull(fd, ns_bytes, kKeyBytes, header_deadline); !s.ok()) return s;
+    if (absl::Status s = in->Read(ns_bytes, kKeyBytes, header_deadline); !s.ok()) return s;
     Key ns;
     std::memcpy(ns.bytes.data(), ns_bytes, kKeyBytes);
     if (op == dc::kGet || op == dc::kPut) {
@@ -314,8 +315,8 @@ class DataChannelServerImpl final : public DataChannelServer {
         return allowed;
       }
       const Key stored = StoredNamespace(who->tenant, ns);
-      return op == dc::kGet ? ServeGet(fd, stored, header_deadline, region)
-                            : ServePut(fd, *who, ns, stored, header_deadline, region);
+      return op == dc::kGet ? ServeGet(fd, in, stored, header_deadline, region)
+                            : ServePut(fd, in, *who, ns, stored, header_deadline, region);
     }
     switch (op) {
       default:
@@ -326,11 +327,11 @@ class DataChannelServerImpl final : public DataChannelServer {
     }
   }
 
-  absl::Status ServeGet(int fd, const Key& ns, absl::Time header_deadline,
+  absl::Status ServeGet(int fd, SocketReader* in, const Key& ns, absl::Time header_deadline,
                         SharedRegion* region) {
     const absl::Time start = absl::Now();
     char count_bytes[4];
-    if (absl::Status s = ReadFull(fd, count_bytes, 4, header_deadline); !s.ok()) return s;
+    if (absl::Status s = in->Read(count_bytes, 4, header_deadline); !s.ok()) return s;
     const uint32_t n = dc::GetU32(count_bytes);
     if (n == 0 || n > dc::kMaxKeysPerGet) {
       absl::Status bad = absl::InvalidArgumentError(
@@ -339,7 +340,7 @@ class DataChannelServerImpl final : public DataChannelServer {
       return bad;  // The keys that follow cannot be skipped safely.
     }
     std::vector<Key> keys(n);
-    if (absl::Status s = ReadFull(fd, keys.data(), n * sizeof(Key), header_deadline); !s.ok()) {
+    if (absl::Status s = in->Read(keys.data(), n * sizeof(Key), header_deadline); !s.ok()) {
       return s;
     }
     uint64_t cursor = 0;  // Same-host: where the next payload goes in the region.
@@ -360,7 +361,7 @@ class DataChannelServerImpl final : public DataChannelServer {
         const size_t size = (*block)->payload.size();
         if (size > region->size()) break;  // Stored under a larger limit: ends the run.
         if (!region->Contains(cursor, size)) {
-          if (absl::Status s = AwaitAck(fd, &pending); !s.ok()) return s;
+          if (absl::Status s = AwaitAck(fd, in, &pending); !s.ok()) return s;
           cursor = 0;
           pending_bytes = 0;
         }
@@ -406,7 +407,7 @@ class DataChannelServerImpl final : public DataChannelServer {
 
   // Same-host Get: the region is full; sends the `pending` frames and a kWait, and waits
   // until the client has copied out what was sent.
-  absl::Status AwaitAck(int fd, std::string* pending) {
+  absl::Status AwaitAck(int fd, SocketReader* in, std::string* pending) {
     CountLocal(&DataChannelCounters::local_waits);
     const absl::Time deadline = absl::Now() + options_.payload_deadline;
     pending->push_back(static_cast<char>(dc::kWait));
@@ -414,18 +415,18 @@ class DataChannelServerImpl final : public DataChannelServer {
     pending->clear();
     if (!sent.ok()) return sent;
     char ack = 0;
-    if (absl::Status s = ReadFull(fd, &ack, 1, deadline); !s.ok()) return s;
+    if (absl::Status s = in->Read(&ack, 1, deadline); !s.ok()) return s;
     if (ack != dc::kAck) return absl::InvalidArgumentError("data channel: expected an ack");
     return absl::OkStatus();
   }
 
   // `ns` as the caller sent it, `stored` as the store keeps it.
-  absl::Status ServePut(int fd, const Principal& who, const Key& ns, const Key& stored,
-                        absl::Time header_deadline, SharedRegion* region) {
+  absl::Status ServePut(int fd, SocketReader* in, const Principal& who, const Key& ns,
+                        const Key& stored, absl::Time header_deadline, SharedRegion* region) {
     const absl::Time start = absl::Now();
     char head[dc::kBlockHeaderBytes + dc::kOffsetBytes];  // The offset: same-host only.
     const size_t head_bytes = dc::kBlockHeaderBytes + (region != nullptr ? dc::kOffsetBytes : 0);
-    if (absl::Status s = ReadFull(fd, head, head_bytes, header_deadline); !s.ok()) return s;
+    if (absl::Status s = in->Read(head, head_bytes, header_deadline); !s.ok()) return s;
     absl::StatusOr<dc::BlockHeader> header =
         dc::DecodeBlockHeader(absl::string_view(head, dc::kBlockHeaderBytes));
     const uint64_t offset =
@@ -463,7 +464,7 @@ class DataChannelServerImpl final : public DataChannelServer {
       std::memcpy(block->payload.data(), region->data() + offset, h.payload_bytes);
       CountLocal(&DataChannelCounters::local_blocks_taken);
     } else if (absl::Status s =
-                   ReadFull(fd, block->payload.data(), h.payload_bytes, payload_deadline);
+                   in->Read(block->payload.data(), h.payload_bytes, payload_deadline);
                !s.ok()) {
       return s;
     }
