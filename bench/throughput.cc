@@ -28,7 +28,7 @@
 #include "bench/throughput_targets.h"
 #include "client/cache_client.h"
 #include "common/byte_size.h"
-#include "common/malloc_tuning.h"
+#include "common/process_tuning.h"
 #include "common/progress.h"
 #include "common/tls_flags.h"
 #include "nlohmann/json.hpp"

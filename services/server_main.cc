@@ -14,7 +14,7 @@
 #include "cachestore/eviction_policy.h"
 #include "common/byte_size.h"
 #include "common/cli.h"
-#include "common/malloc_tuning.h"
+#include "common/process_tuning.h"
 #include "common/signals.h"
 #include "common/tls_flags.h"
 #include "services/cache_server.h"
@@ -298,6 +298,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
 
 int main(int argc, char** argv) {
   kvcache::TuneMallocForLargeBuffers();
+  kvcache::TurnOffMutexDeadlockDetection();
   absl::SetProgramUsageMessage(
       "kvcache-server: the KV-cache block service (kvcache.v1), docs/operations.md.\n"
       "usage: kvcache-server [--listen=HOST:PORT] [--ram-bytes=SIZE] [--disk-path=DIR] "

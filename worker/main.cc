@@ -22,7 +22,7 @@
 #include "absl/time/time.h"
 #include "client/cache_client.h"
 #include "common/cli.h"
-#include "common/malloc_tuning.h"
+#include "common/process_tuning.h"
 #include "common/progress.h"
 #include "common/signals.h"
 #include "common/tls_flags.h"
@@ -323,6 +323,7 @@ int GenerateCommand() {
 int main(int argc, char** argv) {
   kvcache::MaybeReexecForBlas(argv);  // Before anything else: see worker/blas.h.
   kvcache::TuneMallocForLargeBuffers();
+  kvcache::TurnOffMutexDeadlockDetection();
   absl::SetProgramUsageMessage(
       "kvcache-worker: the inference worker (docs/worker.md).\n"
       "usage: kvcache-worker make-model --out=DIR [--preset=tiny|bench] [--seed=0] "

@@ -1,6 +1,8 @@
-#include "common/malloc_tuning.h"
+#include "common/process_tuning.h"
 
 #include <malloc.h>
+
+#include "absl/synchronization/mutex.h"
 
 namespace kvcache {
 
@@ -10,6 +12,10 @@ void TuneMallocForLargeBuffers() {
   // 512 MiB above the heap top before it is trimmed.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
+}
+
+void TurnOffMutexDeadlockDetection() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 }
 
 }  // namespace kvcache
