@@ -203,6 +203,9 @@ class DataChannelServerImpl final : public DataChannelServer {
       std::unique_ptr<SharedRegion> region;  // Same-host connections only.
       absl::Status s = Hello(fd, &token, self->local ? &region : nullptr, &reserved);
       SocketReader in(fd);  // After the hello: a client sends nothing more before its answer.
+      // Bounds the wait for a request's first byte: one blocking recv(2) instead of a
+      // speculative one, a poll and another.
+      if (s.ok()) SetSocketTimeout(fd, options_.idle_timeout);
       while (s.ok()) s = ServeOne(fd, &in, token, region.get());
       if (absl::IsDeadlineExceeded(s)) {
         Count(&DataChannelCounters::deadline_closed, DataChannelEvent::kDeadline);
@@ -294,7 +297,7 @@ class DataChannelServerImpl final : public DataChannelServer {
   // same-host connection's), read through `in`. An error return closes the connection.
   absl::Status ServeOne(int fd, SocketReader* in, const Key& token, SharedRegion* region) {
     char op;
-    if (absl::Status s = in->Read(&op, 1, absl::Now() + options_.idle_timeout); !s.ok()) {
+    if (absl::Status s = in->Read(&op, 1); !s.ok()) {  // Bounded by the idle timeout.
       return s;
     }
     const absl::Time header_deadline = absl::Now() + options_.header_deadline;

@@ -176,6 +176,18 @@ TEST_F(DataChannelLimitsTest, ATrickledHelloIsClosedAtItsDeadline) {
   EXPECT_TRUE(WaitFor([](const DataChannelCounters& c) { return c.deadline_closed == 1; }));
 }
 
+TEST_F(DataChannelLimitsTest, AnIdleConnectionIsClosedAtTheIdleTimeout) {
+  DataChannelOptions o = Short();
+  o.idle_timeout = absl::Milliseconds(400);
+  Start(o);
+  const int fd = Dial();
+  ASSERT_TRUE(Hello(fd));
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(ClosedByServer(fd));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(350));
+  EXPECT_TRUE(WaitFor([](const DataChannelCounters& c) { return c.deadline_closed == 1; }));
+}
+
 TEST_F(DataChannelLimitsTest, ATrickledRequestHeaderIsClosedAtItsDeadline) {
   Start(Short());
   const int fd = Dial();
