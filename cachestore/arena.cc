@@ -13,6 +13,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "common/process_tuning.h"
 #include "common/resize_uninitialized.h"
 
 namespace kvcache {
@@ -91,11 +92,17 @@ class State {
 
   // The background thread: faults buffers in while there is room, until stopped. It runs at
   // SCHED_IDLE, on CPU time nothing else wants: a server that starts next to busy workers
-  // (or a test suite that starts dozens of servers) is not slowed by its own warm-up.
+  // (or a test suite that starts dozens of servers) is not slowed by its own warm-up. Not
+  // when malloc has one arena for all threads (HugePageMallocOn): then this thread takes
+  // malloc's one lock for every buffer, and preempted at SCHED_IDLE while holding it, it
+  // stalled every other thread's malloc for as long as the CPUs stayed busy (Puts timed out
+  // under a loaded test suite). On huge pages the warm-up is short anyway (4 GiB in ~2 s).
   void PrefaultLoop() {
     pthread_setname_np(pthread_self(), "kvcache-prefault");
-    sched_param idle{};
-    sched_setscheduler(0, SCHED_IDLE, &idle);  // Best effort: stays SCHED_OTHER if refused.
+    if (!HugePageMallocOn()) {
+      sched_param idle{};
+      sched_setscheduler(0, SCHED_IDLE, &idle);  // Best effort: stays SCHED_OTHER if refused.
+    }
     while (true) {
       size_t cls;
       {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Put into an empty RAM tier vs a full one, without and with the RAM-tier arena
-# (--ram-arena), in one run: each configuration gets a fresh kvcache-server (RAM only,
+# Put into an empty RAM tier vs a full one: without the RAM-tier arena (--ram-arena=false),
+# with it on 4 KiB pages (--ram-huge-pages=false) and as by default (on huge pages), in
+# one run: each configuration gets a fresh kvcache-server (RAM only,
 # $RAM), waits for its arena to be faulted in (resident size), measures Put $REPS times
 # while the tier is still mostly empty, fills it past its capacity, and measures Put again:
 # at once, and after $IDLE s without Puts (so that the full tier's buffers have gone as long
@@ -26,6 +27,7 @@ server_pid=""
 kill_at_exit server_pid
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
+huge_kib() { awk '/AnonHugePages/ { print $2 }' "/proc/$1/smaps_rollup"; }
 put() {
   "$BIN/kvcache-bench" throughput --target=kvcache --addr="$addr" --op=put --value-bytes="$VALUE" \
     --clients="$CLIENTS" --seconds="$SECS" --warmup-seconds=0.1 --server-pid="$server_pid" --json |
@@ -34,13 +36,16 @@ put() {
 
 table="$work/table.md"
 {
-  echo "| RAM tier | Put into empty (GB/s) | into full, just filled | into full, after ${IDLE} s idle | empty / full just filled | empty / full after idle | server RSS before the first Put | start to arena faulted in |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| RAM tier | Put into empty (GB/s) | into full, just filled | into full, after ${IDLE} s idle | empty / full just filled | empty / full after idle | server RSS before the first Put | of it on huge pages | start to arena faulted in |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 } >"$table"
-for arena in false true; do
+# --ram-arena=false; the arena on 4 KiB pages (--ram-huge-pages=false); the default.
+for config in "--ram-arena=false" "--ram-huge-pages=false" ""; do
+  arena=true
+  [ "$config" = "--ram-arena=false" ] && arena=false
   start=$(date +%s.%N)
   "$BIN/kvcache-server" --listen=127.0.0.1:0 --ram-bytes="$RAM" --disk-path= --shutdown-grace=0s \
-    --metrics-listen= --ram-arena="$arena" >"$work/server.log" 2>&1 &
+    --metrics-listen= $config >"$work/server.log" 2>&1 &
   server_pid=$!
   addr="$(listen_addr "$work/server.log" 30)"
   ready="-"
@@ -56,6 +61,7 @@ for arena in false true; do
     ready="$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f s", e - s }')"
   fi
   rss="$(awk -v k="$(rss_kib "$server_pid")" 'BEGIN { printf "%.2f GiB", k / 1048576 }')"
+  huge="$(awk -v k="$(huge_kib "$server_pid")" 'BEGIN { printf "%.2f GiB", k / 1048576 }')"
   : >"$work/empty" && : >"$work/full" && : >"$work/idle"
   for _ in $(seq "$REPS"); do put >>"$work/empty"; done
   "$BIN/kvcache-bench" throughput --target=kvcache --addr="$addr" --op=fill --value-bytes="$VALUE" \
@@ -64,11 +70,11 @@ for arena in false true; do
   sleep "$IDLE"
   for _ in $(seq "$REPS"); do put >>"$work/idle"; done
   e="$(median <"$work/empty")"; f="$(median <"$work/full")"; i="$(median <"$work/idle")"
-  echo "arena=$arena: empty $(tr '\n' ' ' <"$work/empty")| full $(tr '\n' ' ' <"$work/full")| after idle $(tr '\n' ' ' <"$work/idle")" >&2
-  printf '| %s%s | %.2f | %.2f | %.2f | %.0f%% | **%.0f%%** | %s | %s |\n' "$RAM" \
-    "$([ "$arena" = true ] && echo " (the default: --ram-arena)" || echo ", --ram-arena=false")" "$e" "$f" "$i" \
+  echo "${config:-default}: empty $(tr '\n' ' ' <"$work/empty")| full $(tr '\n' ' ' <"$work/full")| after idle $(tr '\n' ' ' <"$work/idle")" >&2
+  printf '| %s%s | %.2f | %.2f | %.2f | %.0f%% | **%.0f%%** | %s | %s | %s |\n' "$RAM" \
+    "${config:+, $config}${config:- (the default: arena on huge pages)}" "$e" "$f" "$i" \
     "$(awk -v e="$e" -v f="$f" 'BEGIN { print 100 * e / f }')" \
-    "$(awk -v e="$e" -v f="$i" 'BEGIN { print 100 * e / f }')" "$rss" "$ready" >>"$table"
+    "$(awk -v e="$e" -v f="$i" 'BEGIN { print 100 * e / f }')" "$rss" "$huge" "$ready" >>"$table"
   kill "$server_pid"; wait "$server_pid" || true
   server_pid=""
 done
@@ -83,7 +89,9 @@ section="$work/section.md"
   echo "capacity (so Put evicts): at once, and again after $IDLE s without Puts. Without the arena"
   echo "(\`--ram-arena=false\`) every Put into the empty tier faults its payload's pages in; with it (the"
   echo "default since issue 12) the payloads are received into buffers a background thread faulted"
-  echo "in from the start (the resident size is the capacity from then on) and eviction recycles them. Both configurations in one run, $(date -u +%Y-%m-%d), $(nproc) cores,"
+  echo "in from the start (the resident size is the capacity from then on) and eviction recycles them;"
+  echo "by default on transparent huge pages (\`--ram-huge-pages\`: malloc's heap advised for them),"
+  echo "\`--ram-huge-pages=false\` on 4 KiB pages. All three configurations in one run, $(date -u +%Y-%m-%d), $(nproc) cores,"
   echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (shared with other sessions' builds:"
   echo "read the ratios)."
   echo

@@ -19,6 +19,7 @@
 #include "common/byte_size.h"
 #include "common/cli.h"
 #include "common/io_executor.h"
+#include "common/process_tuning.h"
 #include "common/socket_io.h"
 #include "common/tls.h"
 #include "common/version.h"
@@ -260,7 +261,9 @@ class CacheServerImpl final : public CacheServer {
     const std::string metrics = metrics_address();
     return absl::StrCat(
         "kvcache-server ", kKvcacheVersion, " listening on ", address(), " | ram ",
-        FormatBytes(s.ram.capacity_bytes), s.ram.arena ? " (arena)" : "", " | disk ",
+        FormatBytes(s.ram.capacity_bytes),
+        s.ram.arena ? (HugePageMallocOn() ? " (arena, malloc on huge pages)" : " (arena)") : "",
+        " | disk ",
         s.disk ? absl::StrCat(FormatBytes(s.disk->capacity_bytes), " at ", s.disk->path)
                : std::string("off"),
         " | max block ", FormatBytes(s.max_block_bytes), " | eviction ", s.ram.eviction,

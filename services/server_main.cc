@@ -54,6 +54,11 @@ ABSL_FLAG(bool, ram_arena, true,
           "receive payloads into a RAM-tier arena that a background thread faults in from the "
           "start, at idle priority, and eviction recycles (resident size = --ram-bytes from the "
           "start; Puts never wait on fresh memory); --ram-arena=false leaves payloads to malloc");
+ABSL_FLAG(bool, ram_huge_pages, true,
+          "with --ram-arena, put malloc's heap (and so the arena) on transparent huge pages: "
+          "the server re-executes itself at start with GLIBC_TUNABLES=glibc.malloc.hugetlb=1:"
+          "glibc.malloc.arena_max=1, unless GLIBC_TUNABLES sets either already or the "
+          "kernel's are off; false keeps malloc's defaults");
 ABSL_FLAG(int, ram_shard_bits, -1,
           "log2 of the RAM tier's shards, -1 to 10; -1 picks the most (up to 16) that leave "
           "64 MiB or more each");
@@ -304,7 +309,7 @@ int main(int argc, char** argv) {
       "usage: kvcache-server [--listen=HOST:PORT] [--ram-bytes=SIZE] [--disk-path=DIR] "
       "[--disk-bytes=SIZE]\n"
       "                      [--max-block-bytes=SIZE] [--eviction=NAME] "
-      "[--ram-shard-bits=N] [--ram-arena=false]\n"
+      "[--ram-shard-bits=N] [--ram-arena=false] [--ram-huge-pages=false]\n"
       "                      [--data-listen=HOST:PORT|auto|off] [--data-advertise=HOST[:PORT]]\n"
       "                      [--local-listen=auto|off|PATH] [--local-region-bytes=SIZE]\n"
       "                      [--metrics-listen=HOST:PORT] [--shutdown-grace=DURATION]\n"
@@ -332,6 +337,9 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<kvcache::ServerOptions> options = kvcache::OptionsFromFlags();
   if (!options.ok()) return kvcache::Fail(options.status());
+  if (options->store.ram.arena && absl::GetFlag(FLAGS_ram_huge_pages)) {
+    kvcache::ReexecWithHugePageMalloc(argv);  // Returns when there is nothing to do.
+  }
 
   std::vector<std::string> warnings;
   if (absl::Status s = kvcache::CheckServerPolicies(*options, &warnings); !s.ok()) {

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -438,6 +439,48 @@ TEST_F(EndToEndTest, SameHostClientUsesSharedMemoryByDefault) {
   EXPECT_EQ((*client)->local_path_calls(), 2u);
   EXPECT_EQ((*client)->local_path_fallbacks(), 0u);
   EXPECT_EQ((*client)->data_channel_fallbacks(), 0u);
+}
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// The server's environment as the kernel shows it (after any re-exec).
+std::string EnvironOf(pid_t pid) {
+  std::string env = ReadWholeFile("/proc/" + std::to_string(pid) + "/environ");
+  std::replace(env.begin(), env.end(), '\0', '\n');
+  return env;
+}
+
+TEST_F(EndToEndTest, TheArenaIsOnHugePagesUnlessTurnedOffOrTheOperatorChose) {
+  const std::string thp = ReadWholeFile("/sys/kernel/mm/transparent_hugepage/enabled");
+  const bool offered = thp.find("[always]") != std::string::npos ||
+                       thp.find("[madvise]") != std::string::npos;
+  auto server = StartServer();
+  EXPECT_EQ(EnvironOf(server->pid()).find("GLIBC_TUNABLES=glibc.malloc.hugetlb=1") !=
+                std::string::npos,
+            offered)
+      << thp;
+  EXPECT_EQ(server->output().find("(arena, malloc on huge pages)") != std::string::npos,
+            offered)
+      << server->output();
+  // Still a working server after the re-exec.
+  EXPECT_EQ(Admin({"health"}).exit_status, 0);
+  server.reset();
+
+  server = StartServer({"--ram-huge-pages=false"});
+  EXPECT_EQ(EnvironOf(server->pid()).find("GLIBC_TUNABLES"), std::string::npos);
+  EXPECT_NE(server->output().find("(arena)"), std::string::npos) << server->output();
+  server.reset();
+
+  // An operator's own choice of a malloc tunable stands.
+  ::setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0", 1);
+  server = StartServer();
+  ::unsetenv("GLIBC_TUNABLES");
+  EXPECT_NE(EnvironOf(server->pid()).find("GLIBC_TUNABLES=glibc.malloc.hugetlb=0"),
+            std::string::npos);
+  EXPECT_NE(server->output().find("(arena)"), std::string::npos) << server->output();
 }
 
 TEST_F(EndToEndTest, WhatAdminShowsIsWhatItAccepts) {
