@@ -72,7 +72,7 @@ for config in "--ram-arena=false" "--ram-huge-pages=false" ""; do
   e="$(median <"$work/empty")"; f="$(median <"$work/full")"; i="$(median <"$work/idle")"
   echo "${config:-default}: empty $(tr '\n' ' ' <"$work/empty")| full $(tr '\n' ' ' <"$work/full")| after idle $(tr '\n' ' ' <"$work/idle")" >&2
   printf '| %s%s | %.2f | %.2f | %.2f | %.0f%% | **%.0f%%** | %s | %s | %s |\n' "$RAM" \
-    "${config:+, $config}${config:- (the default: arena on huge pages)}" "$e" "$f" "$i" \
+    "$([ -n "$config" ] && echo ", $config" || echo " (the default: arena on huge pages)")" "$e" "$f" "$i" \
     "$(awk -v e="$e" -v f="$f" 'BEGIN { print 100 * e / f }')" \
     "$(awk -v e="$e" -v f="$i" 'BEGIN { print 100 * e / f }')" "$rss" "$huge" "$ready" >>"$table"
   kill "$server_pid"; wait "$server_pid" || true
