@@ -32,7 +32,8 @@ void TurnOffMutexDeadlockDetection();
 // are off. Call after flag parsing, before any thread starts or anything is printed;
 // returns when there was nothing to do or the exec failed (then the process runs without).
 // Measured (docs/benchmarks.md, "Put into an empty vs a full RAM tier"): the 4 GiB arena
-// faulted in in 1.9 s instead of 18.7, and Put into the empty tier at 104% of a full one.
+// faulted in in 7.2 s instead of 20.3, and Put into the empty tier at 98% of a full one
+// (64% on 4 KiB pages).
 void ReexecWithHugePageMalloc(char** argv);
 
 // Whether this process runs with the tunables ReexecWithHugePageMalloc adds.
