@@ -33,7 +33,8 @@ void TurnOffMutexDeadlockDetection();
 // returns when there was nothing to do or the exec failed (then the process runs without).
 // Measured (docs/benchmarks.md, "Put into an empty vs a full RAM tier"): the 4 GiB arena
 // faulted in in 7.2 s instead of 20.3, and Put into the empty tier at 98% of a full one
-// (64% on 4 KiB pages).
+// (64% on 4 KiB pages). kvcache-server does it with --ram-huge-pages (off by default:
+// one malloc arena for all threads stalls them while the arena faults in).
 void ReexecWithHugePageMalloc(char** argv);
 
 // Whether this process runs with the tunables ReexecWithHugePageMalloc adds.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Put into an empty RAM tier vs a full one: without the RAM-tier arena (--ram-arena=false),
-# with it on 4 KiB pages (--ram-huge-pages=false) and as by default (on huge pages), in
+# with it as by default (4 KiB pages) and with it on huge pages (--ram-huge-pages), in
 # one run: each configuration gets a fresh kvcache-server (RAM only,
 # $RAM), waits for its arena to be faulted in (resident size), measures Put $REPS times
 # while the tier is still mostly empty, fills it past its capacity, and measures Put again:
@@ -39,8 +39,8 @@ table="$work/table.md"
   echo "| RAM tier | Put into empty (GB/s) | into full, just filled | into full, after ${IDLE} s idle | empty / full just filled | empty / full after idle | server RSS before the first Put | of it on huge pages | start to arena faulted in |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 } >"$table"
-# --ram-arena=false; the arena on 4 KiB pages (--ram-huge-pages=false); the default.
-for config in "--ram-arena=false" "--ram-huge-pages=false" ""; do
+# --ram-arena=false; the default (the arena on 4 KiB pages); the arena on huge pages.
+for config in "--ram-arena=false" "" "--ram-huge-pages"; do
   arena=true
   [ "$config" = "--ram-arena=false" ] && arena=false
   start=$(date +%s.%N)
@@ -72,7 +72,7 @@ for config in "--ram-arena=false" "--ram-huge-pages=false" ""; do
   e="$(median <"$work/empty")"; f="$(median <"$work/full")"; i="$(median <"$work/idle")"
   echo "${config:-default}: empty $(tr '\n' ' ' <"$work/empty")| full $(tr '\n' ' ' <"$work/full")| after idle $(tr '\n' ' ' <"$work/idle")" >&2
   printf '| %s%s | %.2f | %.2f | %.2f | %.0f%% | **%.0f%%** | %s | %s | %s |\n' "$RAM" \
-    "$([ -n "$config" ] && echo ", $config" || echo " (the default: arena on huge pages)")" "$e" "$f" "$i" \
+    "$([ -n "$config" ] && echo ", $config" || echo " (the default: --ram-arena)")" "$e" "$f" "$i" \
     "$(awk -v e="$e" -v f="$f" 'BEGIN { print 100 * e / f }')" \
     "$(awk -v e="$e" -v f="$i" 'BEGIN { print 100 * e / f }')" "$rss" "$huge" "$ready" >>"$table"
   kill "$server_pid"; wait "$server_pid" || true
@@ -90,8 +90,8 @@ section="$work/section.md"
   echo "(\`--ram-arena=false\`) every Put into the empty tier faults its payload's pages in; with it (the"
   echo "default since issue 12) the payloads are received into buffers a background thread faulted"
   echo "in from the start (the resident size is the capacity from then on) and eviction recycles them;"
-  echo "by default on transparent huge pages (\`--ram-huge-pages\`: malloc's heap advised for them),"
-  echo "\`--ram-huge-pages=false\` on 4 KiB pages. All three configurations in one run, $(date -u +%Y-%m-%d), $(nproc) cores,"
+  echo "by default on 4 KiB pages, with \`--ram-huge-pages\` on transparent huge pages (malloc's heap"
+  echo "advised for them). All three configurations in one run, $(date -u +%Y-%m-%d), $(nproc) cores,"
   echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (shared with other sessions' builds:"
   echo "read the ratios)."
   echo

@@ -54,11 +54,12 @@ ABSL_FLAG(bool, ram_arena, true,
           "receive payloads into a RAM-tier arena that a background thread faults in from the "
           "start, at idle priority, and eviction recycles (resident size = --ram-bytes from the "
           "start; Puts never wait on fresh memory); --ram-arena=false leaves payloads to malloc");
-ABSL_FLAG(bool, ram_huge_pages, true,
+ABSL_FLAG(bool, ram_huge_pages, false,
           "with --ram-arena, put malloc's heap (and so the arena) on transparent huge pages: "
           "the server re-executes itself at start with GLIBC_TUNABLES=glibc.malloc.hugetlb=1:"
           "glibc.malloc.arena_max=1, unless GLIBC_TUNABLES sets either already or the "
-          "kernel's are off; false keeps malloc's defaults");
+          "kernel's are off. Faster Puts and a warm-up in a third of the time, but while the "
+          "arena faults in every thread's malloc shares one lock with it (docs/operations.md)");
 ABSL_FLAG(int, ram_shard_bits, -1,
           "log2 of the RAM tier's shards, -1 to 10; -1 picks the most (up to 16) that leave "
           "64 MiB or more each");
@@ -309,7 +310,7 @@ int main(int argc, char** argv) {
       "usage: kvcache-server [--listen=HOST:PORT] [--ram-bytes=SIZE] [--disk-path=DIR] "
       "[--disk-bytes=SIZE]\n"
       "                      [--max-block-bytes=SIZE] [--eviction=NAME] "
-      "[--ram-shard-bits=N] [--ram-arena=false] [--ram-huge-pages=false]\n"
+      "[--ram-shard-bits=N] [--ram-arena=false] [--ram-huge-pages]\n"
       "                      [--data-listen=HOST:PORT|auto|off] [--data-advertise=HOST[:PORT]]\n"
       "                      [--local-listen=auto|off|PATH] [--local-region-bytes=SIZE]\n"
       "                      [--metrics-listen=HOST:PORT] [--shutdown-grace=DURATION]\n"

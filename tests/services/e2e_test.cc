@@ -453,11 +453,11 @@ std::string EnvironOf(pid_t pid) {
   return env;
 }
 
-TEST_F(EndToEndTest, TheArenaIsOnHugePagesUnlessTurnedOffOrTheOperatorChose) {
+TEST_F(EndToEndTest, RamHugePagesPutsTheArenaOnHugePagesUnlessTheOperatorChose) {
   const std::string thp = ReadWholeFile("/sys/kernel/mm/transparent_hugepage/enabled");
   const bool offered = thp.find("[always]") != std::string::npos ||
                        thp.find("[madvise]") != std::string::npos;
-  auto server = StartServer();
+  auto server = StartServer({"--ram-huge-pages"});
   EXPECT_EQ(EnvironOf(server->pid()).find("GLIBC_TUNABLES=glibc.malloc.hugetlb=1") !=
                 std::string::npos,
             offered)
@@ -469,14 +469,15 @@ TEST_F(EndToEndTest, TheArenaIsOnHugePagesUnlessTurnedOffOrTheOperatorChose) {
   EXPECT_EQ(Admin({"health"}).exit_status, 0);
   server.reset();
 
-  server = StartServer({"--ram-huge-pages=false"});
+  // Off by default: malloc as it comes.
+  server = StartServer();
   EXPECT_EQ(EnvironOf(server->pid()).find("GLIBC_TUNABLES"), std::string::npos);
   EXPECT_NE(server->output().find("(arena)"), std::string::npos) << server->output();
   server.reset();
 
   // An operator's own choice of a malloc tunable stands.
   ::setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0", 1);
-  server = StartServer();
+  server = StartServer({"--ram-huge-pages"});
   ::unsetenv("GLIBC_TUNABLES");
   EXPECT_NE(EnvironOf(server->pid()).find("GLIBC_TUNABLES=glibc.malloc.hugetlb=0"),
             std::string::npos);
