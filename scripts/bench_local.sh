@@ -9,6 +9,7 @@
 # A Get fetches one key, or $GET_KEYS consecutive keys as a worker fetches a prompt's blocks.
 # Usage: scripts/bench_local.sh     env: SIZES="256KiB 4MiB" CLIENTS="1 4" GET_KEYS="1 16" REPS=3
 #                                        CELL_SECONDS=2 STORE_MIB=1024 WRITE_DOC=1
+#                                        SERVER_FLAGS="--ram-huge-pages" (more server flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -18,6 +19,7 @@ CLIENTS="${CLIENTS:-1 4}"
 GET_KEYS="${GET_KEYS:-1 16}"
 REPS="${REPS:-3}"
 CELL_SECONDS="${CELL_SECONDS:-2}"
+SERVER_FLAGS="${SERVER_FLAGS:-}"
 STORE_MIB="${STORE_MIB:-1024}"
 WRITE_DOC="${WRITE_DOC:-1}"
 TARGETS="kvcache kvcache-tcp"
@@ -50,7 +52,8 @@ cell() {
 : >"$work/cells"
 for size in $SIZES; do
   "$BIN/kvcache-server" --listen=127.0.0.1:0 --ram-bytes="${STORE_MIB}MiB" --disk-path= \
-    --shutdown-grace=0s --max-block-bytes=8MiB --metrics-listen= --ram-arena >"$work/server.log" 2>&1 &
+    --shutdown-grace=0s --max-block-bytes=8MiB --metrics-listen= --ram-arena $SERVER_FLAGS \
+    >"$work/server.log" 2>&1 &
   server_pid=$!
   addr="$(listen_addr "$work/server.log" 30)"
   # Full and evicting, as a cache in service is (and no first-touch faults in the cells).
@@ -107,7 +110,7 @@ section="$work/section.md"
   echo "and moves payloads through a shared-memory region: docs/data-channel.md, \"Same-host"
   echo "path\") against \`--target=kvcache-tcp\` (the TCP data channel forced), Get and Put,"
   echo "**medians of $REPS** interleaved runs of ${CELL_SECONDS} s, against one RAM-only kvcache-server"
-  echo "(\`--ram-bytes=${STORE_MIB}MiB --ram-arena\`) per value size, filled past its budget first (so Put evicts)."
+  echo "(\`--ram-bytes=${STORE_MIB}MiB --ram-arena${SERVER_FLAGS:+ $SERVER_FLAGS}\`) per value size, filled past its budget first (so Put evicts)."
   echo "One run, $(date -u +%Y-%m-%d), $(nproc) cores, load average $load_start at the start and"
   echo "$(cut -d' ' -f1-3 /proc/loadavg) at the end: the machine is shared with other sessions'"
   echo "builds, so client, server and compilers compete for 2 cores; read the ratios, not the"
@@ -115,7 +118,7 @@ section="$work/section.md"
   echo
   cat "$table"
   echo
-  echo "Made by: \`SIZES=\"$SIZES\" CLIENTS=\"$CLIENTS\" GET_KEYS=\"$GET_KEYS\" REPS=$REPS scripts/bench_local.sh\`"
+  echo "Made by: \`${SERVER_FLAGS:+SERVER_FLAGS=\"$SERVER_FLAGS\" }SIZES=\"$SIZES\" CLIENTS=\"$CLIENTS\" GET_KEYS=\"$GET_KEYS\" REPS=$REPS scripts/bench_local.sh\`"
 } >"$section"
 if [ "$WRITE_DOC" = 1 ]; then replace_section docs/benchmarks.md same-host "$section"; fi
 cat "$table"
