@@ -96,7 +96,7 @@ class State {
   // when malloc has one arena for all threads (HugePageMallocOn): then this thread takes
   // malloc's one lock for every buffer, and preempted at SCHED_IDLE while holding it, it
   // stalled every other thread's malloc for as long as the CPUs stayed busy (Puts timed out
-  // under a loaded test suite). On huge pages the warm-up is short anyway (4 GiB in ~2 s).
+  // under a loaded test suite). On huge pages the warm-up is short anyway (4 GiB in 2-7 s).
   void PrefaultLoop() {
     pthread_setname_np(pthread_self(), "kvcache-prefault");
     if (!HugePageMallocOn()) {
