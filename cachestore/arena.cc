@@ -4,7 +4,10 @@
 #include <sched.h>
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -12,198 +15,364 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
-#include "common/process_tuning.h"
-#include "common/resize_uninitialized.h"
+#include "absl/synchronization/notification.h"
 
 namespace kvcache {
 namespace {
 
-constexpr size_t kPage = 4096;
-constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
+constexpr size_t kPageBytes = size_t{2} << 20;  // A huge page: the unit slabs are made of.
+constexpr size_t kSmallAlign = 256;   // Chunks up to 4 KiB: multiples of 256 bytes.
+constexpr size_t kLargeAlign = 4096;  // Larger ones: of 4 KiB.
+constexpr uint32_t kMaxSlabPages = 32;
+constexpr uint32_t kNone = 0xffffffffu;
 
-size_t SizeClass(size_t bytes) { return (bytes + kPage - 1) / kPage * kPage; }
-
-// Asks for huge pages on every whole 2 MiB page of [data, data + size) (a hint: the kernel
-// may not have any), before the memory is first touched.
-void AdviseHugePages(char* data, size_t size) {
-#ifdef MADV_HUGEPAGE
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHugePage - 1) & ~(kHugePage - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + size) & ~(kHugePage - 1);
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#else
-  (void)data;
-  (void)size;
-#endif
+size_t SizeClass(size_t bytes) {
+  const size_t align = bytes <= kLargeAlign ? kSmallAlign : kLargeAlign;
+  return (bytes + align - 1) / align * align;
 }
 
-// A buffer of `cls` bytes of capacity, every page touched.
-std::string FaultedBuffer(size_t cls) {
-  std::string buffer;
-  buffer.reserve(cls);
-  AdviseHugePages(buffer.data(), cls);
-  buffer.resize(cls);  // Zero-fills: the first (and costly) touch of each page.
-  return buffer;
+// "always" or "madvise" selected in /sys/kernel/mm/transparent_hugepage/enabled.
+bool KernelOffersHugePages() {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  return absl::StrContains(line, "[always]") || absl::StrContains(line, "[madvise]");
 }
 
-// What blocks' deleters reach: outlives the arena object while blocks hold buffers.
-class State {
+// A page's state. An atomic byte each, so that the background thread claims pages without
+// the region's lock (it runs at SCHED_IDLE: preempted while holding a lock, it would stall
+// every Put behind it for as long as the CPUs stay busy).
+enum PageState : uint8_t {
+  kUntouched = 0,    // Free, never faulted in.
+  kPrefaulting = 1,  // Being faulted in by the background thread.
+  kFreeWarm = 2,     // Free, faulted in.
+  kInSlab = 3,       // Part of a slab.
+};
+
+// The region and its allocator. Refcounted: the arena holds one reference and every chunk
+// handed out another, so blocks may outlive the arena.
+class Region final : public PayloadSource {
  public:
-  explicit State(const ArenaOptions& options)
-      : capacity_(options.capacity_bytes), want_class_(SizeClass(options.initial_block_bytes)) {}
+  Region(uint64_t capacity_bytes, bool huge_pages)
+      : pages_(static_cast<uint32_t>((capacity_bytes + kPageBytes - 1) / kPageBytes)) {
+    if (pages_ == 0) return;
+    // One page more than needed, to align the region to a huge page.
+    map_bytes_ = (size_t{pages_} + 1) * kPageBytes;
+    void* p = ::mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {  // Payloads come from malloc instead.
+      pages_ = 0;
+      map_bytes_ = 0;
+      return;
+    }
+    map_ = static_cast<char*>(p);
+    base_ = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(map_) + kPageBytes - 1) &
+                                    ~(uintptr_t{kPageBytes} - 1));
+    if (huge_pages && KernelOffersHugePages()) {
+      huge_pages_ = ::madvise(base_, size_t{pages_} * kPageBytes, MADV_HUGEPAGE) == 0;
+    }
+    page_state_ = std::make_unique<std::atomic<uint8_t>[]>(pages_);
+    for (uint32_t i = 0; i < pages_; ++i) page_state_[i].store(kUntouched);
+    absl::MutexLock lock(&mu_);
+    page_slab_.assign(pages_, kNone);
+  }
+  ~Region() {
+    if (map_ != nullptr) ::munmap(map_, map_bytes_);
+  }
 
-  std::string Take(size_t size, size_t cls) {
-    std::string buffer;
-    std::vector<std::string> dropped;  // Freed after the lock.
+  // Drops a reference; the last one frees the region.
+  void Unref() {
+    bool last;
     {
       absl::MutexLock lock(&mu_);
-      want_class_ = cls;
-      held_ += cls;
-      auto it = free_.find(cls);
-      if (it != free_.end() && !it->second.empty()) {
-        buffer = std::move(it->second.back());
-        it->second.pop_back();
-        pooled_ -= cls;
-        ++warm_takes_;
-      } else {
-        ++cold_takes_;
-        // Stay within the capacity: free pooled buffers of other classes.
-        for (auto& [c, list] : free_) {
-          while (pooled_ + held_ > capacity_ && !list.empty()) {
-            dropped.push_back(std::move(list.back()));
-            list.pop_back();
-            pooled_ -= c;
-          }
-        }
-      }
+      last = --refs_ == 0;
     }
-    if (buffer.capacity() < cls) buffer.reserve(cls);
-    ResizeUninitialized(&buffer, size);  // Overwritten whole by the caller.
-    return buffer;
+    if (last) delete this;
   }
 
-  void Give(std::string buffer, size_t cls) {
-    absl::MutexLock lock(&mu_);
-    held_ -= cls;
-    if (buffer.capacity() < cls || pooled_ + held_ + cls > capacity_) return;  // Freed.
-    free_[cls].push_back(std::move(buffer));
-    pooled_ += cls;
-  }
+  bool OwnsPayload(const Payload& payload) const { return payload.source() == this; }
 
-  // The background thread: faults buffers in while there is room, until stopped. It runs at
-  // SCHED_IDLE, on CPU time nothing else wants: a server that starts next to busy workers
-  // (or a test suite that starts dozens of servers) is not slowed by its own warm-up. Not
-  // when malloc has one arena for all threads (HugePageMallocOn): then this thread takes
-  // malloc's one lock for every buffer, and preempted at SCHED_IDLE while holding it, it
-  // stalled every other thread's malloc for as long as the CPUs stayed busy (Puts timed out
-  // under a loaded test suite). On huge pages the warm-up is short anyway (4 GiB in 2-7 s).
-  void PrefaultLoop() {
-    pthread_setname_np(pthread_self(), "kvcache-prefault");
-    if (!HugePageMallocOn()) {
-      sched_param idle{};
-      sched_setscheduler(0, SCHED_IDLE, &idle);  // Best effort: stays SCHED_OTHER if refused.
-    }
-    while (true) {
-      size_t cls;
-      {
-        absl::MutexLock lock(&mu_);
-        idle_ = false;
-        if (pooled_ + held_ + want_class_ > capacity_ && !stopping_) {
-          idle_ = true;
-          mu_.Await(absl::Condition(
-              +[](State* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
-                return s->stopping_ || s->pooled_ + s->held_ + s->want_class_ <= s->capacity_;
-              },
-              this));
-          idle_ = false;
-        }
-        if (stopping_) return;
-        cls = want_class_;
-      }
-      std::string buffer = FaultedBuffer(cls);
+  // A chunk for `size` bytes, or a heap buffer when the region has none.
+  Payload Take(size_t size) {
+    const size_t cls = SizeClass(size);
+    char* p = nullptr;
+    {
       absl::MutexLock lock(&mu_);
-      if (pooled_ + held_ + cls > capacity_) continue;  // Taken meanwhile: drop it.
-      free_[cls].push_back(std::move(buffer));
-      pooled_ += cls;
-      prefaulted_ += cls;
+      if (size == 0 || cls > size_t{pages_} * kPageBytes) {
+        ++heap_takes_;
+      } else {
+        p = TakeLocked(cls);
+        if (p == nullptr) ++heap_takes_;
+      }
     }
+    if (p == nullptr) return Payload::Uninitialized(size);
+    return Payload::FromSource(p, size, this);
   }
 
-  void Stop() {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
+  void Release(char* data, size_t size) override {
+    const size_t cls = SizeClass(size);
+    bool last;
+    {
+      absl::MutexLock lock(&mu_);
+      classes_[cls].free.push_back(data);
+      Slab& s = slabs_[SlabOf(data)];
+      if (--s.used == 0) ++empty_slabs_;
+      held_ -= cls;
+      last = --refs_ == 0;
+    }
+    if (last) delete this;
   }
 
-  void WaitUntilIdle() {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](State* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
-          return s->stopping_ || s->idle_ ||
-                 s->pooled_ + s->held_ + s->want_class_ > s->capacity_;
-        },
-        this));
+  // Faults every page in, lowest first (the order slabs are taken in), until done or `stop`.
+  void Prefault(const std::atomic<bool>& stop) {
+    for (uint32_t i = 0; i < pages_ && !stop.load(std::memory_order_relaxed); ++i) {
+      uint8_t expected = kUntouched;
+      if (!page_state_[i].compare_exchange_strong(expected, kPrefaulting)) continue;
+      // The page is this thread's until it is marked free: writing it races with no one.
+      volatile char* page = base_ + size_t{i} * kPageBytes;
+      for (size_t off = 0; off < kPageBytes; off += 4096) page[off] = 0;
+      page_state_[i].store(kFreeWarm, std::memory_order_release);
+      prefaulted_pages_.fetch_add(1, std::memory_order_relaxed);
+      resident_pages_.fetch_add(1, std::memory_order_relaxed);
+    }
   }
 
   ArenaStats Stats() const {
-    absl::MutexLock lock(&mu_);
     ArenaStats s;
-    s.capacity_bytes = capacity_;
-    s.pooled_bytes = pooled_;
+    s.capacity_bytes = size_t{pages_} * kPageBytes;
+    s.resident_bytes = resident_pages_.load() * kPageBytes;
+    s.prefaulted_bytes = prefaulted_pages_.load() * kPageBytes;
+    s.huge_pages = huge_pages_;
+    absl::MutexLock lock(&mu_);
     s.held_bytes = held_;
-    s.prefaulted_bytes = prefaulted_;
     s.warm_takes = warm_takes_;
     s.cold_takes = cold_takes_;
+    s.heap_takes = heap_takes_;
     return s;
   }
 
  private:
-  const uint64_t capacity_;
+  struct Slab {
+    uint32_t first_page = 0;
+    uint32_t pages = 0;  // 0: this slab id is unused.
+    uint32_t chunks = 0;
+    uint32_t carved = 0;  // Chunks handed out at least once; the rest lie beyond.
+    uint32_t used = 0;    // Chunks held by payloads.
+    size_t cls = 0;
+    bool warm = false;  // Every page was faulted in before the slab took it.
+  };
+  struct Class {
+    std::vector<char*> free;  // Chunks given back.
+    uint32_t carving = kNone;  // The slab new chunks are carved from.
+    uint32_t slab_pages = 0;
+  };
+
+  uint32_t SlabOf(const char* p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return page_slab_[static_cast<size_t>(p - base_) / kPageBytes];
+  }
+
+  char* TakeLocked(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Class& c = classes_[cls];
+    char* p = nullptr;
+    bool warm = true;  // A chunk given back was written: it is faulted in.
+    if (!c.free.empty()) {
+      p = c.free.back();
+      c.free.pop_back();
+    } else {
+      if (c.carving == kNone || slabs_[c.carving].carved == slabs_[c.carving].chunks) {
+        if (c.slab_pages == 0) c.slab_pages = SlabPages(cls);
+        c.carving = NewSlabLocked(cls, c.slab_pages);
+        if (c.carving == kNone) return nullptr;
+      }
+      Slab& s = slabs_[c.carving];
+      p = base_ + size_t{s.first_page} * kPageBytes + size_t{s.carved} * cls;
+      if (s.used == 0 && s.carved > 0) --empty_slabs_;
+      ++s.carved;
+      ++s.used;
+      warm = s.warm;
+      held_ += cls;
+      ++refs_;
+      ++(warm ? warm_takes_ : cold_takes_);
+      return p;
+    }
+    Slab& s = slabs_[SlabOf(p)];
+    if (s.used++ == 0) --empty_slabs_;
+    held_ += cls;
+    ++refs_;
+    ++(warm ? warm_takes_ : cold_takes_);
+    return p;
+  }
+
+  // Pages per slab of class `cls`: the fewest that hold at least one chunk and waste at most
+  // 1/32 of the slab (at most kMaxSlabPages, and a quarter of a small region), else the
+  // least wasteful of those.
+  uint32_t SlabPages(size_t cls) const {
+    const uint32_t least = static_cast<uint32_t>((cls + kPageBytes - 1) / kPageBytes);
+    const uint32_t most = std::max(least, std::min(kMaxSlabPages, pages_ / 4));
+    uint32_t best = least;
+    double best_waste = 1.0;
+    for (uint32_t k = least; k <= most; ++k) {
+      const size_t bytes = size_t{k} * kPageBytes;
+      const double waste = static_cast<double>(bytes % cls) / static_cast<double>(bytes);
+      if (waste * 32 <= 1.0) return k;
+      if (waste < best_waste) {
+        best = k;
+        best_waste = waste;
+      }
+    }
+    return best;
+  }
+
+  // A new slab of `pages` contiguous pages for class `cls`, giving empty slabs back first if
+  // no run is free; kNone when there is no room.
+  uint32_t NewSlabLocked(size_t cls, uint32_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    bool warm = false;
+    uint32_t first = ClaimRunLocked(pages, &warm);
+    if (first == kNone && empty_slabs_ > 0) {
+      ReclaimEmptySlabsLocked();
+      first = ClaimRunLocked(pages, &warm);
+    }
+    if (first == kNone) return kNone;
+    uint32_t id;
+    if (!unused_slab_ids_.empty()) {
+      id = unused_slab_ids_.back();
+      unused_slab_ids_.pop_back();
+    } else {
+      id = static_cast<uint32_t>(slabs_.size());
+      slabs_.emplace_back();
+    }
+    Slab& s = slabs_[id];
+    s = Slab{};
+    s.first_page = first;
+    s.pages = pages;
+    s.cls = cls;
+    s.chunks = static_cast<uint32_t>(size_t{pages} * kPageBytes / cls);
+    s.warm = warm;
+    for (uint32_t i = first; i < first + pages; ++i) page_slab_[i] = id;
+    return id;
+  }
+
+  // The lowest run of `n` free pages, marked kInSlab; kNone if there is none. `warm`: every
+  // page of it had been faulted in.
+  uint32_t ClaimRunLocked(uint32_t n, bool* warm) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto is_free = [&](uint32_t i) {
+      const uint8_t state = page_state_[i].load(std::memory_order_acquire);
+      return state == kFreeWarm || state == kUntouched;
+    };
+    while (scan_from_ < pages_ && page_state_[scan_from_].load() == kInSlab) ++scan_from_;
+    std::vector<uint8_t> before(n);
+    for (uint32_t first = scan_from_; first + n <= pages_;) {
+      uint32_t i = first;
+      while (i < first + n && is_free(i)) ++i;
+      if (i < first + n) {
+        first = i + 1;  // Page i is in a slab or being faulted in.
+        continue;
+      }
+      // Claim the run. Only this lock's holders move a page out of kFreeWarm; the background
+      // thread may take an untouched one meanwhile, and then the run is given back.
+      bool all_warm = true;
+      for (i = first; i < first + n; ++i) {
+        uint8_t state = page_state_[i].load(std::memory_order_acquire);
+        before[i - first] = state;
+        if (state == kUntouched) all_warm = false;
+        if (!page_state_[i].compare_exchange_strong(state, kInSlab)) break;
+      }
+      if (i == first + n) {
+        for (uint32_t j = 0; j < n; ++j) {
+          // Pages faulted in by their use, on the request path.
+          if (before[j] == kUntouched) resident_pages_.fetch_add(1, std::memory_order_relaxed);
+        }
+        *warm = all_warm;
+        return first;
+      }
+      for (uint32_t j = first; j < i; ++j) page_state_[j].store(before[j - first]);
+      first = i + 1;
+    }
+    return kNone;
+  }
+
+  // Gives every slab whose chunks are all free back to the pages.
+  void ReclaimEmptySlabsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (auto& [cls, c] : classes_) {
+      auto is_empty = [&](char* p) {
+        const Slab& s = slabs_[SlabOf(p)];
+        return s.used == 0;
+      };
+      c.free.erase(std::remove_if(c.free.begin(), c.free.end(), is_empty), c.free.end());
+      if (c.carving != kNone && slabs_[c.carving].used == 0) c.carving = kNone;
+    }
+    for (uint32_t id = 0; id < slabs_.size(); ++id) {
+      Slab& s = slabs_[id];
+      if (s.pages == 0 || s.used != 0) continue;
+      for (uint32_t i = s.first_page; i < s.first_page + s.pages; ++i) {
+        page_slab_[i] = kNone;
+        page_state_[i].store(kFreeWarm);
+      }
+      scan_from_ = std::min(scan_from_, s.first_page);
+      s = Slab{};
+      unused_slab_ids_.push_back(id);
+    }
+    empty_slabs_ = 0;
+  }
+
+  uint32_t pages_;
+  char* map_ = nullptr;
+  size_t map_bytes_ = 0;
+  char* base_ = nullptr;
+  bool huge_pages_ = false;
+  std::unique_ptr<std::atomic<uint8_t>[]> page_state_;
+  std::atomic<uint64_t> prefaulted_pages_{0};
+  std::atomic<uint64_t> resident_pages_{0};
+
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<size_t, std::vector<std::string>> free_ ABSL_GUARDED_BY(mu_);
-  uint64_t pooled_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<uint32_t> page_slab_ ABSL_GUARDED_BY(mu_);
+  std::vector<Slab> slabs_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> unused_slab_ids_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<size_t, Class> classes_ ABSL_GUARDED_BY(mu_);
+  uint32_t scan_from_ ABSL_GUARDED_BY(mu_) = 0;  // Every page below it is in a slab.
+  uint64_t empty_slabs_ ABSL_GUARDED_BY(mu_) = 0;  // Slabs carved from whose chunks are all free.
+  uint64_t refs_ ABSL_GUARDED_BY(mu_) = 1;         // The arena's, and one per chunk held.
   uint64_t held_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t prefaulted_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t warm_takes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t cold_takes_ ABSL_GUARDED_BY(mu_) = 0;
-  size_t want_class_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool idle_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-// Gives the payload back to the arena (if it still exists) when the block is freed.
-struct Recycle {
-  std::weak_ptr<State> state;
-  size_t cls;
-  void operator()(Block* block) const {
-    if (std::shared_ptr<State> s = state.lock()) {
-      s->Give(std::move(block->payload), cls);
-    }
-    delete block;
-  }
+  uint64_t heap_takes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class Arena final : public PayloadArena {
  public:
-  explicit Arena(const ArenaOptions& options) : state_(std::make_shared<State>(options)) {
-    if (options.prefault) prefaulter_ = std::thread([s = state_] { s->PrefaultLoop(); });
+  explicit Arena(const ArenaOptions& options)
+      : region_(new Region(options.capacity_bytes, options.huge_pages)) {
+    if (!options.prefault) {
+      prefaulted_.Notify();
+      return;
+    }
+    prefaulter_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "kvcache-prefault");
+      // On CPU time nothing else wants: a server that starts next to busy workers (or a test
+      // suite that starts dozens of servers) is not slowed by its own warm-up. It takes no
+      // lock, so being preempted stalls no one.
+      sched_param idle{};
+      sched_setscheduler(0, SCHED_IDLE, &idle);  // Best effort: stays SCHED_OTHER if refused.
+      region_->Prefault(stop_);
+      prefaulted_.Notify();
+    });
   }
   ~Arena() override {
-    state_->Stop();
+    stop_ = true;
     if (prefaulter_.joinable()) prefaulter_.join();
+    region_->Unref();
   }
 
   std::shared_ptr<Block> NewBlock(size_t payload_bytes) override {
-    const size_t cls = SizeClass(payload_bytes);
-    auto* block = new Block;
-    block->payload = state_->Take(payload_bytes, cls);
-    return std::shared_ptr<Block>(block, Recycle{state_, cls});
+    auto block = std::make_shared<Block>();
+    block->payload = region_->Take(payload_bytes);
+    return block;
   }
 
   bool Owns(const BlockPtr& block) const override {
-    const Recycle* recycle = std::get_deleter<Recycle>(block);
-    // Same owner, without taking a reference (owner_before orders control blocks).
-    return recycle != nullptr && !recycle->state.owner_before(state_) &&
-           !state_.owner_before(recycle->state);
+    return region_->OwnsPayload(block->payload);
   }
 
   BlockPtr Adopt(BlockPtr block) override {
@@ -211,18 +380,20 @@ class Arena final : public PayloadArena {
     std::shared_ptr<Block> copy = NewBlock(block->payload.size());
     copy->meta = block->meta;
     copy->token_ids = block->token_ids;
-    std::memcpy(copy->payload.data(), block->payload.data(), block->payload.size());
+    if (!block->payload.empty()) {
+      std::memcpy(copy->payload.data(), block->payload.data(), block->payload.size());
+    }
     return copy;
   }
 
-  ArenaStats Stats() const override { return state_->Stats(); }
+  ArenaStats Stats() const override { return region_->Stats(); }
 
-  void WaitUntilPrefaulted() override {
-    if (prefaulter_.joinable()) state_->WaitUntilIdle();
-  }
+  void WaitUntilPrefaulted() override { prefaulted_.WaitForNotification(); }
 
  private:
-  const std::shared_ptr<State> state_;
+  Region* const region_;
+  std::atomic<bool> stop_{false};
+  absl::Notification prefaulted_;
   std::thread prefaulter_;
 };
 

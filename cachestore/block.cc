@@ -10,14 +10,14 @@
 
 namespace kvcache {
 
-BlockPtr MakeBlock(const BlockId& id, std::optional<Key> parent, std::string payload,
+BlockPtr MakeBlock(const BlockId& id, std::optional<Key> parent, absl::string_view payload,
                    const BlockShape& shape) {
   auto block = std::make_shared<Block>();
   block->meta.id = id;
   block->meta.parent = parent;
   block->meta.checksum = PayloadChecksum(payload);
   block->meta.shape = shape;
-  block->payload = std::move(payload);
+  block->payload.assign(payload);
   return block;
 }
 

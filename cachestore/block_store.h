@@ -29,10 +29,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "cachestore/payload.h"
 #include "common/block_shape.h"
 #include "common/key.h"
-#include "common/resize_uninitialized.h"
 
 namespace kvcache {
 
@@ -84,7 +85,7 @@ class TokenIds {
 
 struct Block {
   BlockMeta meta;
-  std::string payload;
+  Payload payload;
   // The block's token ids when its writer sent them (optional, never persisted): only
   // passed on to KV events (store_events.h) so that routers can hash them themselves.
   TokenIds token_ids;
@@ -92,8 +93,8 @@ struct Block {
 
 using BlockPtr = std::shared_ptr<const Block>;
 
-// Makes a block with its checksum computed from `payload`.
-BlockPtr MakeBlock(const BlockId& id, std::optional<Key> parent, std::string payload,
+// Makes a block with its checksum computed from `payload` (copied).
+BlockPtr MakeBlock(const BlockId& id, std::optional<Key> parent, absl::string_view payload,
                    const BlockShape& shape = {});
 
 // Bytes a block costs a tier beyond its payload: its index entry, metadata and LRU state.
@@ -243,12 +244,15 @@ struct RamTierOptions {
   // Told of every block stored and removed (store_events.h); must outlive the tier.
   // Default: none.
   StoreListener* listener = nullptr;
-  // Payloads from a memory arena (cachestore/arena.h) of capacity_bytes plus a slack of
-  // max(64 MiB, capacity / 32), faulted in by a background thread from the start: blocks
-  // made with TieredStore::NewBlock are received into warm memory and their buffers are
-  // recycled on eviction, so a Put into an empty tier costs what one into a full tier does,
-  // and the resident size is the capacity from the start. Default: false.
+  // Payloads from a memory arena (cachestore/arena.h): one region of capacity_bytes plus a
+  // slack of max(64 MiB, capacity / 16), faulted in by a background thread from the start.
+  // Blocks made with TieredStore::NewBlock are received into warm memory and their chunks
+  // are recycled on eviction, so a Put into an empty tier costs what one into a full tier
+  // does, and the resident size is the capacity from the start. Default: false.
   bool arena = false;
+  // With `arena`: advise the region for transparent huge pages (ArenaOptions::huge_pages).
+  // Default: true.
+  bool huge_pages = true;
 };
 
 // Largest RamTierOptions::num_shard_bits accepted.
@@ -373,7 +377,7 @@ class TieredStore : public BlockStore {
   // overwrites it whole).
   virtual std::shared_ptr<Block> NewBlock(size_t payload_bytes) {
     auto block = std::make_shared<Block>();
-    ResizeUninitialized(&block->payload, payload_bytes);
+    block->payload = Payload::Uninitialized(payload_bytes);
     return block;
   }
 

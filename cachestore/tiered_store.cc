@@ -115,7 +115,9 @@ class TieredStoreImpl final : public TieredStore {
     if (options.ram.arena) {
       ArenaOptions arena;
       const uint64_t capacity = options.ram.capacity_bytes;
-      arena.capacity_bytes = capacity + std::max<uint64_t>(64ull << 20, capacity / 32);
+      // The slack holds victims on their way to disk or still read, and chunk rounding.
+      arena.capacity_bytes = capacity + std::max<uint64_t>(64ull << 20, capacity / 16);
+      arena.huge_pages = options.ram.huge_pages;
       arena_ = PayloadArena::Create(arena);
     }
     if (disk_ && options.demotion_queue_bytes > 0) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Put into an empty RAM tier vs a full one: without the RAM-tier arena (--ram-arena=false),
-# with it as by default (4 KiB pages) and with it on huge pages (--ram-huge-pages), in
-# one run: each configuration gets a fresh kvcache-server (RAM only,
+# with it as by default (on transparent huge pages) and with it on 4 KiB pages
+# (--ram-huge-pages=false), in one run: each configuration gets a fresh kvcache-server (RAM only,
 # $RAM), waits for its arena to be faulted in (resident size), measures Put $REPS times
 # while the tier is still mostly empty, fills it past its capacity, and measures Put again:
 # at once, and after $IDLE s without Puts (so that the full tier's buffers have gone as long
@@ -39,8 +39,8 @@ table="$work/table.md"
   echo "| RAM tier | Put into empty (GB/s) | into full, just filled | into full, after ${IDLE} s idle | empty / full just filled | empty / full after idle | server RSS before the first Put | of it on huge pages | start to arena faulted in |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 } >"$table"
-# --ram-arena=false; the default (the arena on 4 KiB pages); the arena on huge pages.
-for config in "--ram-arena=false" "" "--ram-huge-pages"; do
+# --ram-arena=false; the default (the arena on huge pages); the arena on 4 KiB pages.
+for config in "--ram-arena=false" "" "--ram-huge-pages=false"; do
   arena=true
   [ "$config" = "--ram-arena=false" ] && arena=false
   start=$(date +%s.%N)
@@ -72,7 +72,7 @@ for config in "--ram-arena=false" "" "--ram-huge-pages"; do
   e="$(median <"$work/empty")"; f="$(median <"$work/full")"; i="$(median <"$work/idle")"
   echo "${config:-default}: empty $(tr '\n' ' ' <"$work/empty")| full $(tr '\n' ' ' <"$work/full")| after idle $(tr '\n' ' ' <"$work/idle")" >&2
   printf '| %s%s | %.2f | %.2f | %.2f | %.0f%% | **%.0f%%** | %s | %s | %s |\n' "$RAM" \
-    "$([ -n "$config" ] && echo ", $config" || echo " (the default: --ram-arena)")" "$e" "$f" "$i" \
+    "$([ -n "$config" ] && echo ", $config" || echo " (the default: arena, huge pages)")" "$e" "$f" "$i" \
     "$(awk -v e="$e" -v f="$f" 'BEGIN { print 100 * e / f }')" \
     "$(awk -v e="$e" -v f="$i" 'BEGIN { print 100 * e / f }')" "$rss" "$huge" "$ready" >>"$table"
   kill "$server_pid"; wait "$server_pid" || true
@@ -88,10 +88,11 @@ section="$work/section.md"
   echo "$REPS** while the tier is still mostly empty, then again after \`--op=fill\` wrote 1.25x its"
   echo "capacity (so Put evicts): at once, and again after $IDLE s without Puts. Without the arena"
   echo "(\`--ram-arena=false\`) every Put into the empty tier faults its payload's pages in; with it (the"
-  echo "default since issue 12) the payloads are received into buffers a background thread faulted"
-  echo "in from the start (the resident size is the capacity from then on) and eviction recycles them;"
-  echo "by default on 4 KiB pages, with \`--ram-huge-pages\` on transparent huge pages (malloc's heap"
-  echo "advised for them). All three configurations in one run, $(date -u +%Y-%m-%d), $(nproc) cores,"
+  echo "default since issue 12) the payloads are received into chunks of one region that a background"
+  echo "thread faulted in from the start (the resident size is the capacity from then on) and eviction"
+  echo "recycles; by default the region is advised for transparent huge pages, with"
+  echo "\`--ram-huge-pages=false\` it stays on 4 KiB pages. All three configurations in one run,"
+  echo "$(date -u +%Y-%m-%d), $(nproc) cores,"
   echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (shared with other sessions' builds:"
   echo "read the ratios)."
   echo

@@ -209,6 +209,7 @@ json ConfigJson(const v1::GetConfigResponse& c) {
               {"auth", c.auth()},
               {"io_threads", c.io_threads()},
               {"ram_arena", c.ram_arena()},
+              {"ram_huge_pages", c.ram_huge_pages()},
               {"demotion_queue_bytes", c.demotion_queue_bytes()},
               {"version", c.version()}};
 }

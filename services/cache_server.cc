@@ -16,10 +16,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/strings/numbers.h"
+#include "cachestore/arena.h"
 #include "common/byte_size.h"
 #include "common/cli.h"
 #include "common/io_executor.h"
-#include "common/process_tuning.h"
 #include "common/socket_io.h"
 #include "common/tls.h"
 #include "common/version.h"
@@ -252,6 +252,7 @@ class CacheServerImpl final : public CacheServer {
     config.set_auth(access_->enabled() ? access_->path() : "off");
     config.set_io_threads(static_cast<uint32_t>(io_->threads()));
     config.set_ram_arena(options_.store.ram.arena);
+    config.set_ram_huge_pages(store_->arena() != nullptr && store_->arena()->Stats().huge_pages);
     config.set_demotion_queue_bytes(options_.store.disk ? options_.store.demotion_queue_bytes : 0);
     return config;
   }
@@ -262,7 +263,9 @@ class CacheServerImpl final : public CacheServer {
     return absl::StrCat(
         "kvcache-server ", kKvcacheVersion, " listening on ", address(), " | ram ",
         FormatBytes(s.ram.capacity_bytes),
-        s.ram.arena ? (HugePageMallocOn() ? " (arena, malloc on huge pages)" : " (arena)") : "",
+        store_->arena() == nullptr
+            ? ""
+            : (store_->arena()->Stats().huge_pages ? " (arena, huge pages)" : " (arena)"),
         " | disk ",
         s.disk ? absl::StrCat(FormatBytes(s.disk->capacity_bytes), " at ", s.disk->path)
                : std::string("off"),

@@ -238,7 +238,7 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
           return s;
         }
       }
-      absl::StatusOr<BlockPtr> block = TakeBlock(stored_ns_, &pb);
+      absl::StatusOr<BlockPtr> block = TakeBlock(deps_.store, stored_ns_, &pb);
       if (!block.ok()) return block.status();
       const BlockMeta meta = (*block)->meta;
       absl::StatusOr<PutOutcome> outcome = deps_.store->Put(*std::move(block));

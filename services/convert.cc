@@ -1,5 +1,7 @@
 #include "services/convert_internal.h"
 
+#include <cstring>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "proto/block_proto.h"
@@ -49,8 +51,8 @@ absl::Status TakeTokenIds(const v1::Block& pb, Block* block) {
 
 }  // namespace
 
-absl::StatusOr<BlockPtr> TakeBlock(const Key& ns, v1::Block* pb) {
-  auto block = std::make_shared<Block>();
+absl::StatusOr<BlockPtr> TakeBlock(TieredStore* store, const Key& ns, v1::Block* pb) {
+  std::shared_ptr<Block> block = store->NewBlock(pb->payload().size());
   absl::StatusOr<Key> key = KeyFromBytes(pb->key(), "block.key");
   if (!key.ok()) return key.status();
   block->meta.id = BlockId{ns, *key};
@@ -61,7 +63,10 @@ absl::StatusOr<BlockPtr> TakeBlock(const Key& ns, v1::Block* pb) {
   }
   block->meta.checksum = pb->checksum();
   block->meta.shape = ShapeFromProto(pb->shape());
-  block->payload = std::move(*pb->mutable_payload());
+  if (!block->payload.empty()) {
+    std::memcpy(block->payload.data(), pb->payload().data(), block->payload.size());
+  }
+  pb->clear_payload();
   if (absl::Status s = TakeTokenIds(*pb, block.get()); !s.ok()) return s;
   return block;
 }

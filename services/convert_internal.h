@@ -26,9 +26,10 @@ absl::StatusOr<Key> ParseNamespace(const std::string& raw);
 // more than kMaxKeysPerCall.
 absl::StatusOr<std::vector<Key>> ParseKeys(const google::protobuf::RepeatedPtrField<std::string>& raw);
 
-// Takes the payload out of `block` (leaving it empty). Checks key and parent lengths
-// (INVALID_ARGUMENT); the store checks the size limit and the checksum.
-absl::StatusOr<BlockPtr> TakeBlock(const Key& ns, v1::Block* block);
+// Moves `block` into a block made by `store` (TieredStore::NewBlock: its payload lands in the
+// RAM tier's arena with one copy), leaving `block`'s payload empty. Checks key and parent
+// lengths (INVALID_ARGUMENT); the store checks the size limit and the checksum.
+absl::StatusOr<BlockPtr> TakeBlock(TieredStore* store, const Key& ns, v1::Block* block);
 
 // Fills everything but the payload.
 void FillBlockHeader(const Block& block, v1::Block* out);

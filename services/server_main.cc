@@ -54,12 +54,12 @@ ABSL_FLAG(bool, ram_arena, true,
           "receive payloads into a RAM-tier arena that a background thread faults in from the "
           "start, at idle priority, and eviction recycles (resident size = --ram-bytes from the "
           "start; Puts never wait on fresh memory); --ram-arena=false leaves payloads to malloc");
-ABSL_FLAG(bool, ram_huge_pages, false,
-          "with --ram-arena, put malloc's heap (and so the arena) on transparent huge pages: "
-          "the server re-executes itself at start with GLIBC_TUNABLES=glibc.malloc.hugetlb=1:"
-          "glibc.malloc.arena_max=1, unless GLIBC_TUNABLES sets either already or the "
-          "kernel's are off. Faster Puts and a warm-up in a third of the time, but while the "
-          "arena faults in every thread's malloc shares one lock with it (docs/operations.md)");
+ABSL_FLAG(bool, ram_huge_pages, true,
+          "with --ram-arena, advise the arena's region for transparent huge pages "
+          "(MADV_HUGEPAGE; the kernel's THP setting decides: madvise or always gives them, "
+          "never does not): the warm-up takes a third of the time and copies into and out of "
+          "the arena miss the TLB less (docs/operations.md); --ram-huge-pages=false keeps "
+          "4 KiB pages");
 ABSL_FLAG(int, ram_shard_bits, -1,
           "log2 of the RAM tier's shards, -1 to 10; -1 picks the most (up to 16) that leave "
           "64 MiB or more each");
@@ -266,6 +266,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   options.store.ram.num_shard_bits = shard_bits;
   options.store.ram.eviction = absl::GetFlag(FLAGS_eviction);
   options.store.ram.arena = absl::GetFlag(FLAGS_ram_arena);
+  options.store.ram.huge_pages = absl::GetFlag(FLAGS_ram_huge_pages);
   absl::StatusOr<uint64_t> queue =
       ParseByteSize(absl::GetFlag(FLAGS_demotion_queue_bytes), "--demotion-queue-bytes");
   if (!queue.ok()) return UsageError(queue.status().message());
@@ -338,9 +339,6 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<kvcache::ServerOptions> options = kvcache::OptionsFromFlags();
   if (!options.ok()) return kvcache::Fail(options.status());
-  if (options->store.ram.arena && absl::GetFlag(FLAGS_ram_huge_pages)) {
-    kvcache::ReexecWithHugePageMalloc(argv);  // Returns when there is nothing to do.
-  }
 
   std::vector<std::string> warnings;
   if (absl::Status s = kvcache::CheckServerPolicies(*options, &warnings); !s.ok()) {

@@ -229,7 +229,7 @@ TEST_F(TieredStoreTest, PutRacingDemotionNeverLeavesTwoVersions) {
     std::vector<std::string> first(kKeys);
     for (uint64_t k = 0; k < kKeys; ++k) {
       absl::StatusOr<BlockPtr> got = store->Get(Id(k));  // RAM's copy when it has one.
-      if (got.ok()) first[k] = (*got)->payload;
+      if (got.ok()) first[k] = std::string((*got)->payload.view());
     }
     store->Flush(TierId::kRam);
     for (uint64_t k = 0; k < kKeys; ++k) {

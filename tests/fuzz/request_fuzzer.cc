@@ -66,7 +66,7 @@ void Put(v1::PutRequest* request) {
   absl::StatusOr<Key> ns = ParseNamespace(request->namespace_id());
   if (!ns.ok()) return CheckRefusal(ns.status());
   for (v1::Block& pb : *request->mutable_blocks()) {
-    absl::StatusOr<BlockPtr> block = TakeBlock(*ns, &pb);
+    absl::StatusOr<BlockPtr> block = TakeBlock(Store(), *ns, &pb);
     if (!block.ok()) return CheckRefusal(block.status());
     absl::StatusOr<PutOutcome> outcome = Store()->Put(*std::move(block));
     if (!outcome.ok()) return CheckRefusal(outcome.status());
