@@ -194,7 +194,9 @@ class BlockStore {
   virtual bool Contains(const BlockId& id) const = 0;
 
   // Contains for each of `keys` in namespace `ns`: found[i] for keys[i]. The RAM tier looks
-  // them up together, so that their cache misses overlap (a Lookup's chain).
+  // them up together, so that their cache misses overlap (a Lookup's chain), and answers from
+  // a 64-bit keyed fingerprint without reading the blocks: a false "present" is possible, at
+  // odds of about blocks / 2^54 per key (ram_tier.cc), and costs a miss on the Get after.
   virtual void ContainsEach(const Key& ns, absl::Span<const Key> keys, bool* found) const {
     for (size_t i = 0; i < keys.size(); ++i) found[i] = Contains(BlockId{ns, keys[i]});
   }

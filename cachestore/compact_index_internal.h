@@ -46,6 +46,26 @@ inline uint32_t IndexTag(uint64_t hash) {
   return static_cast<uint32_t>(hash) & IndexTagMask().load(std::memory_order_relaxed);
 }
 
+inline constexpr size_t kHugePageBytes = size_t{2} << 20;
+
+// `bytes` (a multiple of 2 MiB) of zero-filled anonymous memory aligned to 2 MiB (a huge
+// page can only back an aligned 2 MiB), advised for transparent huge pages when `huge`.
+// Throws std::bad_alloc when the kernel refuses. Free with munmap(p, bytes).
+inline void* MapAligned(size_t bytes, bool huge) {
+  const size_t len = bytes + kHugePageBytes;
+  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t aligned = (begin + kHugePageBytes - 1) & ~(uintptr_t{kHugePageBytes} - 1);
+  if (aligned > begin) ::munmap(p, aligned - begin);
+  if (begin + len > aligned + bytes) {
+    ::munmap(reinterpret_cast<void*>(aligned + bytes), begin + len - (aligned + bytes));
+  }
+  if (huge) ::madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);  // Advice only.
+  return reinterpret_cast<void*>(aligned);
+}
+
 // A zero-filled array of T (trivially copyable, all-zero bytes a valid value) for the
 // table's buckets. From 2 MiB up it is mapped in whole 2 MiB pages and offered to the kernel
 // as transparent huge pages (MADV_HUGEPAGE, which THP's default "madvise" mode honours): a
@@ -54,7 +74,7 @@ inline uint32_t IndexTag(uint64_t hash) {
 template <typename T>
 class HugePageArray {
  public:
-  static constexpr size_t kHugePage = size_t{2} << 20;
+  static constexpr size_t kHugePage = kHugePageBytes;
 
   HugePageArray() = default;
   explicit HugePageArray(size_t n) : size_(n) {
@@ -62,10 +82,7 @@ class HugePageArray {
     bytes_ = n * sizeof(T);
     if (bytes_ >= kHugePage) {
       bytes_ = (bytes_ + kHugePage - 1) / kHugePage * kHugePage;
-      void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) throw std::bad_alloc();
-      ::madvise(p, bytes_, MADV_HUGEPAGE);  // Advice only: small pages if the kernel says no.
-      data_ = static_cast<T*>(p);
+      data_ = static_cast<T*>(MapAligned(bytes_, /*huge=*/true));
       mapped_ = true;
     } else {
       data_ = static_cast<T*>(std::calloc(n, sizeof(T)));
@@ -125,6 +142,17 @@ class FingerprintTable {
     if (size_ != 0) __builtin_prefetch(&buckets_[tag & mask_]);
   }
 
+  // Prefetch without the owner's lock, in the table as its last resize or Clear left it (so
+  // that a caller can start the misses of keys in many tables before taking each lock). A
+  // hint only: a stale table costs a wasted prefetch, and a prefetch never faults, not even
+  // on memory given back.
+  void PrefetchUnlocked(uint32_t tag) const {
+    const Bucket* buckets = hint_buckets_.load(std::memory_order_relaxed);
+    if (buckets != nullptr) {
+      __builtin_prefetch(buckets + (tag & hint_mask_.load(std::memory_order_relaxed)));
+    }
+  }
+
   // Calls `fn(slot)` for every bucket of `tag`'s run whose tag matches: the slots Find would
   // check against the full id.
   template <typename Fn>
@@ -171,6 +199,7 @@ class FingerprintTable {
     buckets_ = HugePageArray<Bucket>();
     mask_ = 0;
     size_ = 0;
+    PublishHint();
   }
 
   size_t size() const { return size_; }
@@ -198,20 +227,40 @@ class FingerprintTable {
     for (size_t i = 0; i < old.size(); ++i) {
       if (!old[i].empty()) Place(old[i].tag, old[i].slot());
     }
+    PublishHint();
+  }
+
+  void PublishHint() {
+    hint_buckets_.store(buckets_.empty() ? nullptr : &buckets_[0], std::memory_order_relaxed);
+    hint_mask_.store(mask_, std::memory_order_relaxed);
   }
 
   HugePageArray<Bucket> buckets_;  // A power of two of them, or none.
   size_t mask_ = 0;
   size_t size_ = 0;
+  // For PrefetchUnlocked: the two are read separately, so a reader may pair one table's
+  // array with another's mask (a prefetch outside the array: harmless).
+  std::atomic<const Bucket*> hint_buckets_{nullptr};
+  std::atomic<size_t> hint_mask_{0};
 };
 
-// Entries by 32-bit slot number, in chunks of 4096 that never move. Freed slots are reused
+// Entries by 32-bit slot number, in chunks of 65536 that never move. Freed slots are reused
 // (last freed first). Entry must be default-constructible; Free resets a slot to Entry{}.
+//
+// Each chunk is its own anonymous mapping, touched only as far as slots are used. Chunks
+// after the first are advised for transparent huge pages (MADV_HUGEPAGE), so that an index of
+// millions of blocks misses one page-table entry per 2 MiB instead of per 4 KiB on every
+// lookup; the first is not, so a small index costs only the 4 KiB pages it uses.
 template <typename Entry>
 class SlotArena {
  public:
-  static constexpr uint32_t kChunkBits = 12;
+  static constexpr uint32_t kChunkBits = 16;
   static constexpr uint32_t kChunkSlots = 1u << kChunkBits;
+
+  SlotArena() = default;
+  SlotArena(const SlotArena&) = delete;
+  SlotArena& operator=(const SlotArena&) = delete;
+  ~SlotArena() { Clear(); }
 
   uint32_t Allocate() {
     if (!free_.empty()) {
@@ -219,7 +268,8 @@ class SlotArena {
       free_.pop_back();
       return slot;
     }
-    if ((end_ & (kChunkSlots - 1)) == 0) chunks_.push_back(std::make_unique<Entry[]>(kChunkSlots));
+    if ((end_ & (kChunkSlots - 1)) == 0) chunks_.push_back(MapChunk(chunks_.empty()));
+    new (&(*this)[end_]) Entry();
     return end_++;
   }
 
@@ -238,17 +288,25 @@ class SlotArena {
 
   // Frees every slot and returns the memory.
   void Clear() {
+    for (uint32_t slot = 0; slot < end_; ++slot) (*this)[slot].~Entry();
+    for (Entry* chunk : chunks_) ::munmap(chunk, kChunkBytes);
     chunks_.clear();
     std::vector<uint32_t>().swap(free_);
     end_ = 0;
   }
 
+  // Memory the slots take (the pages touched so far) and the free list.
   size_t MemoryBytes() const {
-    return chunks_.size() * kChunkSlots * sizeof(Entry) + free_.capacity() * sizeof(uint32_t);
+    return (size_t{end_} * sizeof(Entry) + 4095) / 4096 * 4096 + free_.capacity() * sizeof(uint32_t);
   }
 
  private:
-  std::vector<std::unique_ptr<Entry[]>> chunks_;
+  static constexpr size_t kChunkBytes =
+      (size_t{kChunkSlots} * sizeof(Entry) + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+
+  static Entry* MapChunk(bool first) { return static_cast<Entry*>(MapAligned(kChunkBytes, !first)); }
+
+  std::vector<Entry*> chunks_;
   std::vector<uint32_t> free_;
   uint32_t end_ = 0;
 };

@@ -7,10 +7,15 @@
 // collected under the lock and released after it, so freeing a large payload never blocks
 // the shard.
 //
-// The index (compact_index_internal.h) keeps per block a 32-byte slot (the BlockPtr, a 32-bit
-// fingerprint of the hash, the last access in whole seconds, two 32-bit LRU links) and an
-// 8-byte bucket of an open-addressing table (tag, slot) at most 3/4 full; the 64-byte id is
-// the block's own (Block::meta.id), checked on every fingerprint match. With "lru" (the tiers'
+// The index (compact_index_internal.h) keeps per block a 32-byte slot (the BlockPtr, the high
+// 32 bits of the keyed IndexHash, the last access in whole seconds, two 32-bit LRU links) and
+// an 8-byte bucket of an open-addressing table (tag: the low 32 bits; slot) at most 3/4 full.
+// The 64-byte id is the block's own (Block::meta.id): Get, Put and the rest check it on every
+// fingerprint match. A Lookup's ContainsEach answers from the fingerprint alone (the tag and
+// the slot's high bits: 64 bits of a hash keyed with a per-process secret, of which at least
+// 54 differ between blocks of one shard), so it reads no Block: a false "present" has odds of
+// about blocks / 2^54 per key (one in 10^9 at 10M blocks) and costs what a block evicted
+// between Lookup and Get costs, a miss on the Get that follows, which does check the id. With "lru" (the tiers'
 // default) the recency list is threaded through the slots; any other policy is called as
 // EvictionPolicy says and keeps its own state (its ExtraBytesPerBlock).
 
@@ -43,7 +48,7 @@ struct Entry {
   BlockPtr block;                // Null while the slot is free.
   uint32_t prev = kNoSlot;       // Recency links (intrusive LRU only).
   uint32_t next = kNoSlot;
-  uint32_t tag = 0;              // internal::IndexTag of the block's IndexHash.
+  uint32_t high = 0;             // HighBits of the block's IndexHash (its tag is the low ones).
   uint32_t last_access_s = 0;    // Unix seconds.
 };
 static_assert(sizeof(Entry) == 32, "the RAM tier's per-block slot grew");
@@ -59,6 +64,8 @@ struct alignas(64) Shard {
   uint64_t bytes ABSL_GUARDED_BY(mu) = 0;
   TierStats stats ABSL_GUARDED_BY(mu);
 };
+
+uint32_t HighBits(uint64_t hash) { return static_cast<uint32_t>(hash >> 32); }
 
 BlockInfo InfoOf(const Entry& e) {
   BlockInfo info;
@@ -116,7 +123,7 @@ class RamTier final : public BlockStore {
       const uint32_t slot = shard.slots.Allocate();
       Entry& e = shard.slots[slot];
       e.block = std::move(block);
-      e.tag = tag;
+      e.high = HighBits(hash);
       e.last_access_s = internal::NowUnixSeconds();
       shard.table.Insert(tag, slot);
       if (shard.policy != nullptr) {
@@ -154,47 +161,60 @@ class RamTier final : public BlockStore {
     return FindLocked(shard, internal::IndexTag(hash), id) != kNoSlot;
   }
 
-  // By shard, each under its lock once: every key's bucket is prefetched, then its candidate
-  // slots, then their blocks, and only then is each compared, so that the memory misses of
-  // all the keys overlap instead of following one another.
+  // In three passes, so that the memory misses of all the keys overlap instead of following
+  // one another (a shard holds only a few keys of a chain): every key's bucket is prefetched
+  // without locks, then each shard's lock is taken once to prefetch its keys' candidate
+  // slots, and once more to compare them (by fingerprint: see the top of this file).
   void ContainsEach(const Key& ns, absl::Span<const Key> keys, bool* found) const override {
     struct Probe {
       uint32_t shard;
       uint32_t index;
       uint32_t tag;
+      uint32_t high;
     };
-    absl::InlinedVector<Probe, 64> probes(keys.size());
+    absl::InlinedVector<Probe, 64> in_order(keys.size());
+    absl::InlinedVector<uint32_t, 17> start(shards_.size() + 1, 0);
     for (size_t i = 0; i < keys.size(); ++i) {
       const uint64_t hash = IndexHash(BlockId{ns, keys[i]});
-      probes[i] = Probe{static_cast<uint32_t>(IndexShard(hash, shards_.size())),
-                        static_cast<uint32_t>(i), internal::IndexTag(hash)};
+      Probe& p = in_order[i];
+      p = Probe{static_cast<uint32_t>(IndexShard(hash, shards_.size())), static_cast<uint32_t>(i),
+                internal::IndexTag(hash), HighBits(hash)};
+      shards_[p.shard].table.PrefetchUnlocked(p.tag);
+      ++start[p.shard + 1];
     }
-    std::sort(probes.begin(), probes.end(), [](const Probe& a, const Probe& b) {
-      return a.shard != b.shard ? a.shard < b.shard : a.index < b.index;
-    });
-    for (size_t begin = 0; begin < probes.size();) {
-      size_t end = begin;
-      while (end < probes.size() && probes[end].shard == probes[begin].shard) ++end;
-      const Shard& shard = shards_[probes[begin].shard];
+    // Grouped by shard, in key order within each (a counting sort: shards are few).
+    for (size_t s = 1; s < start.size(); ++s) start[s] += start[s - 1];
+    absl::InlinedVector<Probe, 64> probes(keys.size());
+    for (const Probe& p : in_order) probes[start[p.shard]++] = p;
+    // Calls fn(shard, first probe, one past the last) for each shard's run of probes.
+    auto by_shard = [&](auto fn) {
+      for (size_t begin = 0; begin < probes.size();) {
+        size_t end = begin;
+        while (end < probes.size() && probes[end].shard == probes[begin].shard) ++end;
+        fn(shards_[probes[begin].shard], begin, end);
+        begin = end;
+      }
+    };
+    by_shard([&](const Shard& shard, size_t begin, size_t end) {
       absl::MutexLock lock(&shard.mu);
       const internal::FingerprintTable* table = &shard.table;
       const internal::SlotArena<Entry>* slots = &shard.slots;
-      for (size_t p = begin; p < end; ++p) table->Prefetch(probes[p].tag);
       for (size_t p = begin; p < end; ++p) {
         table->ForEachCandidate(probes[p].tag,
                                 [&](uint32_t slot) { __builtin_prefetch(&(*slots)[slot]); });
       }
+    });
+    by_shard([&](const Shard& shard, size_t begin, size_t end) {
+      absl::MutexLock lock(&shard.mu);
+      const internal::FingerprintTable* table = &shard.table;
+      const internal::SlotArena<Entry>* slots = &shard.slots;
       for (size_t p = begin; p < end; ++p) {
-        table->ForEachCandidate(probes[p].tag, [&](uint32_t slot) {
-          __builtin_prefetch((*slots)[slot].block.get());
-        });
-      }
-      for (size_t p = begin; p < end; ++p) {
+        const uint32_t high = probes[p].high;
         found[probes[p].index] =
-            FindLocked(shard, probes[p].tag, BlockId{ns, keys[probes[p].index]}) != kNoSlot;
+            table->Find(probes[p].tag, [&](uint32_t slot) { return (*slots)[slot].high == high; }) !=
+            kNoSlot;
       }
-      begin = end;
-    }
+    });
   }
 
   std::optional<BlockInfo> Inspect(const BlockId& id) const override {
@@ -307,7 +327,7 @@ class RamTier final : public BlockStore {
     Entry& e = shard.slots[slot];
     BlockPtr block = std::move(e.block);
     shard.bytes -= Charge(block->payload.size());
-    shard.table.Erase(e.tag, slot);
+    shard.table.Erase(internal::IndexTag(IndexHash(block->meta.id)), slot);
     if (shard.policy == nullptr) shard.lru.Unlink(shard.slots, slot);
     shard.slots.Free(slot);
     return block;
