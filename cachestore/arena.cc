@@ -296,11 +296,12 @@ class Region final : public PayloadSource {
   // Gives every slab whose chunks are all free back to the pages.
   void ReclaimEmptySlabsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (auto& [cls, c] : classes_) {
-      auto is_empty = [&](char* p) {
-        const Slab& s = slabs_[SlabOf(p)];
-        return s.used == 0;
-      };
-      c.free.erase(std::remove_if(c.free.begin(), c.free.end(), is_empty), c.free.end());
+      std::vector<char*>& free = c.free;
+      size_t kept = 0;
+      for (char* p : free) {
+        if (slabs_[SlabOf(p)].used != 0) free[kept++] = p;
+      }
+      free.resize(kept);
       if (c.carving != kNone && slabs_[c.carving].used == 0) c.carving = kNone;
     }
     for (uint32_t id = 0; id < slabs_.size(); ++id) {

@@ -98,11 +98,11 @@ BlockPtr MakeBlock(const BlockId& id, std::optional<Key> parent, absl::string_vi
                    const BlockShape& shape = {});
 
 // Bytes a block costs a tier beyond its payload: its index entry, metadata and LRU state.
-// Measured at 270-285 B per block in the RAM tier with LRU from 100k to 10M blocks of 64 B
+// Measured at 255-277 B per block in the RAM tier with LRU from 100k to 10M blocks of 64 B
 // (docs/benchmarks.md, `kvcache-bench throughput --op=index-scale`): the Block with its
-// refcount (208: the 64-byte id, parent, checksum, shape, the payload's string header,
-// token ids), the payload allocation's rounding (~16), the index slot (32) and its table
-// bucket (8 at 3/8 to 3/4 load); so capacities hold for small blocks too.
+// refcount (192: the 64-byte id, parent, checksum, shape, the 24-byte Payload, token ids,
+// the control block), the payload allocation's rounding (~16), the index slot (32) and its
+// table bucket (8 at 3/8 to 3/4 load); so capacities hold for small blocks too.
 inline constexpr uint64_t kBlockOverheadBytes = 320;
 inline uint64_t ChargeOf(uint64_t payload_bytes) { return payload_bytes + kBlockOverheadBytes; }
 

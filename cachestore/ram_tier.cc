@@ -179,7 +179,8 @@ class RamTier final : public BlockStore {
       Probe& p = in_order[i];
       p = Probe{static_cast<uint32_t>(IndexShard(hash, shards_.size())), static_cast<uint32_t>(i),
                 internal::IndexTag(hash), HighBits(hash)};
-      shards_[p.shard].table.PrefetchUnlocked(p.tag);
+      // Reads only the table's published hint (atomics): no lock needed.
+      ABSL_TS_UNCHECKED_READ(shards_[p.shard].table).PrefetchUnlocked(p.tag);
       ++start[p.shard + 1];
     }
     // Grouped by shard, in key order within each (a counting sort: shards are few).
