@@ -81,13 +81,15 @@ class Payload {
   }
   void assign(absl::string_view bytes) { assign(bytes.data(), bytes.size()); }
 
-  const char* data() const { return data_; }
-  char* data() { return data_; }
+  // Never null (as a string's): an empty payload points at a shared empty buffer, so that
+  // memcpy and friends may be handed data() with size() 0.
+  const char* data() const { return data_ != nullptr ? data_ : EmptyBuffer(); }
+  char* data() { return data_ != nullptr ? data_ : EmptyBuffer(); }
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   char& operator[](size_t i) { return data_[i]; }
   char operator[](size_t i) const { return data_[i]; }
-  absl::string_view view() const { return absl::string_view(data_, size_); }
+  absl::string_view view() const { return absl::string_view(data(), size_); }
   operator absl::string_view() const { return view(); }  // NOLINT: reads like a string.
 
   // The arena that owns the bytes; null for the heap's.
@@ -103,6 +105,10 @@ class Payload {
   }
 
  private:
+  static char* EmptyBuffer() {
+    static char empty[1] = {0};
+    return empty;
+  }
   void Allocate(size_t size) {
     if (size == 0) return;
     data_ = static_cast<char*>(std::malloc(size));

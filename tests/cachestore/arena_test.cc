@@ -26,6 +26,39 @@ ArenaOptions Options(size_t capacity, bool prefault) {
   return o;
 }
 
+// A payload's memory goes back where it came from: free() for the heap's, the source's
+// Release for an arena's, exactly once, whether the payload is destroyed, moved from or
+// assigned over.
+TEST(PayloadTest, OwnsItsBytesAndGivesThemBackOnce) {
+  struct CountingSource : PayloadSource {
+    int released = 0;
+    void Release(char* data, size_t size) override {
+      ++released;
+      delete[] data;
+    }
+  } source;
+  {
+    Payload p = Payload::FromSource(new char[10], 10, &source);
+    EXPECT_EQ(p.source(), &source);
+    Payload moved = std::move(p);
+    EXPECT_EQ(p.size(), 0u);  // NOLINT: moved-from is empty.
+    EXPECT_EQ(moved.size(), 10u);
+    Payload copy = moved;  // A heap copy, not the source's.
+    EXPECT_EQ(copy.source(), nullptr);
+    EXPECT_EQ(copy, moved);
+    EXPECT_NE(copy.data(), moved.data());
+    moved = Payload(absl::string_view("abc"));  // Gives the chunk back.
+    EXPECT_EQ(source.released, 1);
+    EXPECT_EQ(moved, absl::string_view("abc"));
+  }
+  EXPECT_EQ(source.released, 1);
+
+  Payload empty;  // Like a string, data() is never null, so memcpy(data(), p, 0) is fine.
+  EXPECT_NE(empty.data(), nullptr);
+  EXPECT_TRUE(empty.empty());
+  EXPECT_EQ(empty, absl::string_view());
+}
+
 TEST(ArenaTest, PrefaultsTheRegionThenServesWarmChunks) {
   std::shared_ptr<PayloadArena> arena = PayloadArena::Create(Options(8 * kMiB, true));
   arena->WaitUntilPrefaulted();
