@@ -9,7 +9,7 @@
 # A Get fetches one key, or $GET_KEYS consecutive keys as a worker fetches a prompt's blocks.
 # Usage: scripts/bench_local.sh     env: SIZES="256KiB 4MiB" CLIENTS="1 4" GET_KEYS="1 16" REPS=3
 #                                        CELL_SECONDS=2 STORE_MIB=1024 WRITE_DOC=1
-#                                        SERVER_FLAGS="--ram-huge-pages" (more server flags)
+#                                        SERVER_FLAGS="--ram-huge-pages=false" (more server flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh

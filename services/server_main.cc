@@ -311,7 +311,7 @@ int main(int argc, char** argv) {
       "usage: kvcache-server [--listen=HOST:PORT] [--ram-bytes=SIZE] [--disk-path=DIR] "
       "[--disk-bytes=SIZE]\n"
       "                      [--max-block-bytes=SIZE] [--eviction=NAME] "
-      "[--ram-shard-bits=N] [--ram-arena=false] [--ram-huge-pages]\n"
+      "[--ram-shard-bits=N] [--ram-arena=false] [--ram-huge-pages=false]\n"
       "                      [--data-listen=HOST:PORT|auto|off] [--data-advertise=HOST[:PORT]]\n"
       "                      [--local-listen=auto|off|PATH] [--local-region-bytes=SIZE]\n"
       "                      [--metrics-listen=HOST:PORT] [--shutdown-grace=DURATION]\n"
