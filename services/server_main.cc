@@ -57,9 +57,9 @@ ABSL_FLAG(bool, ram_arena, true,
 ABSL_FLAG(bool, ram_huge_pages, true,
           "with --ram-arena, advise the arena's region for transparent huge pages "
           "(MADV_HUGEPAGE; the kernel's THP setting decides: madvise or always gives them, "
-          "never does not): the warm-up takes a third of the time and copies into and out of "
-          "the arena miss the TLB less (docs/operations.md); --ram-huge-pages=false keeps "
-          "4 KiB pages");
+          "never does not): the warm-up is several times faster (4 GiB: 5.5 s instead of "
+          "25.6) and copies into and out of the arena miss the TLB less "
+          "(docs/operations.md); --ram-huge-pages=false keeps 4 KiB pages");
 ABSL_FLAG(int, ram_shard_bits, -1,
           "log2 of the RAM tier's shards, -1 to 10; -1 picks the most (up to 16) that leave "
           "64 MiB or more each");
