@@ -18,11 +18,12 @@
 #include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "cachestore/compact_index_internal.h"
 
 namespace kvcache {
 namespace {
 
-constexpr size_t kPageBytes = size_t{2} << 20;  // A huge page: the unit slabs are made of.
+constexpr size_t kPageBytes = internal::kHugePageBytes;  // The unit slabs are made of.
 constexpr size_t kSmallAlign = 256;   // Chunks up to 4 KiB: multiples of 256 bytes.
 constexpr size_t kLargeAlign = 4096;  // Larger ones: of 4 KiB.
 constexpr uint32_t kMaxSlabPages = 32;
@@ -58,28 +59,21 @@ class Region final : public PayloadSource {
   Region(uint64_t capacity_bytes, bool huge_pages)
       : pages_(static_cast<uint32_t>((capacity_bytes + kPageBytes - 1) / kPageBytes)) {
     if (pages_ == 0) return;
-    // One page more than needed, to align the region to a huge page.
-    map_bytes_ = (size_t{pages_} + 1) * kPageBytes;
-    void* p = ::mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {  // Payloads come from malloc instead.
+    const bool huge = huge_pages && KernelOffersHugePages();
+    try {
+      base_ = static_cast<char*>(internal::MapAligned(size_t{pages_} * kPageBytes, huge));
+    } catch (const std::bad_alloc&) {  // Payloads come from malloc instead.
       pages_ = 0;
-      map_bytes_ = 0;
       return;
     }
-    map_ = static_cast<char*>(p);
-    base_ = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(map_) + kPageBytes - 1) &
-                                    ~(uintptr_t{kPageBytes} - 1));
-    if (huge_pages && KernelOffersHugePages()) {
-      huge_pages_ = ::madvise(base_, size_t{pages_} * kPageBytes, MADV_HUGEPAGE) == 0;
-    }
+    huge_pages_ = huge;
     page_state_ = std::make_unique<std::atomic<uint8_t>[]>(pages_);
     for (uint32_t i = 0; i < pages_; ++i) page_state_[i].store(kUntouched);
     absl::MutexLock lock(&mu_);
     page_slab_.assign(pages_, kNone);
   }
   ~Region() {
-    if (map_ != nullptr) ::munmap(map_, map_bytes_);
+    if (base_ != nullptr) ::munmap(base_, size_t{pages_} * kPageBytes);
   }
 
   // Drops a reference; the last one frees the region.
@@ -160,7 +154,6 @@ class Region final : public PayloadSource {
     uint32_t chunks = 0;
     uint32_t carved = 0;  // Chunks handed out at least once; the rest lie beyond.
     uint32_t used = 0;    // Chunks held by payloads.
-    size_t cls = 0;
     bool warm = false;  // Every page was faulted in before the slab took it.
   };
   struct Class {
@@ -247,7 +240,6 @@ class Region final : public PayloadSource {
     s = Slab{};
     s.first_page = first;
     s.pages = pages;
-    s.cls = cls;
     s.chunks = static_cast<uint32_t>(size_t{pages} * kPageBytes / cls);
     s.warm = warm;
     for (uint32_t i = first; i < first + pages; ++i) page_slab_[i] = id;
@@ -319,9 +311,7 @@ class Region final : public PayloadSource {
   }
 
   uint32_t pages_;
-  char* map_ = nullptr;
-  size_t map_bytes_ = 0;
-  char* base_ = nullptr;
+  char* base_ = nullptr;  // 2 MiB-aligned.
   bool huge_pages_ = false;
   std::unique_ptr<std::atomic<uint8_t>[]> page_state_;
   std::atomic<uint64_t> prefaulted_pages_{0};
