@@ -25,9 +25,9 @@ absl::StatusOr<std::vector<PlanRow>> PlanCapacity(const Trace& trace, const Trac
         row.block_bytes = block;
         row.ram_bytes = ram;
         row.disk_bytes = disk;
-        const uint64_t charge = ChargeOf(block) + EvictionPolicyExtraBytes(options.eviction);
-        row.ram_blocks = ram / charge;
-        row.disk_blocks = disk / charge;
+        const uint64_t extra = EvictionPolicyExtraBytes(options.eviction);
+        row.ram_blocks = ram / (ChargeOf(block, TierId::kRam) + extra);
+        row.disk_blocks = disk / (ChargeOf(block, TierId::kDisk) + extra);
         if (row.ram_blocks == 0) {
           return absl::InvalidArgumentError(absl::StrCat(
               "RAM size ", FormatBytes(ram), " holds no block of ", FormatBytes(block)));

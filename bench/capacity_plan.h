@@ -1,6 +1,6 @@
 // The capacity planner: expected hit ratios of a trace over a grid of RAM sizes, disk sizes
 // and block sizes, for sizing a deployment. Each cell is one Simulate run with the tiers'
-// byte budgets turned into whole blocks: blocks = bytes / ChargeOf(block_bytes).
+// byte budgets turned into whole blocks: blocks = bytes / ChargeOf(block_bytes, tier).
 //
 // Thread safety: pure functions.
 

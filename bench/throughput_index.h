@@ -3,9 +3,11 @@
 //
 // Resident memory (VmRSS) is read before and after storing the blocks; the keys are made
 // before the first reading, so they are not counted. bytes_per_block is the growth per
-// block; index_bytes_per_block subtracts the payload bytes, leaving what the store spends
-// per block on its index, metadata and allocator rounding (the payload's own heap
-// rounding included). Single process, so run one size per process for clean figures.
+// block. With the arena (the server's default) the payloads land in its region, resident
+// before the first reading, so the growth is what the store spends per block beyond the
+// payload (index_bytes_per_block); on the heap (--ram-arena=false) index_bytes_per_block
+// subtracts the payload bytes, leaving the index, metadata and malloc's own header and
+// rounding of each payload. Single process, so run one size per process for clean figures.
 //
 // While the blocks are stored, another thread looks up one unrelated stored key in a loop:
 // its p50 and p99 are what an innocent client sees during the fill (with colliding keys, a
@@ -34,6 +36,9 @@ struct IndexScaleOptions {
   bool colliding_keys = false;
   // The RAM tier's eviction policy (the server's default is reuse-density). Default: "lru".
   std::string eviction = "lru";
+  // Payloads in the RAM tier's arena (RamTierOptions::arena), as the server's default.
+  // Default: true.
+  bool arena = true;
 };
 
 // Runs the measurement and prints one JSON object (json) or a line for people. Returns the

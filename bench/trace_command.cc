@@ -110,14 +110,15 @@ absl::StatusOr<Trace> TheTrace() {
 }
 
 // Blocks from a block-count flag, else from a byte flag over what a block of --block-bytes
-// costs the tiers with --eviction (ChargeOf plus the policy's state per block).
-absl::StatusOr<uint64_t> Blocks(uint64_t blocks, const std::string& bytes, const char* flag) {
+// costs `tier` with --eviction (ChargeOf plus the policy's state per block).
+absl::StatusOr<uint64_t> Blocks(uint64_t blocks, const std::string& bytes, const char* flag,
+                                TierId tier) {
   if (blocks > 0 || bytes.empty()) return blocks;
   absl::StatusOr<uint64_t> b = ParseByteSize(bytes, flag);
   if (!b.ok()) return b.status();
   absl::StatusOr<uint64_t> block = OneSize("--block-bytes", absl::GetFlag(FLAGS_block_bytes));
   if (!block.ok()) return block.status();
-  return *b / (ChargeOf(*block) + EvictionPolicyExtraBytes(absl::GetFlag(FLAGS_eviction)));
+  return *b / (ChargeOf(*block, tier) + EvictionPolicyExtraBytes(absl::GetFlag(FLAGS_eviction)));
 }
 
 // The hit counters both simulation and replay report, by the same names.
@@ -131,10 +132,12 @@ json HitCountsJson(const HitCounts& r) {
 int RunSimulate(const Trace& trace) {
   uint64_t ram = absl::GetFlag(FLAGS_capacity_blocks);
   if (ram == 0) ram = absl::GetFlag(FLAGS_ram_blocks);
-  absl::StatusOr<uint64_t> ram_blocks = Blocks(ram, absl::GetFlag(FLAGS_ram_bytes), "--ram-bytes");
+  absl::StatusOr<uint64_t> ram_blocks =
+      Blocks(ram, absl::GetFlag(FLAGS_ram_bytes), "--ram-bytes", TierId::kRam);
   if (!ram_blocks.ok()) return Fail(ram_blocks.status());
   absl::StatusOr<uint64_t> disk_blocks =
-      Blocks(absl::GetFlag(FLAGS_disk_blocks), absl::GetFlag(FLAGS_disk_bytes), "--disk-bytes");
+      Blocks(absl::GetFlag(FLAGS_disk_blocks), absl::GetFlag(FLAGS_disk_bytes), "--disk-bytes",
+             TierId::kDisk);
   if (!disk_blocks.ok()) return Fail(disk_blocks.status());
   if (*ram_blocks == 0) {
     return Fail(absl::InvalidArgumentError(

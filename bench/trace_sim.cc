@@ -43,7 +43,8 @@ absl::StatusOr<SimulationResult> Simulate(const Trace& trace, const TraceKeys& k
     return absl::InvalidArgumentError("the RAM tier needs a capacity of at least one block");
   }
   // What the tiers charge a block, the policy's own state included (ExtraBytesPerBlock).
-  const uint64_t charge = ChargeOf(kSimPayloadBytes) + EvictionPolicyExtraBytes(options.eviction);
+  const uint64_t extra = EvictionPolicyExtraBytes(options.eviction);
+  const uint64_t charge = ChargeOf(kSimPayloadBytes, TierId::kRam) + extra;
   TieredStoreOptions store_options;
   store_options.ram.capacity_bytes = options.ram_blocks * charge;
   store_options.ram.num_shard_bits = options.ram_shard_bits;
@@ -56,7 +57,7 @@ absl::StatusOr<SimulationResult> Simulate(const Trace& trace, const TraceKeys& k
     if (scratch.path().empty()) return absl::InternalError("cannot create a temp directory");
     DiskTierOptions disk;
     disk.path = scratch.path() + "/disk";
-    disk.capacity_bytes = options.disk_blocks * charge;
+    disk.capacity_bytes = options.disk_blocks * (ChargeOf(kSimPayloadBytes, TierId::kDisk) + extra);
     disk.eviction = options.eviction;
     store_options.disk = disk;
   }

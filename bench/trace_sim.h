@@ -43,8 +43,8 @@ struct SimulationResult : HitCounts {
   uint64_t belady_token_hits = 0;
   uint64_t repeat_reads = 0;  // Reads of a block read before: an unbounded cache's hits.
   double seconds = 0;         // Wall time of the cachestore replay.
-  // Bytes the tiers charge a block beyond its payload with this policy: kBlockOverheadBytes
-  // plus the policy's ExtraBytesPerBlock.
+  // Bytes the RAM tier charges a block beyond its payload with this policy:
+  // kBlockOverheadBytes plus the policy's ExtraBytesPerBlock.
   uint64_t block_overhead_bytes = 0;
 
   double BeladyHitRatio() const { return Ratio(belady_hits, block_reads); }

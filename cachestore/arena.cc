@@ -68,9 +68,12 @@ class Region final : public PayloadSource {
     }
     huge_pages_ = huge;
     page_state_ = std::make_unique<std::atomic<uint8_t>[]>(pages_);
-    for (uint32_t i = 0; i < pages_; ++i) page_state_[i].store(kUntouched);
-    absl::MutexLock lock(&mu_);
-    page_slab_.assign(pages_, kNone);
+    page_slab_ = std::make_unique<std::atomic<uint32_t>[]>(pages_);
+    slab_chunks_ = std::make_unique<SlabChunks[]>(pages_);  // At most one slab per page.
+    for (uint32_t i = 0; i < pages_; ++i) {
+      page_state_[i].store(kUntouched);
+      page_slab_[i].store(kNone);
+    }
   }
   ~Region() {
     if (base_ != nullptr) ::munmap(base_, size_t{pages_} * kPageBytes);
@@ -97,7 +100,7 @@ class Region final : public PayloadSource {
       if (size == 0 || cls > size_t{pages_} * kPageBytes) {
         ++heap_takes_;
       } else {
-        p = TakeLocked(cls);
+        p = TakeLocked(cls, size);
         if (p == nullptr) ++heap_takes_;
       }
     }
@@ -105,7 +108,12 @@ class Region final : public PayloadSource {
     return Payload::FromSource(p, size, this);
   }
 
-  void Release(char* data, size_t size) override {
+  void Ref(const char* data) override {
+    ChunkOf(data).refs.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void Unref(char* data, size_t size) override {
+    if (ChunkOf(data).refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     const size_t cls = SizeClass(size);
     bool last;
     {
@@ -118,6 +126,8 @@ class Region final : public PayloadSource {
     }
     if (last) delete this;
   }
+
+  size_t SizeOf(const char* data) const override { return ChunkOf(data).size; }
 
   // Faults every page in, lowest first (the order slabs are taken in), until done or `stop`.
   void Prefault(const std::atomic<bool>& stop) {
@@ -148,6 +158,20 @@ class Region final : public PayloadSource {
   }
 
  private:
+  // A chunk's holders and the size it was handed out with. Written under mu_ when the chunk
+  // is handed out; read by its holders without the lock (Ref, Unref, SizeOf).
+  struct Chunk {
+    std::atomic<uint32_t> refs{0};
+    uint32_t size = 0;
+  };
+  // Where a slab's chunks are, for holders of one of them: set under mu_ before the slab's
+  // first chunk is handed out and cleared only when none is held, so reading it without the
+  // lock while holding a chunk races with no write.
+  struct SlabChunks {
+    char* first = nullptr;
+    size_t cls = 0;
+    std::unique_ptr<Chunk[]> chunks;
+  };
   struct Slab {
     uint32_t first_page = 0;
     uint32_t pages = 0;  // 0: this slab id is unused.
@@ -162,11 +186,24 @@ class Region final : public PayloadSource {
     uint32_t slab_pages = 0;
   };
 
-  uint32_t SlabOf(const char* p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return page_slab_[static_cast<size_t>(p - base_) / kPageBytes];
+  uint32_t SlabOf(const char* p) const {
+    return page_slab_[static_cast<size_t>(p - base_) / kPageBytes].load(std::memory_order_relaxed);
   }
 
-  char* TakeLocked(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // The metadata of the chunk at `p`. REQUIRES: the caller holds the chunk.
+  Chunk& ChunkOf(const char* p) const {
+    const SlabChunks& s = slab_chunks_[SlabOf(p)];
+    return s.chunks[static_cast<size_t>(p - s.first) / s.cls];
+  }
+
+  // Hands out the chunk at `p` of class `cls` with one holder.
+  void HandOutLocked(char* p, size_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Chunk& c = ChunkOf(p);
+    c.size = static_cast<uint32_t>(size);
+    c.refs.store(1, std::memory_order_relaxed);
+  }
+
+  char* TakeLocked(size_t cls, size_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Class& c = classes_[cls];
     char* p = nullptr;
     bool warm = true;  // A chunk given back was written: it is faulted in.
@@ -188,6 +225,7 @@ class Region final : public PayloadSource {
       held_ += cls;
       ++refs_;
       ++(warm ? warm_takes_ : cold_takes_);
+      HandOutLocked(p, size);
       return p;
     }
     Slab& s = slabs_[SlabOf(p)];
@@ -195,6 +233,7 @@ class Region final : public PayloadSource {
     held_ += cls;
     ++refs_;
     ++(warm ? warm_takes_ : cold_takes_);
+    HandOutLocked(p, size);
     return p;
   }
 
@@ -242,7 +281,11 @@ class Region final : public PayloadSource {
     s.pages = pages;
     s.chunks = static_cast<uint32_t>(size_t{pages} * kPageBytes / cls);
     s.warm = warm;
-    for (uint32_t i = first; i < first + pages; ++i) page_slab_[i] = id;
+    SlabChunks& sc = slab_chunks_[id];
+    sc.first = base_ + size_t{first} * kPageBytes;
+    sc.cls = cls;
+    sc.chunks = std::make_unique<Chunk[]>(s.chunks);
+    for (uint32_t i = first; i < first + pages; ++i) page_slab_[i].store(id);
     return id;
   }
 
@@ -300,11 +343,12 @@ class Region final : public PayloadSource {
       Slab& s = slabs_[id];
       if (s.pages == 0 || s.used != 0) continue;
       for (uint32_t i = s.first_page; i < s.first_page + s.pages; ++i) {
-        page_slab_[i] = kNone;
+        page_slab_[i].store(kNone);
         page_state_[i].store(kFreeWarm);
       }
       scan_from_ = std::min(scan_from_, s.first_page);
       s = Slab{};
+      slab_chunks_[id] = SlabChunks{};
       unused_slab_ids_.push_back(id);
     }
     empty_slabs_ = 0;
@@ -318,7 +362,10 @@ class Region final : public PayloadSource {
   std::atomic<uint64_t> resident_pages_{0};
 
   mutable absl::Mutex mu_;
-  std::vector<uint32_t> page_slab_ ABSL_GUARDED_BY(mu_);
+  // Each page's slab (kNone: in none), and each slab's chunks: written under mu_, read
+  // without it by holders of a chunk (see SlabChunks).
+  std::unique_ptr<std::atomic<uint32_t>[]> page_slab_;
+  std::unique_ptr<SlabChunks[]> slab_chunks_;
   std::vector<Slab> slabs_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> unused_slab_ids_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<size_t, Class> classes_ ABSL_GUARDED_BY(mu_);

@@ -10,7 +10,8 @@
 // - Every implementation checks the payload's checksum on every write; the disk tier checks
 //   it again on every read and drops a block that fails (counted, reported as NOT_FOUND).
 // - Capacities are byte budgets that are never exceeded: a block is charged its payload plus
-//   a fixed per-block overhead (`kBlockOverheadBytes`).
+//   a fixed per-block overhead (`kBlockOverheadBytes` in RAM, `kDiskBlockOverheadBytes` on
+//   disk).
 //
 // Thread safety: every BlockStore is safe to use from many threads at once.
 
@@ -98,15 +99,31 @@ BlockPtr MakeBlock(const BlockId& id, std::optional<Key> parent, absl::string_vi
                    const BlockShape& shape = {});
 
 // Bytes a block costs a tier beyond its payload: its index entry, metadata and LRU state.
-// Measured at 255-277 B per block in the RAM tier with LRU from 100k to 10M blocks of 64 B
-// (docs/benchmarks.md, `kvcache-bench throughput --op=index-scale`): the Block with its
-// refcount (192: the 64-byte id, parent, checksum, shape, the 24-byte Payload, token ids,
-// the control block), the payload allocation's rounding (~16), the index slot (32) and its
-// table bucket (8 at 3/8 to 3/4 load); so capacities hold for small blocks too.
-inline constexpr uint64_t kBlockOverheadBytes = 320;
+// In the RAM tier a block is a 96-byte slot (key, parent, checksum, payload pointer, LRU
+// links, last access, an interned kind: ram_tier.cc), its table bucket (8 bytes at 3/8 to
+// 3/4 load, so 10.7-21.3) and its payload's holder count and size (8 bytes in the arena's
+// chunk table, or a heap buffer's header, with malloc's own 8 and rounding up to 15):
+// 115-125 bytes with the arena, up to 149 on the heap. Measured in docs/benchmarks.md,
+// "Index" (`kvcache-bench throughput --op=index-scale`); so capacities hold for small
+// blocks too.
+inline constexpr uint64_t kBlockOverheadBytes = 160;
 inline uint64_t ChargeOf(uint64_t payload_bytes) { return payload_bytes + kBlockOverheadBytes; }
 
+// Bytes a block costs the disk tier's budget beyond its payload: its records on disk (the
+// 146-byte meta record, the blocks column family's 64-byte key and blob reference, RocksDB's
+// own per-entry overhead). Its RAM index is budgeted apart (kDiskIndexEntryBytes).
+inline constexpr uint64_t kDiskBlockOverheadBytes = 320;
+inline uint64_t DiskChargeOf(uint64_t payload_bytes) {
+  return payload_bytes + kDiskBlockOverheadBytes;
+}
+
 enum class TierId { kRam, kDisk };
+
+// What a block of `payload_bytes` costs `tier`'s budget (before an eviction policy's own
+// state: EvictionPolicy::ExtraBytesPerBlock).
+inline uint64_t ChargeOf(uint64_t payload_bytes, TierId tier) {
+  return tier == TierId::kRam ? ChargeOf(payload_bytes) : DiskChargeOf(payload_bytes);
+}
 
 // Counters and gauges of one tier. See cache.proto, TierStats, for each field's meaning.
 struct TierStats {

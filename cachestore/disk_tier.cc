@@ -736,8 +736,10 @@ class DiskTier final : public BlockStore {
   rocksdb::DB* const db_;
   const std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, blocks.
   const uint64_t extra_bytes_;  // The policy's state per block (ExtraBytesPerBlock).
-  // What a block costs: ChargeOf plus the policy's own state per block.
-  uint64_t Charge(uint64_t payload_bytes) const { return ChargeOf(payload_bytes) + extra_bytes_; }
+  // What a block costs: DiskChargeOf plus the policy's own state per block.
+  uint64_t Charge(uint64_t payload_bytes) const {
+    return DiskChargeOf(payload_bytes) + extra_bytes_;
+  }
   rocksdb::WriteOptions write_options_;
 
   mutable absl::Mutex mu_;

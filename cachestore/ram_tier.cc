@@ -1,4 +1,4 @@
-// The RAM tier: a sharded compact index of refcounted blocks.
+// The RAM tier: a sharded compact index of stored payloads.
 //
 // Each shard has its own lock, eviction policy and an equal share of the byte capacity, so
 // threads working on different keys rarely meet (as in RocksDB's sharded LRU cache). The
@@ -7,24 +7,32 @@
 // collected under the lock and released after it, so freeing a large payload never blocks
 // the shard.
 //
-// The index (compact_index_internal.h) keeps per block a 32-byte slot (the BlockPtr, the high
-// 32 bits of the keyed IndexHash, the last access in whole seconds, two 32-bit LRU links) and
-// an 8-byte bucket of an open-addressing table (tag: the low 32 bits; slot) at most 3/4 full.
-// The 64-byte id is the block's own (Block::meta.id): Get, Put and the rest check it on every
-// fingerprint match. A Lookup's ContainsEach answers from the fingerprint alone (the tag and
-// the slot's high bits: 64 bits of a hash keyed with a per-process secret, of which at least
-// 54 differ between blocks of one shard), so it reads no Block: a false "present" has odds of
-// about blocks / 2^54 per key (one in 10^9 at 10M blocks) and costs what a block evicted
-// between Lookup and Get costs, a miss on the Get that follows, which does check the id. With "lru" (the tiers'
-// default) the recency list is threaded through the slots; any other policy is called as
-// EvictionPolicy says and keeps its own state (its ExtraBytesPerBlock).
+// A stored block is not kept as a Block object: its slot (compact_index_internal.h) holds
+// everything the tier knows of it in 64 bytes, one cache line (the key, a "kind", the last
+// access in whole seconds, the payload's pointer, two 32-bit LRU links, the checksum), plus
+// its parent key in a parallel array (32 bytes, read by Get, not by lookups), and an
+// 8-byte bucket of an open-addressing table (32 bits of the keyed IndexHash; the slot) at
+// most 3/4 full maps the id to it. The kind (namespace, shape and the payload's source, a
+// handful per shard) is interned per shard, so the 32-byte namespace and 24-byte shape are
+// not repeated in every slot. The payload is the buffer the block was Put with, shared (its
+// source counts holders: cachestore/payload.h), never copied: 8 bytes of holder count and
+// size sit in the arena's chunk table (or the heap buffer's header). So a block costs the
+// tier 96 + 8 + 10.7-21.3 = 115-125 bytes beyond its payload's own allocation
+// (docs/benchmarks.md, "Index"). A Get builds a new Block from the slot (its payload
+// another holder of the stored bytes): the bytes stay valid while it is held, even if the
+// block is evicted meanwhile. With "lru" (the tiers' default) the recency list is threaded
+// through the slots; any other policy is called as EvictionPolicy says and keeps its own
+// state (its ExtraBytesPerBlock). Every lookup compares the full id: the tag, then the key in
+// the slot and the namespace of its kind.
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -42,22 +50,88 @@ using internal::kNoSlot;
 
 constexpr int kMaxShardBits = 4;
 constexpr uint64_t kMinAutoShardBytes = 64ull << 20;
+constexpr uint32_t kHasParent = 1u << 31;  // In Entry::kind.
 
-// One block's slot: 32 bytes.
+// One block's slot: 64 bytes, one cache line (the slot arena's chunks are 2 MiB-aligned),
+// so that a lookup reads one line. The parent key, read only by Get and the like, is the
+// slot's other 32 bytes, in Shard::parents under the same slot number.
 struct Entry {
-  BlockPtr block;                // Null while the slot is free.
-  uint32_t prev = kNoSlot;       // Recency links (intrusive LRU only).
+  Key key;
+  uint32_t kind = 0;           // Its Kinds id, | kHasParent.
+  uint32_t last_access_s = 0;  // Unix seconds.
+  char* data = nullptr;        // One holder of the payload (Payload::Leak); null: free slot.
+  uint32_t prev = kNoSlot;     // Recency links (intrusive LRU only).
   uint32_t next = kNoSlot;
-  uint32_t high = 0;             // HighBits of the block's IndexHash (its tag is the low ones).
-  uint32_t last_access_s = 0;    // Unix seconds.
+  uint64_t checksum = 0;
 };
-static_assert(sizeof(Entry) == 32, "the RAM tier's per-block slot grew");
+static_assert(sizeof(Entry) == 64, "the RAM tier's per-block slot grew");
+
+// What blocks share and slots refer to by a 32-bit id: namespace, shape and payload source.
+// Interned per shard, and forgotten when the last block of the kind leaves.
+class Kinds {
+ public:
+  struct Kind {
+    Key ns;
+    BlockShape shape;
+    PayloadSource* source = nullptr;
+    uint32_t blocks = 0;
+  };
+
+  uint32_t Acquire(const Key& ns, const BlockShape& shape, PayloadSource* source) {
+    auto [it, inserted] = ids_.try_emplace(KindKey{ns, shape, source}, 0);
+    if (inserted) {
+      if (!free_.empty()) {
+        it->second = free_.back();
+        free_.pop_back();
+      } else {
+        it->second = static_cast<uint32_t>(kinds_.size());
+        kinds_.emplace_back();
+      }
+      kinds_[it->second] = Kind{ns, shape, source, 0};
+    }
+    ++kinds_[it->second].blocks;
+    return it->second;
+  }
+
+  void Release(uint32_t id) {
+    Kind& k = kinds_[id];
+    if (--k.blocks != 0) return;
+    ids_.erase(KindKey{k.ns, k.shape, k.source});
+    free_.push_back(id);
+  }
+
+  const Kind& operator[](uint32_t id) const { return kinds_[id]; }
+
+ private:
+  struct KindKey {
+    Key ns;
+    BlockShape shape;
+    PayloadSource* source;
+    friend bool operator==(const KindKey& a, const KindKey& b) {
+      return a.ns == b.ns && a.shape == b.shape && a.source == b.source;
+    }
+    template <typename H>
+    friend H AbslHashValue(H h, const KindKey& k) {
+      const BlockShape& s = k.shape;
+      return H::combine(std::move(h), k.ns, s.format_version, s.dtype, s.num_layers,
+                        s.num_kv_heads, s.head_dim, s.num_tokens, k.source);
+    }
+  };
+
+  std::vector<Kind> kinds_;
+  std::vector<uint32_t> free_;
+  absl::flat_hash_map<KindKey, uint32_t> ids_;
+};
 
 // Cache-line aligned so that two shards' locks never share a line.
 struct alignas(64) Shard {
   mutable absl::Mutex mu;
   internal::FingerprintTable table ABSL_GUARDED_BY(mu);
   internal::SlotArena<Entry> slots ABSL_GUARDED_BY(mu);
+  // Each slot's parent key (when its kind has kHasParent): allocated and freed with `slots`,
+  // so a slot has the same number in both.
+  internal::SlotArena<Key> parents ABSL_GUARDED_BY(mu);
+  Kinds kinds ABSL_GUARDED_BY(mu);
   internal::IntrusiveLru<Entry> lru ABSL_GUARDED_BY(mu);  // When policy is null.
   std::unique_ptr<EvictionPolicy> policy ABSL_GUARDED_BY(mu);  // Null: intrusive LRU.
   uint64_t capacity = 0;  // Constant after construction.
@@ -65,15 +139,19 @@ struct alignas(64) Shard {
   TierStats stats ABSL_GUARDED_BY(mu);
 };
 
-uint32_t HighBits(uint64_t hash) { return static_cast<uint32_t>(hash >> 32); }
+// A block taken out of a slot (or shared from it) under the shard's lock, made a Block after
+// it (ToBlock), so that the allocation and a victim's release happen outside the lock.
+struct Taken {
+  BlockMeta meta;
+  Payload payload;
+  bool worth_demoting = true;
+};
 
-BlockInfo InfoOf(const Entry& e) {
-  BlockInfo info;
-  info.meta = e.block->meta;
-  info.payload_bytes = e.block->payload.size();
-  info.tier = TierId::kRam;
-  info.last_access_unix_micros = internal::UnixSecondsToMicros(e.last_access_s);
-  return info;
+BlockPtr ToBlock(Taken&& t) {
+  auto block = std::make_shared<Block>();
+  block->meta = std::move(t.meta);
+  block->payload = std::move(t.payload);
+  return block;
 }
 
 class RamTier final : public BlockStore {
@@ -93,10 +171,22 @@ class RamTier final : public BlockStore {
     }
   }
 
+  // The slots hold their payloads by bare pointer: let each go.
+  ~RamTier() override {
+    for (Shard& shard : shards_) {
+      absl::MutexLock lock(&shard.mu);
+      for (uint32_t slot = 0; slot < shard.slots.end(); ++slot) {
+        Entry& e = shard.slots[slot];
+        if (e.data != nullptr) Payload::Adopt(e.data, SourceOf(shard, e));
+      }
+    }
+  }
+
   absl::StatusOr<PutOutcome> Put(BlockPtr block, std::vector<Evicted>* evicted) override {
     if (absl::Status s = internal::ValidateBlock(*block); !s.ok()) return s;
     const uint64_t charge = Charge(block->payload.size());
-    const uint64_t hash = IndexHash(block->meta.id);
+    const BlockMeta& meta = block->meta;
+    const uint64_t hash = IndexHash(meta.id);
     Shard& shard = ShardOf(hash);
     if (charge > shard.capacity) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -104,26 +194,33 @@ class RamTier final : public BlockStore {
           FormatBytes(shard.capacity), " per shard of ", FormatBytes(capacity_), ")"));
     }
     const uint32_t tag = internal::IndexTag(hash);
-    std::vector<Evicted> victims;  // Released after the lock.
+    Payload shared = block->payload.Share();  // The slot's holder (let go unless stored).
+    std::vector<Taken> victims;               // Released after the lock.
     {
       absl::MutexLock lock(&shard.mu);
-      if (const uint32_t slot = FindLocked(shard, tag, block->meta.id); slot != kNoSlot) {
-        TouchLocked(shard, slot, block->meta.id);
+      if (const uint32_t slot = FindLocked(shard, tag, meta.id); slot != kNoSlot) {
+        TouchLocked(shard, slot, meta.id);
         return PutOutcome::kAlreadyPresent;
       }
-      const PolicyEntry entry = internal::PolicyEntryOf(block->meta, charge);
+      const PolicyEntry entry = internal::PolicyEntryOf(meta, charge);
       if (shard.policy != nullptr && !shard.policy->Admit(entry)) return PutOutcome::kNotAdmitted;
       while (shard.bytes + charge > shard.capacity) {
-        std::optional<Evicted> victim = PopVictimLocked(shard);
+        std::optional<Taken> victim = PopVictimLocked(shard);
         if (!victim) break;  // Unreachable while the policy tracks what the index holds.
         ++shard.stats.evictions;
         victims.push_back(*std::move(victim));
       }
       if (listener_ != nullptr) Report(victims, *block);
       const uint32_t slot = shard.slots.Allocate();
+      shard.parents.Allocate();  // The same number: the two are allocated and freed together.
       Entry& e = shard.slots[slot];
-      e.block = std::move(block);
-      e.high = HighBits(hash);
+      PayloadSource* source = shared.source();
+      e.data = shared.Leak();
+      e.key = meta.id.key;
+      if (meta.parent) shard.parents[slot] = *meta.parent;
+      e.checksum = meta.checksum;
+      e.kind = shard.kinds.Acquire(meta.id.ns, meta.shape, source) |
+               (meta.parent ? kHasParent : 0);
       e.last_access_s = internal::NowUnixSeconds();
       shard.table.Insert(tag, slot);
       if (shard.policy != nullptr) {
@@ -134,8 +231,11 @@ class RamTier final : public BlockStore {
       shard.bytes += charge;
       ++shard.stats.inserts;
     }
-    if (evicted != nullptr) {
-      for (Evicted& v : victims) evicted->push_back(std::move(v));
+    for (Taken& v : victims) {
+      if (evicted != nullptr) {
+        const bool worth = v.worth_demoting;
+        evicted->push_back(Evicted{ToBlock(std::move(v)), worth});
+      }
     }
     return PutOutcome::kStored;
   }
@@ -143,15 +243,24 @@ class RamTier final : public BlockStore {
   absl::StatusOr<BlockPtr> Get(const BlockId& id) override {
     const uint64_t hash = IndexHash(id);
     Shard& shard = ShardOf(hash);
-    absl::MutexLock lock(&shard.mu);
-    const uint32_t slot = FindLocked(shard, internal::IndexTag(hash), id);
-    if (slot == kNoSlot) {
-      ++shard.stats.misses;
-      return absl::NotFoundError("not in the RAM tier");
+    Taken hit;
+    {
+      absl::MutexLock lock(&shard.mu);
+      const uint32_t slot = FindLocked(shard, internal::IndexTag(hash), id);
+      if (slot == kNoSlot) {
+        ++shard.stats.misses;
+        return absl::NotFoundError("not in the RAM tier");
+      }
+      ++shard.stats.hits;
+      __builtin_prefetch(&shard.parents[slot]);  // Read below: its miss overlaps the relinking.
+      TouchLocked(shard, slot, id);
+      const Entry& e = shard.slots[slot];
+      PayloadSource* source = SourceOf(shard, e);
+      source->Ref(e.data);
+      hit.meta = MetaOf(shard, slot);
+      hit.payload = Payload::Adopt(e.data, source);
     }
-    ++shard.stats.hits;
-    TouchLocked(shard, slot, id);
-    return shard.slots[slot].block;
+    return ToBlock(std::move(hit));
   }
 
   bool Contains(const BlockId& id) const override {
@@ -164,13 +273,12 @@ class RamTier final : public BlockStore {
   // In three passes, so that the memory misses of all the keys overlap instead of following
   // one another (a shard holds only a few keys of a chain): every key's bucket is prefetched
   // without locks, then each shard's lock is taken once to prefetch its keys' candidate
-  // slots, and once more to compare them (by fingerprint: see the top of this file).
+  // slots, and once more to compare them with the keys.
   void ContainsEach(const Key& ns, absl::Span<const Key> keys, bool* found) const override {
     struct Probe {
       uint32_t shard;
       uint32_t index;
       uint32_t tag;
-      uint32_t high;
     };
     absl::InlinedVector<Probe, 64> in_order(keys.size());
     absl::InlinedVector<uint32_t, 17> start(shards_.size() + 1, 0);
@@ -178,7 +286,7 @@ class RamTier final : public BlockStore {
       const uint64_t hash = IndexHash(BlockId{ns, keys[i]});
       Probe& p = in_order[i];
       p = Probe{static_cast<uint32_t>(IndexShard(hash, shards_.size())), static_cast<uint32_t>(i),
-                internal::IndexTag(hash), HighBits(hash)};
+                internal::IndexTag(hash)};
       // Reads only the table's published hint (atomics): no lock needed.
       ABSL_TS_UNCHECKED_READ(shards_[p.shard].table).PrefetchUnlocked(p.tag);
       ++start[p.shard + 1];
@@ -207,13 +315,9 @@ class RamTier final : public BlockStore {
     });
     by_shard([&](const Shard& shard, size_t begin, size_t end) {
       absl::MutexLock lock(&shard.mu);
-      const internal::FingerprintTable* table = &shard.table;
-      const internal::SlotArena<Entry>* slots = &shard.slots;
       for (size_t p = begin; p < end; ++p) {
-        const uint32_t high = probes[p].high;
         found[probes[p].index] =
-            table->Find(probes[p].tag, [&](uint32_t slot) { return (*slots)[slot].high == high; }) !=
-            kNoSlot;
+            FindLocked(shard, probes[p].tag, ns, keys[probes[p].index]) != kNoSlot;
       }
     });
   }
@@ -224,7 +328,7 @@ class RamTier final : public BlockStore {
     absl::MutexLock lock(&shard.mu);
     const uint32_t slot = FindLocked(shard, internal::IndexTag(hash), id);
     if (slot == kNoSlot) return std::nullopt;
-    return InfoOf(shard.slots[slot]);
+    return InfoOf(shard, slot);
   }
 
   std::vector<BlockInfo> List(const Filter& filter, size_t limit) const override {
@@ -233,31 +337,32 @@ class RamTier final : public BlockStore {
       absl::MutexLock lock(&shard.mu);
       for (uint32_t slot = 0; slot < shard.slots.end(); ++slot) {
         const Entry& e = shard.slots[slot];
-        if (e.block == nullptr) continue;
+        if (e.data == nullptr) continue;
         if (out.size() >= limit) return out;
-        if (filter && !filter(e.block->meta)) continue;
-        out.push_back(InfoOf(e));
+        BlockInfo info = InfoOf(shard, slot);
+        if (filter && !filter(info.meta)) continue;
+        out.push_back(std::move(info));
       }
     }
     return out;
   }
 
   bool Erase(const BlockId& id) override {
-    return Remove(id, RemovalReason::kErased) != nullptr;  // Freed here, after the lock.
+    return Remove(id, RemovalReason::kErased).has_value();  // Freed here, after the lock.
   }
 
   bool Evict(const BlockId& id, std::vector<Evicted>* evicted) override {
-    BlockPtr doomed =
+    std::optional<Taken> doomed =
         Remove(id, evicted != nullptr ? RemovalReason::kDemoted : RemovalReason::kEvicted);
-    if (doomed == nullptr) return false;
-    if (evicted != nullptr) evicted->push_back(Evicted{std::move(doomed), true});
+    if (!doomed) return false;
+    if (evicted != nullptr) evicted->push_back(Evicted{ToBlock(*std::move(doomed)), true});
     return true;
   }
 
   uint64_t EraseIf(const std::function<bool(const BlockMeta&)>& pred) override {
     uint64_t erased = 0;
     for (Shard& shard : shards_) {
-      std::vector<BlockPtr> doomed;  // Released after the lock.
+      std::vector<Taken> doomed;  // Released after the lock.
       absl::MutexLock lock(&shard.mu);
       EraseLocked(shard, pred, /*report=*/true, &doomed);
       erased += doomed.size();
@@ -268,13 +373,14 @@ class RamTier final : public BlockStore {
   // Holds every shard's lock at once, so that a listener's one OnCleared is ordered against
   // every change of every shard.
   uint64_t Clear() override ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    std::vector<BlockPtr> doomed;  // Released after the locks.
+    std::vector<Taken> doomed;  // Released after the locks.
     for (Shard& shard : shards_) shard.mu.Lock();
     for (Shard& shard : shards_) {
       EraseLocked(shard, [](const BlockMeta&) { return true; }, /*report=*/false, &doomed);
       // Empty now: give the index's memory back.
       shard.table.Clear();
       shard.slots.Clear();
+      shard.parents.Clear();
       shard.lru.Clear();
     }
     if (listener_ != nullptr) listener_->OnCleared(TierId::kRam);
@@ -303,14 +409,54 @@ class RamTier final : public BlockStore {
   Shard& ShardOf(uint64_t hash) { return shards_[IndexShard(hash, shards_.size())]; }
   const Shard& ShardOf(uint64_t hash) const { return shards_[IndexShard(hash, shards_.size())]; }
 
-  // The slot holding `id`, or kNoSlot: a tag match is confirmed against the block's full id.
-  static uint32_t FindLocked(const Shard& shard, uint32_t tag, const BlockId& id)
+  static const Kinds::Kind& KindOf(const Shard& shard, const Entry& e)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
-    // The lambda runs within this call, under the lock (a pointer, not a reference: Clang's
+    return shard.kinds[e.kind & ~kHasParent];
+  }
+  static PayloadSource* SourceOf(const Shard& shard, const Entry& e)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+    return KindOf(shard, e).source;
+  }
+
+  static BlockMeta MetaOf(const Shard& shard, uint32_t slot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+    const Entry& e = shard.slots[slot];
+    const Kinds::Kind& kind = KindOf(shard, e);
+    BlockMeta meta;
+    meta.id = BlockId{kind.ns, e.key};
+    if (e.kind & kHasParent) meta.parent = shard.parents[slot];
+    meta.checksum = e.checksum;
+    meta.shape = kind.shape;
+    return meta;
+  }
+
+  static BlockInfo InfoOf(const Shard& shard, uint32_t slot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+    const Entry& e = shard.slots[slot];
+    BlockInfo info;
+    info.meta = MetaOf(shard, slot);
+    info.payload_bytes = SourceOf(shard, e)->SizeOf(e.data);
+    info.tier = TierId::kRam;
+    info.last_access_unix_micros = internal::UnixSecondsToMicros(e.last_access_s);
+    return info;
+  }
+
+  // The slot holding (`ns`, `key`), or kNoSlot: a tag match is confirmed against the key in
+  // the slot and the namespace of its kind.
+  static uint32_t FindLocked(const Shard& shard, uint32_t tag, const Key& ns, const Key& key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+    // The lambda runs within this call, under the lock (pointers, not references: Clang's
     // analysis follows references into the lambda, which it checks as if unlocked).
     const internal::SlotArena<Entry>* slots = &shard.slots;
-    return shard.table.Find(
-        tag, [&](uint32_t slot) { return (*slots)[slot].block->meta.id == id; });
+    const Kinds* kinds = &shard.kinds;
+    return shard.table.Find(tag, [&](uint32_t slot) {
+      const Entry& e = (*slots)[slot];
+      return e.key == key && (*kinds)[e.kind & ~kHasParent].ns == ns;
+    });
+  }
+  static uint32_t FindLocked(const Shard& shard, uint32_t tag, const BlockId& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+    return FindLocked(shard, tag, id.ns, id.key);
   }
 
   static void TouchLocked(Shard& shard, uint32_t slot, const BlockId& id)
@@ -324,22 +470,26 @@ class RamTier final : public BlockStore {
   }
 
   // Takes `slot`'s block out of the index (not out of the policy) and frees the slot.
-  BlockPtr TakeLocked(Shard& shard, uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+  Taken TakeLocked(Shard& shard, uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
     Entry& e = shard.slots[slot];
-    BlockPtr block = std::move(e.block);
-    shard.bytes -= Charge(block->payload.size());
-    shard.table.Erase(internal::IndexTag(IndexHash(block->meta.id)), slot);
+    Taken t;
+    t.meta = MetaOf(shard, slot);
+    t.payload = Payload::Adopt(e.data, SourceOf(shard, e));  // The slot's holder.
+    shard.bytes -= Charge(t.payload.size());
+    shard.table.Erase(internal::IndexTag(IndexHash(t.meta.id)), slot);
     if (shard.policy == nullptr) shard.lru.Unlink(shard.slots, slot);
+    shard.kinds.Release(e.kind & ~kHasParent);
     shard.slots.Free(slot);
-    return block;
+    shard.parents.Free(slot);
+    return t;
   }
 
   // The policy's next victim, taken out of the index; nullopt when nothing is left.
-  std::optional<Evicted> PopVictimLocked(Shard& shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+  std::optional<Taken> PopVictimLocked(Shard& shard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
     if (shard.policy == nullptr) {
       const uint32_t slot = shard.lru.Oldest();
       if (slot == kNoSlot) return std::nullopt;
-      return Evicted{TakeLocked(shard, slot), true};
+      return TakeLocked(shard, slot);
     }
     for (;;) {
       std::optional<Victim> victim = shard.policy->PopVictim();
@@ -347,7 +497,9 @@ class RamTier final : public BlockStore {
       const uint32_t slot =
           FindLocked(shard, internal::IndexTag(IndexHash(victim->id)), victim->id);
       if (slot == kNoSlot) continue;
-      return Evicted{TakeLocked(shard, slot), victim->worth_demoting};
+      Taken t = TakeLocked(shard, slot);
+      t.worth_demoting = victim->worth_demoting;
+      return t;
     }
   }
 
@@ -355,30 +507,29 @@ class RamTier final : public BlockStore {
   uint64_t Charge(uint64_t payload_bytes) const { return ChargeOf(payload_bytes) + extra_bytes_; }
 
   // Takes `id` out of its shard (an eviction unless `reason` is kErased) and returns it, for
-  // the caller to release after the lock; null when not stored.
-  BlockPtr Remove(const BlockId& id, RemovalReason reason) {
+  // the caller to release after the lock; nullopt when not stored.
+  std::optional<Taken> Remove(const BlockId& id, RemovalReason reason) {
     const uint64_t hash = IndexHash(id);
     Shard& shard = ShardOf(hash);
     absl::MutexLock lock(&shard.mu);
     const uint32_t slot = FindLocked(shard, internal::IndexTag(hash), id);
-    if (slot == kNoSlot) return nullptr;
+    if (slot == kNoSlot) return std::nullopt;
     if (shard.policy != nullptr) shard.policy->OnErase(id);
-    BlockPtr block = TakeLocked(shard, slot);
+    Taken t = TakeLocked(shard, slot);
     if (reason != RemovalReason::kErased) ++shard.stats.evictions;
     if (listener_ != nullptr) listener_->OnRemoved(id, TierId::kRam, reason);
-    return block;
+    return t;
   }
 
   // Moves the blocks of `shard` that `pred` selects to `doomed`, telling the listener of
   // each when `report`.
   void EraseLocked(Shard& shard, const std::function<bool(const BlockMeta&)>& pred, bool report,
-                   std::vector<BlockPtr>* doomed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
+                   std::vector<Taken>* doomed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
     for (uint32_t slot = 0; slot < shard.slots.end(); ++slot) {
-      const Entry& e = shard.slots[slot];
-      if (e.block == nullptr || !pred(e.block->meta)) continue;
-      const BlockId id = e.block->meta.id;
-      if (shard.policy != nullptr) shard.policy->OnErase(id);
+      if (shard.slots[slot].data == nullptr || !pred(MetaOf(shard, slot))) continue;
       doomed->push_back(TakeLocked(shard, slot));
+      const BlockId& id = doomed->back().meta.id;
+      if (shard.policy != nullptr) shard.policy->OnErase(id);
       if (report && listener_ != nullptr) {
         listener_->OnRemoved(id, TierId::kRam, RemovalReason::kErased);
       }
@@ -387,9 +538,9 @@ class RamTier final : public BlockStore {
 
   // Tells the listener of a Put's victims and of the block it stores (under the shard's
   // lock, so in the order the changes happen).
-  void Report(const std::vector<Evicted>& victims, const Block& stored) {
-    for (const Evicted& v : victims) {
-      listener_->OnRemoved(v.block->meta.id, TierId::kRam,
+  void Report(const std::vector<Taken>& victims, const Block& stored) {
+    for (const Taken& v : victims) {
+      listener_->OnRemoved(v.meta.id, TierId::kRam,
                            v.worth_demoting ? RemovalReason::kDemoted : RemovalReason::kEvicted);
     }
     listener_->OnStored(stored, TierId::kRam);

@@ -38,10 +38,11 @@ void TenantUsage::Start(TieredStore* store, const AccessControl* access) {
   {
     absl::MutexLock lock(&mu_);
     for (const BlockInfo& b : held) {
-      const uint64_t charge = ChargeOf(b.payload_bytes);
-      if (b.tier == TierId::kRam) Add(TagOf(b.meta.id), b.meta.id, charge, TierId::kRam);
+      if (b.tier == TierId::kRam) {
+        Add(TagOf(b.meta.id), b.meta.id, ChargeOf(b.payload_bytes, TierId::kRam), TierId::kRam);
+      }
       if (b.tier == TierId::kDisk || b.on_disk) {
-        Add(TagOf(b.meta.id), b.meta.id, charge, TierId::kDisk);
+        Add(TagOf(b.meta.id), b.meta.id, ChargeOf(b.payload_bytes, TierId::kDisk), TierId::kDisk);
       }
     }
   }
@@ -158,7 +159,7 @@ void TenantUsage::Unlink(Share& share, Entry* e) {
 void TenantUsage::OnStored(const Block& block, TierId tier) {
   {
     absl::MutexLock lock(&mu_);
-    Add(TagOf(block.meta.id), block.meta.id, ChargeOf(block.payload.size()), tier);
+    Add(TagOf(block.meta.id), block.meta.id, ChargeOf(block.payload.size(), tier), tier);
   }
   if (next_ != nullptr) next_->OnStored(block, tier);
 }

@@ -5,7 +5,7 @@
 // access.h), so the store's change hook (cachestore/store_events.h) says which tenant holds
 // which block where. TenantUsage keeps, per tenant and tier, its blocks in the order they
 // arrived there (a block read back from disk arrives in RAM again) and their bytes, charged
-// as the tiers charge their capacity (payload + kBlockOverheadBytes).
+// as the tiers charge their capacity (ChargeOf(payload, tier)).
 //
 // A tenant over its quota in a tier makes room in its own share, oldest first: out of RAM
 // its blocks are demoted to disk, out of disk they are dropped; other tenants' blocks are
@@ -42,7 +42,7 @@ namespace kvcache {
 
 struct TierUsage {
   uint64_t blocks = 0;
-  uint64_t bytes = 0;        // Charged: payload + kBlockOverheadBytes per block.
+  uint64_t bytes = 0;        // Charged: ChargeOf(payload, tier) per block.
   uint64_t quota_bytes = 0;  // 0: no quota.
   // Blocks moved out (demoted from RAM, dropped from disk) to keep within the quota.
   uint64_t quota_evictions = 0;

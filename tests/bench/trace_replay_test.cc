@@ -50,7 +50,9 @@ class TraceReplayTest : public ::testing::TestWithParam<Config> {
 TEST_P(TraceReplayTest, LiveReplayMatchesTheSimulation) {
   const Config c = GetParam();
   // What a block costs the server's tiers with this policy (its own state included).
-  const uint64_t charge = ChargeOf(kBlockBytes) + EvictionPolicyExtraBytes(c.eviction);
+  const uint64_t extra = EvictionPolicyExtraBytes(c.eviction);
+  const uint64_t charge = ChargeOf(kBlockBytes, TierId::kRam) + extra;
+  const uint64_t disk_charge = ChargeOf(kBlockBytes, TierId::kDisk) + extra;
   std::vector<std::string> server_args{
       Bin("kvcache-server"), "--listen=127.0.0.1:0",
       "--metrics-listen=",   "--ram-bytes=" + std::to_string(c.ram_blocks * charge),
@@ -60,7 +62,7 @@ TEST_P(TraceReplayTest, LiveReplayMatchesTheSimulation) {
     // what is on disk when depend on timing).
     server_args.push_back("--demotion-queue-bytes=0");
     server_args.push_back("--disk-path=" + dir_.Sub("disk"));
-    server_args.push_back("--disk-bytes=" + std::to_string(c.disk_blocks * charge));
+    server_args.push_back("--disk-bytes=" + std::to_string(c.disk_blocks * disk_charge));
     // Room for RocksDB's garbage beyond the blocks: otherwise, when its collection lags (a
     // loaded machine), the tier turns writes away or shrinks its live budget, which the
     // simulation (exactly N blocks) does not model.

@@ -26,37 +26,61 @@ ArenaOptions Options(size_t capacity, bool prefault) {
   return o;
 }
 
-// A payload's memory goes back where it came from: free() for the heap's, the source's
-// Release for an arena's, exactly once, whether the payload is destroyed, moved from or
-// assigned over.
-TEST(PayloadTest, OwnsItsBytesAndGivesThemBackOnce) {
+// A payload's buffer goes back to its source exactly once, when its last holder lets go,
+// whether holders are destroyed, moved from or assigned over; Share adds a holder without a
+// copy, Leak and Adopt hand one over through a bare pointer.
+TEST(PayloadTest, HoldersShareTheBytesAndTheLastGivesThemBackOnce) {
   struct CountingSource : PayloadSource {
+    int refs = 0;
     int released = 0;
-    void Release(char* data, size_t size) override {
+    void Ref(const char*) override { ++refs; }
+    void Unref(char* data, size_t) override {
+      if (--refs > 0) return;
       ++released;
       delete[] data;
     }
+    size_t SizeOf(const char*) const override { return 10; }
   } source;
   {
+    source.refs = 1;
     Payload p = Payload::FromSource(new char[10], 10, &source);
     EXPECT_EQ(p.source(), &source);
     Payload moved = std::move(p);
     EXPECT_EQ(p.size(), 0u);  // NOLINT: moved-from is empty.
     EXPECT_EQ(moved.size(), 10u);
     Payload copy = moved;  // A heap copy, not the source's.
-    EXPECT_EQ(copy.source(), nullptr);
+    EXPECT_EQ(copy.source(), HeapPayloads::Get());
     EXPECT_EQ(copy, moved);
     EXPECT_NE(copy.data(), moved.data());
-    moved = Payload(absl::string_view("abc"));  // Gives the chunk back.
-    EXPECT_EQ(source.released, 1);
+    Payload shared = moved.Share();  // The same bytes.
+    EXPECT_EQ(shared.data(), moved.data());
+    EXPECT_EQ(source.refs, 2);
+    char* bare = shared.Leak();
+    EXPECT_TRUE(shared.empty());
+    EXPECT_EQ(source.refs, 2);  // Still held, through `bare`.
+    moved = Payload(absl::string_view("abc"));  // One holder left.
+    EXPECT_EQ(source.released, 0);
     EXPECT_EQ(moved, absl::string_view("abc"));
+    Payload adopted = Payload::Adopt(bare, &source);
+    EXPECT_EQ(adopted.size(), 10u);
   }
   EXPECT_EQ(source.released, 1);
+  EXPECT_EQ(source.refs, 0);
+
+  // The heap's buffers count their holders too.
+  Payload heap(absl::string_view("heap bytes"));
+  {
+    Payload other = heap.Share();
+    EXPECT_EQ(other.data(), heap.data());
+    EXPECT_EQ(HeapPayloads::Get()->SizeOf(other.data()), 10u);
+  }
+  EXPECT_EQ(heap, absl::string_view("heap bytes"));
 
   Payload empty;  // Like a string, data() is never null, so memcpy(data(), p, 0) is fine.
   EXPECT_NE(empty.data(), nullptr);
   EXPECT_TRUE(empty.empty());
   EXPECT_EQ(empty, absl::string_view());
+  EXPECT_TRUE(empty.Share().empty());
 }
 
 TEST(ArenaTest, PrefaultsTheRegionThenServesWarmChunks) {
@@ -87,6 +111,7 @@ TEST(ArenaTest, PrefaultsTheRegionThenServesWarmChunks) {
   EXPECT_EQ(arena->Stats().heap_takes, 1u);
 }
 
+// A chunk goes back when its last holder lets go, whether a Block or a shared Payload.
 TEST(ArenaTest, FreedBlocksGiveTheirChunksBack) {
   std::shared_ptr<PayloadArena> arena = PayloadArena::Create(Options(4 * kMiB, false));
   std::shared_ptr<Block> block = arena->NewBlock(100000);  // Class: 100000 rounded to 4 KiB.
@@ -94,9 +119,15 @@ TEST(ArenaTest, FreedBlocksGiveTheirChunksBack) {
   EXPECT_EQ(arena->Stats().held_bytes, 102400u);
   const char* memory = block->payload.data();
   BlockPtr reader = block;  // A reader holds the block after it is dropped elsewhere.
+  Payload shared = block->payload.Share();  // And another holder of the bytes alone.
+  EXPECT_EQ(arena->Stats().held_bytes, 102400u);  // Shared, not taken again.
+  EXPECT_EQ(shared.data(), block->payload.data());
   block.reset();
   EXPECT_EQ(arena->Stats().held_bytes, 102400u);
   reader.reset();
+  EXPECT_EQ(arena->Stats().held_bytes, 102400u);
+  EXPECT_EQ(shared.source()->SizeOf(shared.data()), 100000u);
+  shared = Payload();
   EXPECT_EQ(arena->Stats().held_bytes, 0u);
   std::shared_ptr<Block> again = arena->NewBlock(99000);  // Same class.
   EXPECT_EQ(again->payload.data(), memory);

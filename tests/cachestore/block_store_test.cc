@@ -47,7 +47,8 @@ class BlockStoreTest : public ::testing::TestWithParam<Param> {
   const std::string& policy() const { return std::get<1>(GetParam()); }
   // What a block of `payload_bytes` costs the store with this policy.
   uint64_t Charge(uint64_t payload_bytes) const {
-    return ChargeOf(payload_bytes) + EvictionPolicyExtraBytes(policy());
+    const TierId tier = kind() == Kind::kDisk ? TierId::kDisk : TierId::kRam;
+    return ChargeOf(payload_bytes, tier) + EvictionPolicyExtraBytes(policy());
   }
 
   // A store of each kind holding about `capacity` bytes in its first tier.
@@ -213,6 +214,41 @@ TEST_P(BlockStoreTest, InspectAndList) {
   auto only_2 = store->List([&](const BlockMeta& m) { return m.id == Id(2); }, 10);
   ASSERT_EQ(only_2.size(), 1u);
   EXPECT_EQ(only_2[0].payload_bytes, 1000u);
+}
+
+// A Get hands out the stored block whole (metadata as Put, the same bytes: the RAM tier
+// shares its payload instead of copying it), and what it hands out stays readable after the
+// block is evicted and after the store itself is gone. Two namespaces and two shapes live
+// side by side (the RAM tier interns them per shard).
+TEST_P(BlockStoreTest, AGetIsTheStoredBlockAndOutlivesEvictionAndTheStore) {
+  auto store = Make(1 << 20);
+  const BlockShape shape{1, 1, 1, 1, 1, 16};  // 32 + 8 * 16 bytes.
+  const Key ns2 = TestKey(5, 1);
+  BlockPtr put = MakeBlock(Id(1), TestKey(0), std::string(160, 'p'), shape);
+  ASSERT_TRUE(store->Put(put).ok());
+  ASSERT_TRUE(store->Put(MakeBlock(BlockId{ns2, TestKey(1)}, std::nullopt, "other")).ok());
+  absl::StatusOr<BlockPtr> got = store->Get(Id(1));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ((*got)->meta.id, Id(1));
+  EXPECT_EQ((*got)->meta.parent, TestKey(0));
+  EXPECT_EQ((*got)->meta.shape, shape);
+  EXPECT_EQ((*got)->meta.checksum, put->meta.checksum);
+  EXPECT_EQ((*got)->payload, std::string(160, 'p'));
+  if (kind() == Kind::kRam || kind() == Kind::kTiered) {
+    EXPECT_EQ((*got)->payload.data(), put->payload.data()) << "the RAM tier copied the payload";
+  }
+  absl::StatusOr<BlockPtr> other = store->Get(BlockId{ns2, TestKey(1)});
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_FALSE((*other)->meta.parent.has_value());
+  EXPECT_EQ((*other)->meta.shape, BlockShape{});
+  EXPECT_EQ((*other)->payload, absl::string_view("other"));
+
+  put.reset();
+  ASSERT_TRUE(store->Erase(Id(1)));
+  EXPECT_EQ((*got)->payload, std::string(160, 'p'));
+  store.reset();
+  EXPECT_EQ((*got)->payload, std::string(160, 'p'));
+  EXPECT_EQ((*other)->payload, absl::string_view("other"));
 }
 
 TEST_P(BlockStoreTest, ConcurrentPutsAndGets) {

@@ -26,7 +26,7 @@ class TieredStoreTest : public ::testing::Test {
     o.ram.capacity_bytes = ram_blocks * ChargeOf(kSize);
     o.disk = DiskTierOptions{};
     o.disk->path = dir_.Sub("db");
-    o.disk->capacity_bytes = disk_blocks * ChargeOf(kSize);
+    o.disk->capacity_bytes = disk_blocks * DiskChargeOf(kSize);
     absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(o);
     EXPECT_TRUE(store.ok()) << store.status();
     return *std::move(store);
@@ -76,7 +76,7 @@ TEST_F(TieredStoreTest, WithAnArenaEveryRamPayloadLivesInIt) {
   o.ram.arena = true;
   o.disk = DiskTierOptions{};
   o.disk->path = dir_.Sub("db");
-  o.disk->capacity_bytes = 100 * ChargeOf(kSize);
+  o.disk->capacity_bytes = 100 * DiskChargeOf(kSize);
   std::unique_ptr<TieredStore> store = *NewTieredStore(o);
   ASSERT_NE(store->arena(), nullptr);
   std::vector<BlockPtr> sent;
@@ -157,7 +157,7 @@ TEST_F(TieredStoreTest, ReadersNeverMissABlockOnItsWayToDisk) {
     o.ram.num_shard_bits = 0;
     o.disk = DiskTierOptions{};
     o.disk->path = dir.Sub("db");
-    o.disk->capacity_bytes = 4000 * ChargeOf(kSize);
+    o.disk->capacity_bytes = 4000 * DiskChargeOf(kSize);
     o.disk->min_free_bytes = 0;
     absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(o);
     ASSERT_TRUE(store.ok()) << store.status();
@@ -211,7 +211,7 @@ TEST_F(TieredStoreTest, PutRacingDemotionNeverLeavesTwoVersions) {
     o.demotion_queue_bytes = queue;
     o.disk = DiskTierOptions{};
     o.disk->path = dir.Sub("db");
-    o.disk->capacity_bytes = 1000 * ChargeOf(kSize);
+    o.disk->capacity_bytes = 1000 * DiskChargeOf(kSize);
     std::unique_ptr<TieredStore> store = *NewTieredStore(o);
     constexpr uint64_t kKeys = 16;
     std::vector<std::thread> threads;

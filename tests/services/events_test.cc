@@ -34,7 +34,7 @@ class EventsTest : public ::testing::Test {
  protected:
   // RAM holds about 12 blocks of kPayload, disk about 60: Puts evict and demote.
   void StartServer(size_t ring, uint64_t ram_bytes = 12 * ChargeOf(kPayload),
-                   uint64_t disk_bytes = 60 * ChargeOf(kPayload)) {
+                   uint64_t disk_bytes = 60 * DiskChargeOf(kPayload)) {
     server_.reset();
     ServerOptions o;
     o.listen = "127.0.0.1:0";
@@ -252,7 +252,7 @@ TEST_F(EventsTest, ASubscriberThatDoesNotReadNeverBlocksPuts) {
 
 TEST_F(EventsTest, EventsSayWhyABlockLeft) {
   StartServer(/*ring=*/100000, /*ram_bytes=*/4 * ChargeOf(kPayload),
-              /*disk_bytes=*/6 * ChargeOf(kPayload));
+              /*disk_bytes=*/6 * DiskChargeOf(kPayload));
   PutChain(12, 0);  // RAM demotes to disk; the disk evicts.
   ASSERT_TRUE(server_->store()->Erase(BlockId{kNs, TestKey(11)}));
   server_->store()->Flush(TierId::kDisk);
