@@ -209,7 +209,7 @@ if [ "$LIVE" = 1 ]; then
   [ -x "$SERVER" ] || { echo "trace_report: $SERVER missing (or LIVE=0)" >&2; exit 1; }
   {
     echo "Live: \`kvcache-server --ram-bytes=N*C --ram-shard-bits=0 --eviction=P\`, C = $BLOCK_BYTES + the"
-    echo "policy's \`block_overhead_bytes\` (320 + its own state per block), (plus"
+    echo "policy's \`block_overhead_bytes\` (160 + its own state per block), (plus"
     echo "\`--disk-path --disk-bytes --demotion-queue-bytes=0 --disk-dir-slack=1GiB\` for the tiered rows) and \`kvcache-bench trace --server=ADDR"
     echo "--trace=$TRACE --block-bytes=$BLOCK_BYTES --json\`, all $(wc -l <"$TRACE") requests back to back,"
     echo "one client; the simulated hit ratio of the same configuration beside it."

@@ -110,7 +110,8 @@ class StoreCollector final : public prometheus::Collectable {
     const FieldSpec<TierUsage> specs[] = {
         {"kvcache_tenant_blocks", "Blocks the tenant holds in the tier.",
          prometheus::MetricType::Gauge, &TierUsage::blocks},
-        {"kvcache_tenant_bytes", "Bytes charged to the tenant in the tier (payload + 320 B).",
+        {"kvcache_tenant_bytes",
+         "Bytes charged to the tenant in the tier (payload + 160 B in RAM, + 320 B on disk).",
          prometheus::MetricType::Gauge, &TierUsage::bytes},
         {"kvcache_tenant_quota_bytes", "The tenant's quota in the tier; 0: none.",
          prometheus::MetricType::Gauge, &TierUsage::quota_bytes},

@@ -23,7 +23,7 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "gRPC address, host:port; port 0 picks a free one (printed at start); a port in use "
           "is an error");
 ABSL_FLAG(std::string, ram_bytes, "512MiB",
-          "RAM tier capacity, never exceeded (e.g. 4MiB, 2GiB; payload + 320 B per block)");
+          "RAM tier capacity, never exceeded (e.g. 4MiB, 2GiB; payload + 160 B per block)");
 ABSL_FLAG(std::string, disk_path, "./kvcache-data",
           "RocksDB directory of the disk tier; empty runs RAM only");
 ABSL_FLAG(std::string, disk_bytes, "8GiB", "disk tier capacity; 0 runs RAM only");
