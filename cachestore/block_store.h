@@ -98,14 +98,14 @@ using BlockPtr = std::shared_ptr<const Block>;
 BlockPtr MakeBlock(const BlockId& id, std::optional<Key> parent, absl::string_view payload,
                    const BlockShape& shape = {});
 
-// Bytes a block costs a tier beyond its payload: its index entry, metadata and LRU state.
-// In the RAM tier a block is a 96-byte slot (key, parent, checksum, payload pointer, LRU
-// links, last access, an interned kind: ram_tier.cc), its table bucket (8 bytes at 3/8 to
-// 3/4 load, so 10.7-21.3) and its payload's holder count and size (8 bytes in the arena's
-// chunk table, or a heap buffer's header, with malloc's own 8 and rounding up to 15):
-// 115-125 bytes with the arena, up to 149 on the heap. Measured in docs/benchmarks.md,
-// "Index" (`kvcache-bench throughput --op=index-scale`); so capacities hold for small
-// blocks too.
+// Bytes a block costs the RAM tier beyond its payload: its index entry, metadata and LRU
+// state. A 64-byte slot (key, checksum, payload pointer, LRU links, last access, an interned
+// kind: ram_tier.cc), its parent key (32) and fingerprint (4) beside it, its table bucket
+// (8 bytes at 3/8 to 3/4 load, so 10.7-21.3) and its payload's holder count and size (8
+// bytes in the arena's chunk table; on the heap a header of 8 and malloc's own 8 and
+// rounding): 119-129 bytes with the arena, up to ~150 on the heap. Measured in
+// docs/benchmarks.md, "Index" (`kvcache-bench throughput --op=index-scale`); so capacities
+// hold for small blocks too.
 inline constexpr uint64_t kBlockOverheadBytes = 160;
 inline uint64_t ChargeOf(uint64_t payload_bytes) { return payload_bytes + kBlockOverheadBytes; }
 

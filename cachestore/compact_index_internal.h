@@ -6,7 +6,8 @@
 // the 64-byte id: a lookup compares tags and then verifies the full id against the entry (the
 // caller's `is_it`), so a tag shared by two blocks costs one more comparison and can never
 // return the wrong block. Buckets are 8 bytes (tag, slot) in one array with linear probing and
-// backward-shift deletion (no tombstones), at most 3/4 full.
+// backward-shift deletion (no tombstones), Robin Hood ordering (so a search for an absent
+// tag stops where it would have been), at most 3/4 full.
 //
 // The hash is keyed by a per-process secret seed, so clients cannot choose keys whose tags
 // collide (hash flooding); SetIndexTagMaskForTesting makes them collide on purpose.
@@ -130,9 +131,9 @@ class FingerprintTable {
   template <typename IsIt>
   uint32_t Find(uint32_t tag, IsIt is_it) const {
     if (size_ == 0) return kNoSlot;
-    for (size_t i = tag & mask_;; i = (i + 1) & mask_) {
+    for (size_t i = tag & mask_, dist = 0;; i = (i + 1) & mask_, ++dist) {
       const Bucket& b = buckets_[i];
-      if (b.empty()) return kNoSlot;
+      if (b.empty() || Distance(b, i) < dist) return kNoSlot;  // Past where `tag` would be.
       if (b.tag == tag && is_it(b.slot())) return b.slot();
     }
   }
@@ -158,9 +159,9 @@ class FingerprintTable {
   template <typename Fn>
   void ForEachCandidate(uint32_t tag, Fn fn) const {
     if (size_ == 0) return;
-    for (size_t i = tag & mask_;; i = (i + 1) & mask_) {
+    for (size_t i = tag & mask_, dist = 0;; i = (i + 1) & mask_, ++dist) {
       const Bucket& b = buckets_[i];
-      if (b.empty()) return;
+      if (b.empty() || Distance(b, i) < dist) return;
       if (b.tag == tag) fn(b.slot());
     }
   }
@@ -176,18 +177,18 @@ class FingerprintTable {
   bool Erase(uint32_t tag, uint32_t slot) {
     if (size_ == 0) return false;
     size_t i = tag & mask_;
-    for (;; i = (i + 1) & mask_) {
-      if (buckets_[i].empty()) return false;
-      if (buckets_[i].slot() == slot) break;
+    for (size_t dist = 0;; i = (i + 1) & mask_, ++dist) {
+      const Bucket& b = buckets_[i];
+      if (b.empty() || Distance(b, i) < dist) return false;
+      if (b.slot() == slot) break;
     }
-    // Backward shift: pull later buckets of the run into the hole where their home allows.
+    // Backward shift: every later bucket of the run that is not in its home moves back one,
+    // which keeps the runs ordered as Robin Hood needs.
     size_t hole = i;
-    for (size_t j = (i + 1) & mask_; !buckets_[j].empty(); j = (j + 1) & mask_) {
-      const size_t home = buckets_[j].tag & mask_;
-      if (((j - home) & mask_) >= ((j - hole) & mask_)) {
-        buckets_[hole] = buckets_[j];
-        hole = j;
-      }
+    for (size_t j = (i + 1) & mask_; !buckets_[j].empty() && Distance(buckets_[j], j) > 0;
+         j = (j + 1) & mask_) {
+      buckets_[hole] = buckets_[j];
+      hole = j;
     }
     buckets_[hole] = Bucket{};
     --size_;
@@ -214,10 +215,24 @@ class FingerprintTable {
     uint32_t slot() const { return slot_plus_1 - 1; }
   };
 
+  // How far bucket `i`, holding `b`, is from its home.
+  size_t Distance(const Bucket& b, size_t i) const { return (i - (b.tag & mask_)) & mask_; }
+
+  // Robin Hood: an entry displaces one nearer its home than it is, so every run stays
+  // ordered by home and a search stops where its tag would have been.
   void Place(uint32_t tag, uint32_t slot) {
-    size_t i = tag & mask_;
-    while (!buckets_[i].empty()) i = (i + 1) & mask_;
-    buckets_[i] = Bucket{tag, slot + 1};
+    Bucket cur{tag, slot + 1};
+    for (size_t i = tag & mask_, dist = 0;; i = (i + 1) & mask_, ++dist) {
+      Bucket& b = buckets_[i];
+      if (b.empty()) {
+        b = cur;
+        return;
+      }
+      if (const size_t d = Distance(b, i); d < dist) {
+        std::swap(b, cur);
+        dist = d;
+      }
+    }
   }
 
   void Resize(size_t buckets) {
@@ -244,7 +259,7 @@ class FingerprintTable {
   std::atomic<size_t> hint_mask_{0};
 };
 
-// Entries by 32-bit slot number, in chunks of 65536 that never move. Freed slots are reused
+// Entries by 32-bit slot number, in chunks that never move. Freed slots are reused
 // (last freed first). Entry must be default-constructible; Free resets a slot to Entry{}.
 //
 // Each chunk is its own anonymous mapping, touched only as far as slots are used, and advised
@@ -255,7 +270,10 @@ class FingerprintTable {
 template <typename Entry>
 class SlotArena {
  public:
-  static constexpr uint32_t kChunkBits = 16;
+  // 65536 slots a chunk, or as many as fill one 2 MiB page when entries are smaller than 32
+  // bytes (a chunk is mapped in whole huge pages).
+  static constexpr uint32_t kChunkBits = sizeof(Entry) >= 32 ? 16 : sizeof(Entry) >= 16 ? 17
+                                         : sizeof(Entry) >= 8 ? 18 : sizeof(Entry) >= 4 ? 19 : 20;
   static constexpr uint32_t kChunkSlots = 1u << kChunkBits;
 
   SlotArena() = default;

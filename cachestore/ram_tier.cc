@@ -10,20 +10,27 @@
 // A stored block is not kept as a Block object: its slot (compact_index_internal.h) holds
 // everything the tier knows of it in 64 bytes, one cache line (the key, a "kind", the last
 // access in whole seconds, the payload's pointer, two 32-bit LRU links, the checksum), plus
-// its parent key in a parallel array (32 bytes, read by Get, not by lookups), and an
-// 8-byte bucket of an open-addressing table (32 bits of the keyed IndexHash; the slot) at
-// most 3/4 full maps the id to it. The kind (namespace, shape and the payload's source, a
-// handful per shard) is interned per shard, so the 32-byte namespace and 24-byte shape are
-// not repeated in every slot. The payload is the buffer the block was Put with, shared (its
-// source counts holders: cachestore/payload.h), never copied: 8 bytes of holder count and
-// size sit in the arena's chunk table (or the heap buffer's header). So a block costs the
-// tier 96 + 8 + 10.7-21.3 = 115-125 bytes beyond its payload's own allocation
-// (docs/benchmarks.md, "Index"). A Get builds a new Block from the slot (its payload
-// another holder of the stored bytes): the bytes stay valid while it is held, even if the
-// block is evicted meanwhile. With "lru" (the tiers' default) the recency list is threaded
-// through the slots; any other policy is called as EvictionPolicy says and keeps its own
-// state (its ExtraBytesPerBlock). Every lookup compares the full id: the tag, then the key in
-// the slot and the namespace of its kind.
+// two parallel arrays under the same slot number: the parent key (32 bytes, read by Get) and
+// the high 32 bits of the keyed IndexHash (4 bytes, read by Lookup). An 8-byte bucket of an
+// open-addressing table (the hash's low 32 bits, the tag; the slot) at most 3/4 full maps the
+// id to it. The kind (namespace, shape and the payload's source, a handful per shard) is
+// interned per shard, so the 32-byte namespace and 24-byte shape are not repeated in every
+// slot. The payload is the buffer the block was Put with, shared (its source counts holders:
+// cachestore/payload.h), never copied: 8 bytes of holder count and size sit in the arena's
+// chunk table (or the heap buffer's header). So a block costs the tier 64 + 32 + 4 + 8 +
+// 10.7-21.3 = 119-129 bytes beyond its payload's own allocation (docs/benchmarks.md,
+// "Index"). A Get builds a new Block from the slot (its payload another holder of the stored
+// bytes): the bytes stay valid while it is held, even if the block is evicted meanwhile.
+// With "lru" (the tiers' default) the recency list is threaded through the slots; any other
+// policy is called as EvictionPolicy says and keeps its own state (its ExtraBytesPerBlock).
+//
+// Get, Put, Inspect and the rest compare the full id on a tag match (the slot's key and its
+// kind's namespace). A Lookup's ContainsEach answers from the fingerprint alone (the tag and
+// the high bits: 64 bits of a hash keyed with a per-process secret, of which at least 54
+// differ between blocks of one shard), reading 4 bytes a key instead of a 64-byte slot
+// (30% more Lookups a second at 100k blocks): a false "present" has odds of about
+// blocks / 2^54 per key (one in 10^9 at 10M blocks) and costs what a block evicted between
+// Lookup and Get costs, a miss on the Get that follows, which does check the id.
 
 #include <algorithm>
 #include <cstring>
@@ -123,6 +130,9 @@ class Kinds {
   absl::flat_hash_map<KindKey, uint32_t> ids_;
 };
 
+// The high 32 bits of a block's IndexHash (its table tag is the low ones).
+uint32_t HighBits(uint64_t hash) { return static_cast<uint32_t>(hash >> 32); }
+
 // Cache-line aligned so that two shards' locks never share a line.
 struct alignas(64) Shard {
   mutable absl::Mutex mu;
@@ -131,6 +141,9 @@ struct alignas(64) Shard {
   // Each slot's parent key (when its kind has kHasParent): allocated and freed with `slots`,
   // so a slot has the same number in both.
   internal::SlotArena<Key> parents ABSL_GUARDED_BY(mu);
+  // Each slot's HighBits of its IndexHash (the table's tag holds the low ones): what a
+  // Lookup compares, 4 bytes a block instead of the slot's 64 (allocated with `slots` too).
+  internal::SlotArena<uint32_t> highs ABSL_GUARDED_BY(mu);
   Kinds kinds ABSL_GUARDED_BY(mu);
   internal::IntrusiveLru<Entry> lru ABSL_GUARDED_BY(mu);  // When policy is null.
   std::unique_ptr<EvictionPolicy> policy ABSL_GUARDED_BY(mu);  // Null: intrusive LRU.
@@ -212,7 +225,10 @@ class RamTier final : public BlockStore {
       }
       if (listener_ != nullptr) Report(victims, *block);
       const uint32_t slot = shard.slots.Allocate();
-      shard.parents.Allocate();  // The same number: the two are allocated and freed together.
+      // The same number in each: the three are allocated and freed together.
+      shard.parents.Allocate();
+      shard.highs.Allocate();
+      shard.highs[slot] = HighBits(hash);
       Entry& e = shard.slots[slot];
       PayloadSource* source = shared.source();
       e.data = shared.Leak();
@@ -272,13 +288,15 @@ class RamTier final : public BlockStore {
 
   // In three passes, so that the memory misses of all the keys overlap instead of following
   // one another (a shard holds only a few keys of a chain): every key's bucket is prefetched
-  // without locks, then each shard's lock is taken once to prefetch its keys' candidate
-  // slots, and once more to compare them with the keys.
+  // without locks, then each shard's lock is taken once to prefetch its keys' candidates'
+  // high bits, and once more to compare them. Answered from the 64-bit fingerprint (the
+  // table's tag and `highs`) without reading the slots: see the top of this file.
   void ContainsEach(const Key& ns, absl::Span<const Key> keys, bool* found) const override {
     struct Probe {
       uint32_t shard;
       uint32_t index;
       uint32_t tag;
+      uint32_t high;
     };
     absl::InlinedVector<Probe, 64> in_order(keys.size());
     absl::InlinedVector<uint32_t, 17> start(shards_.size() + 1, 0);
@@ -286,7 +304,7 @@ class RamTier final : public BlockStore {
       const uint64_t hash = IndexHash(BlockId{ns, keys[i]});
       Probe& p = in_order[i];
       p = Probe{static_cast<uint32_t>(IndexShard(hash, shards_.size())), static_cast<uint32_t>(i),
-                internal::IndexTag(hash)};
+                internal::IndexTag(hash), HighBits(hash)};
       // Reads only the table's published hint (atomics): no lock needed.
       ABSL_TS_UNCHECKED_READ(shards_[p.shard].table).PrefetchUnlocked(p.tag);
       ++start[p.shard + 1];
@@ -307,17 +325,21 @@ class RamTier final : public BlockStore {
     by_shard([&](const Shard& shard, size_t begin, size_t end) {
       absl::MutexLock lock(&shard.mu);
       const internal::FingerprintTable* table = &shard.table;
-      const internal::SlotArena<Entry>* slots = &shard.slots;
+      const internal::SlotArena<uint32_t>* highs = &shard.highs;
       for (size_t p = begin; p < end; ++p) {
         table->ForEachCandidate(probes[p].tag,
-                                [&](uint32_t slot) { __builtin_prefetch(&(*slots)[slot]); });
+                                [&](uint32_t slot) { __builtin_prefetch(&(*highs)[slot]); });
       }
     });
     by_shard([&](const Shard& shard, size_t begin, size_t end) {
       absl::MutexLock lock(&shard.mu);
+      const internal::FingerprintTable* table = &shard.table;
+      const internal::SlotArena<uint32_t>* highs = &shard.highs;
       for (size_t p = begin; p < end; ++p) {
+        const uint32_t high = probes[p].high;
         found[probes[p].index] =
-            FindLocked(shard, probes[p].tag, ns, keys[probes[p].index]) != kNoSlot;
+            table->Find(probes[p].tag, [&](uint32_t slot) { return (*highs)[slot] == high; }) !=
+            kNoSlot;
       }
     });
   }
@@ -381,6 +403,7 @@ class RamTier final : public BlockStore {
       shard.table.Clear();
       shard.slots.Clear();
       shard.parents.Clear();
+      shard.highs.Clear();
       shard.lru.Clear();
     }
     if (listener_ != nullptr) listener_->OnCleared(TierId::kRam);
@@ -481,6 +504,7 @@ class RamTier final : public BlockStore {
     shard.kinds.Release(e.kind & ~kHasParent);
     shard.slots.Free(slot);
     shard.parents.Free(slot);
+    shard.highs.Free(slot);
     return t;
   }
 

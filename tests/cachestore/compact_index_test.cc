@@ -1,6 +1,6 @@
 // The compact index's open-addressing table, against a plain map as the model: tags drawn
 // from a tiny range so that runs are long, wrap around the table's end and share tags, which
-// is where linear probing's backward-shift deletion can go wrong.
+// is where linear probing's backward-shift deletion and Robin Hood's early stop can go wrong.
 
 #include <cstdint>
 #include <map>
@@ -22,8 +22,11 @@ TEST(FingerprintTableTest, FindsEveryEntryThroughCollidingTags) {
   for (int step = 0; step < 20000; ++step) {
     const bool insert = model.size() < 50 || (rng() % 3 != 0 && model.size() < 3000);
     if (insert) {
-      // Tags near the top of the range too, so that runs wrap to bucket 0.
-      const uint32_t tag = static_cast<uint32_t>(rng() % 8) | (rng() % 2 ? 0xfffffff8u : 0);
+      // Tags near the top of the range too, so that runs wrap to bucket 0; and a third of
+      // them spread wider, so that Robin Hood displaces entries of many distances.
+      const uint32_t tag = rng() % 3 == 0 ? static_cast<uint32_t>(rng() % 4096)
+                                          : static_cast<uint32_t>(rng() % 8) |
+                                                (rng() % 2 ? 0xfffffff8u : 0);
       table.Insert(tag, next_slot);
       model[next_slot++] = tag;
     } else {
