@@ -196,7 +196,7 @@ class Region final : public PayloadSource {
     return s.chunks[static_cast<size_t>(p - s.first) / s.cls];
   }
 
-  // Hands out the chunk at `p` of class `cls` with one holder.
+  // Records the chunk at `p` as handed out for `size` bytes, with one holder.
   void HandOutLocked(char* p, size_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Chunk& c = ChunkOf(p);
     c.size = static_cast<uint32_t>(size);
