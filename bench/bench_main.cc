@@ -28,7 +28,7 @@ constexpr Command kCommands[] = {
      &kvcache::TraceCommand, &kvcache::kTraceFlags},
     {"throughput", "Get/Put GB/s and latency vs Redis, memcached, raw TCP; lookup; index cost",
      &kvcache::bench::RunThroughput, &kvcache::bench::kThroughputFlags},
-    {"memory", "what writing into memory costs: first touch, at once, after an idle time",
+    {"memory", "what memory costs: writing (first touch, at once, after an idle time), random reads",
      &kvcache::MemoryCommand, &kvcache::kMemoryFlags},
 };
 

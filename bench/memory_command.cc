@@ -3,10 +3,19 @@
 // touch after --idle without one (docs/benchmarks.md, "Put into an empty vs a full RAM
 // tier"). One byte is written per 4 KiB page, so the figures are the cost of making a page
 // writable, not of moving bytes.
+//
+// Then what reading one random cache line of --memory-bytes costs, as an index of that size
+// does (docs/benchmarks.md, "Index cost per block"): each read waiting on the one before (a
+// pointer chase: the latency a lookup's chain of misses pays per step) and reads that do not
+// wait on one another (what overlapped misses cost each). Huge pages are advised, as for
+// the RAM tier's index.
 
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -29,6 +38,46 @@ constexpr size_t kPage = 4096;
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "kvcache-bench memory: %s\n", std::string(s.message()).c_str());
   return 2;
+}
+
+// Prints what a random read of one 64-byte line of `bytes` costs: dependent and independent.
+void RandomReads(size_t bytes) {
+  constexpr size_t kLine = 64, kHuge = size_t{2} << 20;
+  const size_t lines = bytes / kLine;
+  if (lines < 2 || lines > UINT32_MAX) return;
+  void* mapped = ::mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) return;
+  char* base = reinterpret_cast<char*>(
+      (reinterpret_cast<uintptr_t>(mapped) + kHuge - 1) & ~uintptr_t{kHuge - 1});
+  ::madvise(base, bytes, MADV_HUGEPAGE);  // Advice only, as the index's.
+  // One cycle through every line in random order (Sattolo): each line holds the next's offset.
+  std::vector<uint32_t> order(lines);
+  for (size_t i = 0; i < lines; ++i) order[i] = static_cast<uint32_t>(i);
+  std::mt19937_64 rng(42);
+  for (size_t i = lines - 1; i > 0; --i) {
+    std::swap(order[i], order[std::uniform_int_distribution<size_t>(0, i - 1)(rng)]);
+  }
+  for (size_t i = 0; i < lines; ++i) {
+    *reinterpret_cast<uint64_t*>(base + size_t{order[i]} * kLine) =
+        size_t{order[(i + 1) % lines]} * kLine;
+  }
+  const size_t reads = std::min<size_t>(lines, 4u << 20);
+  uint64_t at = 0, sum = 0;
+  absl::Time start = absl::Now();
+  for (size_t i = 0; i < reads; ++i) at = *reinterpret_cast<volatile uint64_t*>(base + at);
+  const double dependent = absl::ToDoubleSeconds(absl::Now() - start) / reads * 1e9;
+  // The same lines, in the cycle's order but each address known in advance.
+  start = absl::Now();
+  for (size_t i = 0; i < reads; ++i) {
+    sum += *reinterpret_cast<volatile uint64_t*>(base + size_t{order[i]} * kLine);
+  }
+  const double independent = absl::ToDoubleSeconds(absl::Now() - start) / reads * 1e9;
+  std::printf("%-28s %8.1f ns a read (%s of random 64-byte lines)\n", "random read, dependent",
+              dependent, FormatBytes(bytes).c_str());
+  std::printf("%-28s %8.1f ns a read%s\n", "random reads, independent", independent,
+              (at + sum) == 1 ? " " : "");  // Uses the values, so the reads stay.
+  ::munmap(mapped, bytes + kHuge);
 }
 
 }  // namespace
@@ -64,6 +113,7 @@ int MemoryCommand(int argc, char** argv) {
   pass(("after " + absl::FormatDuration(idle) + " untouched").c_str(), 3);
   pass("again at once", 4);
   ::munmap(mapped, n);
+  RandomReads(n);
   return 0;
 }
 

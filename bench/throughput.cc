@@ -64,6 +64,9 @@ ABSL_FLAG(std::string, key_pattern, "random",
 ABSL_FLAG(bool, ram_arena, true,
           "index-scale: payloads in the RAM tier's arena, as the server's --ram-arena (false: "
           "on the heap)");
+ABSL_FLAG(bool, served, false,
+          "index-scale: also measure Get and Lookup through a kvcache server in this process "
+          "(loopback), --clients CacheClients");
 ABSL_FLAG(int, server_pid, 0, "the server's pid, to report its CPU seconds; 0: not reported");
 ABSL_FLAG(int, verify_every, 32, "get: check every Nth value in full (all: the first 8 bytes)");
 ABSL_FLAG(std::string, fill_bytes, "1GiB", "fill: bytes of fresh values to write");
@@ -657,7 +660,7 @@ const FlagScope kThroughputFlags = {
     "         [--value-bytes=1MiB --clients=4]  (writes fresh keys: brings a store to its\n"
     "         memory limit, so that later puts measure a full cache that evicts)\n"
     "       kvcache-bench throughput --op=index-scale --blocks=N [--value-bytes=64] [--eviction=lru]\n"
-    "         [--ram-arena=false] [--json]\n"
+    "         [--ram-arena=false] [--served] [--json]\n"
     "       kvcache-bench throughput --serve-rawtcp [--listen=127.0.0.1:0]\n",
     "bench/throughput.cc", "json,eviction,tls_ca,tls_cert,tls_key,tls_server_name,token_file"};
 
@@ -708,6 +711,7 @@ int RunThroughput(int argc, char** argv) {
       io.colliding_keys = o.key_pattern == "colliding";
       io.eviction = absl::GetFlag(FLAGS_eviction);
       io.arena = absl::GetFlag(FLAGS_ram_arena);
+      io.served = absl::GetFlag(FLAGS_served);
       return RunIndexScale(io, o.json);
     }
   }

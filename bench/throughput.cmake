@@ -15,7 +15,7 @@ if(NOT TARGET kvcache_bench_throughput)
   target_compile_options(kvcache_bench_throughput PRIVATE -O2)
   target_link_libraries(kvcache_bench_throughput
     PUBLIC kvcache_bench_flags kvcache_tls
-    PRIVATE kvcache_tls_client_flags kvcache_progress kvcache_bench_latency kvcache_client kvcache_cachestore kvcache_common
+    PRIVATE kvcache_tls_client_flags kvcache_progress kvcache_bench_latency kvcache_client kvcache_server kvcache_cachestore kvcache_common
             PkgConfig::HIREDIS PkgConfig::LIBMEMCACHED
             absl::status absl::statusor absl::strings absl::str_format absl::time
             absl::synchronization absl::flags nlohmann_json::nlohmann_json Threads::Threads)

@@ -17,7 +17,9 @@
 #include "cachestore/arena.h"
 #include "cachestore/block_store.h"
 #include "cachestore/eviction_policy.h"
+#include "client/cache_client.h"
 #include "nlohmann/json.hpp"
+#include "services/cache_server.h"
 
 namespace kvcache {
 namespace bench {
@@ -88,20 +90,39 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
   const uint64_t charge = ChargeOf(o.value_bytes) + EvictionPolicyExtraBytes(o.eviction);
   so.ram.capacity_bytes = o.blocks * charge * 11 / 10 + (64ull << 20);
   so.ram.arena = o.arena;
-  absl::StatusOr<std::unique_ptr<TieredStore>> store = NewTieredStore(so);
-  if (!store.ok()) {
-    std::cerr << "kvcache-bench throughput: " << store.status().message() << std::endl;
-    return 1;
+  // The store: the bench's own, or (--served) the one a kvcache server in this process
+  // opens and serves.
+  std::unique_ptr<TieredStore> own;
+  std::unique_ptr<CacheServer> server;
+  if (o.served) {
+    ServerOptions serving;
+    serving.listen = "127.0.0.1:0";
+    serving.data_listen = "127.0.0.1:0";
+    serving.store = so;
+    absl::StatusOr<std::unique_ptr<CacheServer>> started = StartCacheServer(serving);
+    if (!started.ok()) {
+      std::cerr << "kvcache-bench throughput: " << started.status().message() << std::endl;
+      return 1;
+    }
+    server = *std::move(started);
+  } else {
+    absl::StatusOr<std::unique_ptr<TieredStore>> opened = NewTieredStore(so);
+    if (!opened.ok()) {
+      std::cerr << "kvcache-bench throughput: " << opened.status().message() << std::endl;
+      return 1;
+    }
+    own = *std::move(opened);
   }
+  TieredStore* const store = server != nullptr ? server->store() : own.get();
   // The region is resident before the first reading, as in a server warmed up.
-  while ((*store)->arena() != nullptr &&
-         (*store)->arena()->Stats().prefaulted_bytes < (*store)->arena()->Stats().capacity_bytes) {
+  while (store->arena() != nullptr &&
+         store->arena()->Stats().prefaulted_bytes < store->arena()->Stats().capacity_bytes) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   // The innocent client: one stored block of its own, looked up throughout the fill.
   const Key other_ns = KeyOf(0x6f74);
   const Key other_key = KeyOf(0x6f7468);
-  if (!(*store)->Put(MakeBlock(BlockId{other_ns, other_key}, std::nullopt, payload)).ok()) {
+  if (!store->Put(MakeBlock(BlockId{other_ns, other_key}, std::nullopt, payload)).ok()) {
     std::cerr << "kvcache-bench throughput: Put of the probe block failed" << std::endl;
     return 1;
   }
@@ -114,7 +135,7 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
   std::thread prober([&] {
     while (filling.load(std::memory_order_relaxed)) {
       const Clock::time_point t0 = Clock::now();
-      if ((*store)->Lookup(other_ns, absl::MakeConstSpan(&other_key, 1)).num_present != 1) {
+      if (store->Lookup(other_ns, absl::MakeConstSpan(&other_key, 1)).num_present != 1) {
         ++misses_during_fill;
       }
       probe_us[probes++ % kMaxProbes] = Seconds(Clock::now() - t0) * 1e6;
@@ -124,7 +145,7 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
   const Clock::time_point put_start = Clock::now();
   for (uint64_t i = 0; i < o.blocks; ++i) {
     absl::StatusOr<PutOutcome> r =
-        (*store)->Put(MakeBlock(BlockId{ns, keys[i]}, std::nullopt, payload));
+        store->Put(MakeBlock(BlockId{ns, keys[i]}, std::nullopt, payload));
     if (!r.ok() || *r != PutOutcome::kStored) {
       std::cerr << "kvcache-bench throughput: Put of block " << i << " failed" << std::endl;
       return 1;
@@ -141,7 +162,7 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
   };
   const double probe_p50 = quantile(0.5), probe_p99 = quantile(0.99);
   const uint64_t rss_after = ResidentBytes();
-  const StoreStats stats = (*store)->GetStoreStats();
+  const StoreStats stats = store->GetStoreStats();
   if (stats.ram.blocks != o.blocks + 1) {
     std::cerr << "kvcache-bench throughput: the RAM tier holds " << stats.ram.blocks << " of "
               << o.blocks + 1 << " blocks" << std::endl;
@@ -156,7 +177,7 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
     const uint64_t i = Mix(n * 64 + static_cast<uint64_t>(t)) % o.blocks;
     Key key = KeyOf(i + 1);
     if (o.colliding_keys) std::memset(key.bytes.data(), 0xc5, 16);
-    if (!(*store)->Get(BlockId{ns, key}).ok()) ++misses;
+    if (!store->Get(BlockId{ns, key}).ok()) ++misses;
   });
   constexpr size_t kChain = 64;
   std::vector<std::array<Key, kChain>> chains(static_cast<size_t>(o.clients));  // Per thread.
@@ -167,17 +188,56 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
       chain[k] = KeyOf(i + k + 1);
       if (o.colliding_keys) std::memset(chain[k].bytes.data(), 0xc5, 16);
     }
-    if ((*store)->Lookup(ns, chain).num_present != kChain) ++misses;
+    if (store->Lookup(ns, chain).num_present != kChain) ++misses;
   });
+
+  // As a client sees them: the same reads through CacheClients over loopback, one each.
+  double served_get_per_s = 0, served_lookup_per_s = 0;
+  if (server != nullptr) {
+    std::vector<std::unique_ptr<CacheClient>> clients;
+    for (int t = 0; t < o.clients; ++t) {
+      CacheClientOptions co;
+      co.target = server->address();
+      absl::StatusOr<std::unique_ptr<CacheClient>> c = NewCacheClient(co);
+      if (!c.ok()) {
+        std::cerr << "kvcache-bench throughput: " << c.status().message() << std::endl;
+        return 1;
+      }
+      // Connected (channel, data connection) before the clock starts.
+      if (!(*c)->Get(ns, absl::MakeConstSpan(&keys[0], 1)).ok()) {
+        std::cerr << "kvcache-bench throughput: a served Get failed" << std::endl;
+        return 1;
+      }
+      clients.push_back(*std::move(c));
+    }
+    served_get_per_s = Rate(o.clients, o.seconds, [&](int t, uint64_t n) {
+      const uint64_t i = Mix(n * 64 + static_cast<uint64_t>(t)) % o.blocks;
+      Key key = KeyOf(i + 1);
+      if (o.colliding_keys) std::memset(key.bytes.data(), 0xc5, 16);
+      absl::StatusOr<std::vector<CacheBlock>> got =
+          clients[static_cast<size_t>(t)]->Get(ns, absl::MakeConstSpan(&key, 1));
+      if (!got.ok() || got->size() != 1) ++misses;
+    });
+    served_lookup_per_s = Rate(o.clients, o.seconds, [&](int t, uint64_t n) {
+      const uint64_t i = Mix(n * 64 + static_cast<uint64_t>(t) + 1) % (o.blocks - kChain + 1);
+      std::array<Key, kChain>& chain = chains[static_cast<size_t>(t)];
+      for (size_t k = 0; k < kChain; ++k) {
+        chain[k] = KeyOf(i + k + 1);
+        if (o.colliding_keys) std::memset(chain[k].bytes.data(), 0xc5, 16);
+      }
+      absl::StatusOr<CacheLookup> l = clients[static_cast<size_t>(t)]->Lookup(ns, chain);
+      if (!l.ok() || l->num_present != kChain) ++misses;
+    });
+  }
 
   const double per_block = (static_cast<double>(rss_after) - static_cast<double>(rss_before)) /
                            static_cast<double>(o.blocks);
-  const ArenaStats arena = (*store)->arena() != nullptr ? (*store)->arena()->Stats() : ArenaStats{};
-  const bool in_arena = arena.heap_takes == 0 && (*store)->arena() != nullptr;
+  const ArenaStats arena = store->arena() != nullptr ? store->arena()->Stats() : ArenaStats{};
+  const bool in_arena = arena.heap_takes == 0 && store->arena() != nullptr;
   // In the arena the payloads were resident before the first reading.
   const double index_per_block = per_block - (in_arena ? 0.0 : static_cast<double>(o.value_bytes));
   if (json) {
-    const nlohmann::ordered_json j = {{"op", "index-scale"},
+    nlohmann::ordered_json j = {{"op", "index-scale"},
                                       {"blocks", o.blocks},
                                       {"value_bytes", o.value_bytes},
                                       {"clients", o.clients},
@@ -198,6 +258,10 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
                                       {"lookup64_per_s", lookup_per_s},
                                       {"lookup_keys_per_s", lookup_per_s * kChain},
                                       {"misses", misses.load()}};
+    if (server != nullptr) {
+      j["served_get_ops_per_s"] = served_get_per_s;
+      j["served_lookup64_per_s"] = served_lookup_per_s;
+    }
     std::cout << j.dump() << std::endl;
   } else {
     std::cout << absl::StrFormat(
@@ -209,7 +273,13 @@ int RunIndexScale(const IndexScaleOptions& o, bool json) {
                      o.eviction, in_arena ? ", arena" : "", per_block, index_per_block, charge - o.value_bytes, o.blocks / put_s, put_s,
                      get_per_s, lookup_per_s, o.clients, probe_p50, probe_p99)
               << std::endl;
+    if (server != nullptr) {
+      std::cout << absl::StrFormat("served (%d clients over loopback): get %.0f/s, 64-key lookup %.0f/s",
+                                   o.clients, served_get_per_s, served_lookup_per_s)
+                << std::endl;
+    }
   }
+  if (server != nullptr) server->Shutdown(absl::ZeroDuration());
   return misses.load() == 0 ? 0 : 1;
 }
 

@@ -39,6 +39,10 @@ struct IndexScaleOptions {
   // Payloads in the RAM tier's arena (RamTierOptions::arena), as the server's default.
   // Default: true.
   bool arena = true;
+  // Also measure Get and Lookup as a client sees them: the store is served by a real
+  // kvcache server in this process (loopback gRPC and data channel, the same-host path),
+  // and `clients` CacheClients read it after the in-process phases. Default: false.
+  bool served = false;
 };
 
 // Runs the measurement and prints one JSON object (json) or a line for people. Returns the

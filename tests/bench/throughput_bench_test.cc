@@ -124,6 +124,17 @@ TEST(ThroughputBench, IndexScaleKeepsEveryBlock) {
   EXPECT_GT(j["bytes_per_block"].get<double>(), 0.0);
 }
 
+TEST(ThroughputBench, IndexScaleServedReadsEveryBlockThroughAServer) {
+  nlohmann::json j = Bench({"--op=index-scale", "--blocks=2000", "--seconds=0.1", "--served",
+                            "--clients=2"});
+  EXPECT_EQ(j["misses"], 0);  // Every served Get returned its block, every Lookup all 64.
+  EXPECT_GT(j["served_get_ops_per_s"].get<double>(), 0.0);
+  EXPECT_GT(j["served_lookup64_per_s"].get<double>(), 0.0);
+  // Not served: no served figures.
+  EXPECT_FALSE(Bench({"--op=index-scale", "--blocks=2000", "--seconds=0.05"})
+                   .contains("served_get_ops_per_s"));
+}
+
 TEST(ThroughputBench, IndexScaleRunsTheChosenPolicy) {
   nlohmann::json j = Bench(
       {"--op=index-scale", "--blocks=2000", "--seconds=0.05", "--eviction=reuse-density"});
@@ -137,6 +148,16 @@ TEST(ThroughputBench, IndexScaleRunsTheChosenPolicy) {
       {Bin("kvcache-bench"), "throughput", "--op=index-scale", "--blocks=10", "--eviction=nope"});
   EXPECT_NE(bad.exit_status, 0);
   EXPECT_NE(bad.output.find("unknown eviction policy 'nope'"), std::string::npos) << bad.output;
+}
+
+TEST(MemoryBench, ReportsWritesAndRandomReads) {
+  const testing::CommandResult r =
+      testing::Run({Bin("kvcache-bench"), "memory", "--memory-bytes=1MiB", "--idle=0s"});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  for (const char* line : {"first touch", "again at once", "random read, dependent",
+                           "random reads, independent", "1.0 MiB of random 64-byte lines"}) {
+    EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
+  }
 }
 
 TEST(ThroughputBench, RejectsUnknownFlags) {
