@@ -130,6 +130,7 @@ TEST(ThroughputBench, IndexScaleServedReadsEveryBlockThroughAServer) {
   EXPECT_EQ(j["misses"], 0);  // Every served Get returned its block, every Lookup all 64.
   EXPECT_GT(j["served_get_ops_per_s"].get<double>(), 0.0);
   EXPECT_GT(j["served_lookup64_per_s"].get<double>(), 0.0);
+  EXPECT_GT(j["served_local_path_calls"].get<uint64_t>(), 0u);  // As a worker on the node.
   // Not served: no served figures.
   EXPECT_FALSE(Bench({"--op=index-scale", "--blocks=2000", "--seconds=0.05"})
                    .contains("served_get_ops_per_s"));
