@@ -175,7 +175,9 @@ TEST_P(BlockStoreTest, NeverExceedsCapacityAndEvictsByPolicy) {
   // The tiered store keeps victims on disk.
   if (kind() != Kind::kTiered && kind() != Kind::kTieredArena) {
     // LRU's victim is the least recently used; other policies choose their own.
-    if (policy() == "lru") EXPECT_FALSE(store->Contains(Id(1)));
+    if (policy() == "lru") {
+      EXPECT_FALSE(store->Contains(Id(1)));
+    }
     EXPECT_EQ(store->Stats().evictions, 5u);
   }
 }
